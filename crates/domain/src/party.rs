@@ -32,7 +32,7 @@ impl VatNumber {
 }
 
 /// A postal address; for Saudi addresses, the "national address" fields ZATCA requires.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     #[serde(default)]
     pub street: String,
@@ -54,6 +54,20 @@ pub struct Address {
 
 fn default_country() -> String {
     "SA".to_owned()
+}
+
+impl Default for Address {
+    fn default() -> Self {
+        Address {
+            street: String::new(),
+            building_number: String::new(),
+            additional_number: String::new(),
+            district: String::new(),
+            city: String::new(),
+            postal_code: String::new(),
+            country: default_country(),
+        }
+    }
 }
 
 impl Address {

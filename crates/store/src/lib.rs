@@ -1,0 +1,59 @@
+//! Daftar's local store: every invoice, customer and item as an Automerge document, with its
+//! whole change history, in one SQLCipher database; plus index tables for fast lists and search.
+//!
+//! # Invariants
+//! - **Encrypted at rest as a whole.** SQLCipher encrypts every page of the database and its
+//!   WAL; temporary tables stay in memory. The key is 256 random bits from the OS keyring or a
+//!   passphrase key file ([`daftar_keys`]).
+//! - **Documents are the truth; tables are views.** `changes` and `snapshots` hold the Automerge
+//!   documents. `invoice_index`, `invoice_search`, `customer_index` and `item_index` are derived
+//!   from them and [`Store::rebuild_index`] recreates them; [`Store::verify`] checks them.
+//! - **A write is one transaction.** Loading the latest document, applying the edit, storing the
+//!   new change rows, allocating an invoice number and updating the index happen inside one
+//!   `BEGIN IMMEDIATE … COMMIT` with `synchronous = FULL`: acknowledged writes survive `kill -9`
+//!   and power loss, and a refused edit leaves nothing behind.
+//! - **Nothing is lost by deleting.** Deletion is a tombstone field; restore clears it; every
+//!   version stays in history and can be shown, diffed and restored as a new change. Only a
+//!   deleted draft can be purged, explicitly, and the purge is recorded.
+//! - **Compaction loses nothing.** A document's change rows are replaced by one snapshot (the
+//!   full history, saved by Automerge) in a single transaction.
+
+mod customers;
+mod database;
+mod document;
+mod error;
+mod history;
+mod invoices;
+mod maintenance;
+mod records;
+mod schema;
+mod search;
+mod store;
+
+use chrono::{DateTime, Utc};
+
+pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
+pub use database::{KEY_FILE, KeyLocation};
+pub use error::{Result, StoreError};
+pub use history::FieldChange;
+pub use invoices::{DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice};
+pub use maintenance::{CompactReport, ExportReport, VerifyReport};
+pub use records::{DeviceEntry, DocKind, Record, WorkspaceSettings};
+pub use schema::SCHEMA_VERSION;
+pub use store::{InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
+
+/// Where the store gets the time. Passed in so tests can fix it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock, truncated to milliseconds (the precision history keeps).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
+        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    }
+}

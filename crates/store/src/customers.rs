@@ -1,0 +1,144 @@
+//! Customers and catalogue items: the same list / edit / trash patterns as invoices.
+
+use daftar_domain::{Customer, CustomerId, Item, ItemId};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::records::DocKind;
+use crate::store::Store;
+
+/// A customer row in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerSummary {
+    pub id: String,
+    pub name: String,
+    pub vat_number: Option<String>,
+    pub email: String,
+    pub phone: String,
+    pub city: String,
+    pub deleted: bool,
+}
+
+/// An item row in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemSummary {
+    pub id: String,
+    pub name: String,
+    pub unit_price: daftar_domain::Amount,
+    pub vat_category: String,
+    pub deleted: bool,
+}
+
+/// Something in the trash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrashEntry {
+    pub kind: DocKind,
+    pub id: String,
+    pub label: String,
+}
+
+fn like_pattern(text: Option<&str>) -> String {
+    let escaped = text.unwrap_or_default().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl Store {
+    pub fn customer(&self, id: CustomerId) -> Result<Customer> {
+        self.get(id.into())
+    }
+
+    pub fn edit_customer(&mut self, id: CustomerId, f: impl FnOnce(&mut Customer)) -> Result<Customer> {
+        self.update(
+            id.into(),
+            |customer: &mut Customer, _, _| {
+                f(customer);
+                Ok(())
+            },
+            |_| "edit".to_owned(),
+        )
+        .map(|(c, ())| c)
+    }
+
+    /// Customers whose name, VAT number, email or phone contains `text`, by name.
+    pub fn list_customers(&self, text: Option<&str>, deleted: bool, limit: Option<usize>) -> Result<Vec<CustomerSummary>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, name, vat_number, email, phone, city, deleted FROM customer_index
+             WHERE deleted = ?1 AND (name LIKE ?2 ESCAPE '\\' OR coalesce(vat_number, '') LIKE ?2 ESCAPE '\\'
+                                     OR email LIKE ?2 ESCAPE '\\' OR phone LIKE ?2 ESCAPE '\\')
+             ORDER BY name COLLATE NOCASE, id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(
+            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
+            |r| {
+                Ok(CustomerSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    vat_number: r.get(2)?,
+                    email: r.get(3)?,
+                    phone: r.get(4)?,
+                    city: r.get(5)?,
+                    deleted: r.get::<_, i64>(6)? != 0,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn resolve_customer(&self, text: &str) -> Result<CustomerId> {
+        Ok(CustomerId::from_uuid(*self.resolve(DocKind::Customer, text)?.as_uuid()))
+    }
+
+    pub fn item(&self, id: ItemId) -> Result<Item> {
+        self.get(id.into())
+    }
+
+    pub fn edit_item(&mut self, id: ItemId, f: impl FnOnce(&mut Item)) -> Result<Item> {
+        self.update(
+            id.into(),
+            |item: &mut Item, _, _| {
+                f(item);
+                Ok(())
+            },
+            |_| "edit".to_owned(),
+        )
+        .map(|(i, ())| i)
+    }
+
+    pub fn list_items(&self, text: Option<&str>, deleted: bool, limit: Option<usize>) -> Result<Vec<ItemSummary>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, name, unit_price, vat_code, deleted FROM item_index
+             WHERE deleted = ?1 AND name LIKE ?2 ESCAPE '\\' ORDER BY name COLLATE NOCASE, id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(
+            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
+            |r| {
+                Ok(ItemSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    unit_price: daftar_domain::Amount::from_raw(r.get(2)?),
+                    vat_category: r.get(3)?,
+                    deleted: r.get::<_, i64>(4)? != 0,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn resolve_item(&self, text: &str) -> Result<ItemId> {
+        Ok(ItemId::from_uuid(*self.resolve(DocKind::Item, text)?.as_uuid()))
+    }
+
+    /// Everything in the trash: invoices, customers and items.
+    pub fn trash(&self) -> Result<Vec<TrashEntry>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT 'invoice', id, coalesce(number, 'draft') || ' ' || customer_name FROM invoice_index WHERE deleted = 1
+             UNION ALL SELECT 'customer', id, name FROM customer_index WHERE deleted = 1
+             UNION ALL SELECT 'item', id, name FROM item_index WHERE deleted = 1",
+        )?;
+        let rows = statement.query_map([], |r| {
+            let kind: String = r.get(0)?;
+            Ok(TrashEntry { kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice), id: r.get(1)?, label: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,0 +1,394 @@
+//! The kinds of document the store holds and how each is indexed.
+
+use chrono::{DateTime, Utc};
+use daftar_domain::{
+    Customer, DeviceId, DocumentId, Invoice, Item, Problems, SellerProfile, Series, Tombstone, WorkspaceId,
+    compute_totals,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Which kind of record a document holds; stored in `documents.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKind {
+    Settings,
+    Invoice,
+    Customer,
+    Item,
+}
+
+impl DocKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Settings => "settings",
+            DocKind::Invoice => "invoice",
+            DocKind::Customer => "customer",
+            DocKind::Item => "item",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<DocKind> {
+        match text {
+            "settings" => Some(DocKind::Settings),
+            "invoice" => Some(DocKind::Invoice),
+            "customer" => Some(DocKind::Customer),
+            "item" => Some(DocKind::Item),
+            _ => None,
+        }
+    }
+}
+
+/// What a device contributes to the workspace settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    pub id: DeviceId,
+    pub series: Series,
+    #[serde(default)]
+    pub name: String,
+    pub added_at: DateTime<Utc>,
+}
+
+/// The workspace settings document (one per workspace; its document id is the workspace id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceSettings {
+    pub id: WorkspaceId,
+    pub seller: SellerProfile,
+    /// Every device and its invoice-number series, keyed by id so concurrent joins merge.
+    pub devices: Vec<DeviceEntry>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A record stored as its own Automerge document.
+pub trait Record: Serialize + DeserializeOwned + Clone {
+    const KIND: DocKind;
+    fn document_id(&self) -> DocumentId;
+    fn tombstone(&self) -> Option<&Tombstone>;
+    fn set_tombstone(&mut self, tombstone: Option<Tombstone>);
+    fn validate(&self) -> Problems;
+    /// Writes this record's rows in the index tables (replacing earlier ones).
+    fn index(&self, conn: &Connection) -> Result<()>;
+    /// Removes this record's index rows.
+    fn unindex(id: DocumentId, conn: &Connection) -> Result<()>;
+    /// Whether the index holds exactly what [`Record::index`] would write.
+    fn index_matches(&self, conn: &Connection) -> Result<bool>;
+}
+
+fn deleted_flag(t: Option<&Tombstone>) -> i64 {
+    i64::from(t.is_some())
+}
+
+impl Record for WorkspaceSettings {
+    const KIND: DocKind = DocKind::Settings;
+    fn document_id(&self) -> DocumentId {
+        (self.id).into()
+    }
+    fn tombstone(&self) -> Option<&Tombstone> {
+        None
+    }
+    fn set_tombstone(&mut self, _: Option<Tombstone>) {}
+    fn validate(&self) -> Problems {
+        self.seller.validate()
+    }
+    fn index(&self, _: &Connection) -> Result<()> {
+        Ok(())
+    }
+    fn unindex(_: DocumentId, _: &Connection) -> Result<()> {
+        Ok(())
+    }
+    fn index_matches(&self, _: &Connection) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// The row `invoice_index` holds for an invoice, derived from its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InvoiceRow {
+    id: String,
+    number: Option<String>,
+    kind: String,
+    status: String,
+    customer_id: Option<String>,
+    customer_name: String,
+    issued_at: Option<String>,
+    supply_date: Option<String>,
+    due_date: Option<String>,
+    currency: String,
+    net: i64,
+    vat: i64,
+    gross: i64,
+    due: i64,
+    created_at: String,
+    deleted: i64,
+}
+
+/// The text `invoice_search` indexes for an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InvoiceSearchText {
+    number: String,
+    customer: String,
+    lines: String,
+    notes: String,
+}
+
+impl InvoiceRow {
+    fn of(invoice: &Invoice) -> InvoiceRow {
+        // Validation bounds every amount, so a stored invoice always has totals; a document
+        // that somehow does not is indexed with zeros and reported by `store verify`.
+        let totals = compute_totals(invoice).ok();
+        let figure = |f: fn(&daftar_domain::Totals) -> i64| totals.as_ref().map(f).unwrap_or(0);
+        InvoiceRow {
+            id: invoice.id.to_string(),
+            number: invoice.number.clone(),
+            kind: invoice.kind.as_str().to_owned(),
+            status: invoice.status.as_str().to_owned(),
+            customer_id: invoice.customer.as_ref().and_then(|c| c.id).map(|id| id.to_string()),
+            customer_name: invoice.customer.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+            issued_at: invoice.issued_at.map(|t| t.to_rfc3339()),
+            supply_date: invoice.supply_date.map(|d| d.to_string()),
+            due_date: invoice.due_date.map(|d| d.to_string()),
+            currency: invoice.currency.to_string(),
+            net: figure(|t| t.net.raw()),
+            vat: figure(|t| t.vat.raw()),
+            gross: figure(|t| t.gross.raw()),
+            due: figure(|t| t.due.raw()),
+            created_at: invoice.created_at.to_rfc3339(),
+            deleted: deleted_flag(invoice.deleted.as_ref()),
+        }
+    }
+
+    fn read(conn: &Connection, id: &str) -> Result<Option<(i64, InvoiceRow)>> {
+        Ok(conn
+            .query_row(
+                "SELECT rowid, id, number, kind, status, customer_id, customer_name, issued_at, supply_date,
+                        due_date, currency, net, vat, gross, due, created_at, deleted
+                 FROM invoice_index WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        InvoiceRow {
+                            id: r.get(1)?,
+                            number: r.get(2)?,
+                            kind: r.get(3)?,
+                            status: r.get(4)?,
+                            customer_id: r.get(5)?,
+                            customer_name: r.get(6)?,
+                            issued_at: r.get(7)?,
+                            supply_date: r.get(8)?,
+                            due_date: r.get(9)?,
+                            currency: r.get(10)?,
+                            net: r.get(11)?,
+                            vat: r.get(12)?,
+                            gross: r.get(13)?,
+                            due: r.get(14)?,
+                            created_at: r.get(15)?,
+                            deleted: r.get(16)?,
+                        },
+                    ))
+                },
+            )
+            .optional()?)
+    }
+}
+
+impl InvoiceSearchText {
+    fn of(invoice: &Invoice) -> Self {
+        let customer = invoice
+            .customer
+            .as_ref()
+            .map(|c| format!("{} {}", c.name, c.vat_number.as_deref().unwrap_or_default()))
+            .unwrap_or_default();
+        let lines = invoice.lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>().join("\n");
+        InvoiceSearchText {
+            number: invoice.number.clone().unwrap_or_default(),
+            customer,
+            lines,
+            notes: invoice.notes.clone(),
+        }
+    }
+}
+
+impl Record for Invoice {
+    const KIND: DocKind = DocKind::Invoice;
+    fn document_id(&self) -> DocumentId {
+        self.id.into()
+    }
+    fn tombstone(&self) -> Option<&Tombstone> {
+        self.deleted.as_ref()
+    }
+    fn set_tombstone(&mut self, tombstone: Option<Tombstone>) {
+        self.deleted = tombstone;
+    }
+    fn validate(&self) -> Problems {
+        if self.is_issued() { self.validate_for_issue() } else { Invoice::validate(self) }
+    }
+    fn index(&self, conn: &Connection) -> Result<()> {
+        let row = InvoiceRow::of(self);
+        let rowid: i64 = conn.query_row(
+            "INSERT INTO invoice_index (id, number, kind, status, customer_id, customer_name, issued_at,
+                 supply_date, due_date, currency, net, vat, gross, due, created_at, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT (id) DO UPDATE SET number = excluded.number, kind = excluded.kind,
+                 status = excluded.status, customer_id = excluded.customer_id,
+                 customer_name = excluded.customer_name, issued_at = excluded.issued_at,
+                 supply_date = excluded.supply_date, due_date = excluded.due_date,
+                 currency = excluded.currency, net = excluded.net, vat = excluded.vat,
+                 gross = excluded.gross, due = excluded.due, created_at = excluded.created_at,
+                 deleted = excluded.deleted
+             RETURNING rowid",
+            params![
+                row.id, row.number, row.kind, row.status, row.customer_id, row.customer_name, row.issued_at,
+                row.supply_date, row.due_date, row.currency, row.net, row.vat, row.gross, row.due,
+                row.created_at, row.deleted
+            ],
+            |r| r.get(0),
+        )?;
+        let text = InvoiceSearchText::of(self);
+        conn.execute("DELETE FROM invoice_search WHERE rowid = ?1", [rowid])?;
+        conn.execute(
+            "INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![rowid, text.number, text.customer, text.lines, text.notes],
+        )?;
+        Ok(())
+    }
+    fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
+        if let Some((rowid, _)) = InvoiceRow::read(conn, &id.to_string())? {
+            conn.execute("DELETE FROM invoice_search WHERE rowid = ?1", [rowid])?;
+            conn.execute("DELETE FROM invoice_index WHERE rowid = ?1", [rowid])?;
+        }
+        Ok(())
+    }
+    fn index_matches(&self, conn: &Connection) -> Result<bool> {
+        let Some((rowid, row)) = InvoiceRow::read(conn, &self.id.to_string())? else {
+            return Ok(false);
+        };
+        // A contentless FTS table cannot return its text, so check that every term of the
+        // expected text finds this row.
+        let text = InvoiceSearchText::of(self);
+        let probe = [text.number, text.customer, text.lines, text.notes].join(" ");
+        let found = match crate::search::match_expression(&probe) {
+            None => true,
+            Some(expression) => conn
+                .query_row(
+                    "SELECT count(*) FROM invoice_search WHERE invoice_search MATCH ?1 AND rowid = ?2",
+                    params![expression, rowid],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n == 1)?,
+        };
+        Ok(found && row == InvoiceRow::of(self))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CustomerRow(String, String, Option<String>, String, String, String, i64);
+
+impl CustomerRow {
+    fn of(c: &Customer) -> Self {
+        CustomerRow(
+            c.id.to_string(),
+            c.name.clone(),
+            c.vat_number.clone(),
+            c.email.clone(),
+            c.phone.clone(),
+            c.address.city.clone(),
+            deleted_flag(c.deleted.as_ref()),
+        )
+    }
+}
+
+impl Record for Customer {
+    const KIND: DocKind = DocKind::Customer;
+    fn document_id(&self) -> DocumentId {
+        self.id.into()
+    }
+    fn tombstone(&self) -> Option<&Tombstone> {
+        self.deleted.as_ref()
+    }
+    fn set_tombstone(&mut self, tombstone: Option<Tombstone>) {
+        self.deleted = tombstone;
+    }
+    fn validate(&self) -> Problems {
+        Customer::validate(self)
+    }
+    fn index(&self, conn: &Connection) -> Result<()> {
+        let r = CustomerRow::of(self);
+        conn.execute(
+            "INSERT OR REPLACE INTO customer_index (id, name, vat_number, email, phone, city, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![r.0, r.1, r.2, r.3, r.4, r.5, r.6],
+        )?;
+        Ok(())
+    }
+    fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
+        conn.execute("DELETE FROM customer_index WHERE id = ?1", [id.to_string()])?;
+        Ok(())
+    }
+    fn index_matches(&self, conn: &Connection) -> Result<bool> {
+        let stored = conn
+            .query_row(
+                "SELECT id, name, vat_number, email, phone, city, deleted FROM customer_index WHERE id = ?1",
+                [self.id.to_string()],
+                |r| Ok(CustomerRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .optional()?;
+        Ok(stored == Some(CustomerRow::of(self)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ItemRow(String, String, i64, String, i64);
+
+impl ItemRow {
+    fn of(i: &Item) -> Self {
+        ItemRow(
+            i.id.to_string(),
+            i.name.clone(),
+            i.unit_price.raw(),
+            i.vat.code.as_str().to_owned(),
+            deleted_flag(i.deleted.as_ref()),
+        )
+    }
+}
+
+impl Record for Item {
+    const KIND: DocKind = DocKind::Item;
+    fn document_id(&self) -> DocumentId {
+        self.id.into()
+    }
+    fn tombstone(&self) -> Option<&Tombstone> {
+        self.deleted.as_ref()
+    }
+    fn set_tombstone(&mut self, tombstone: Option<Tombstone>) {
+        self.deleted = tombstone;
+    }
+    fn validate(&self) -> Problems {
+        Item::validate(self)
+    }
+    fn index(&self, conn: &Connection) -> Result<()> {
+        let r = ItemRow::of(self);
+        conn.execute(
+            "INSERT OR REPLACE INTO item_index (id, name, unit_price, vat_code, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![r.0, r.1, r.2, r.3, r.4],
+        )?;
+        Ok(())
+    }
+    fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
+        conn.execute("DELETE FROM item_index WHERE id = ?1", [id.to_string()])?;
+        Ok(())
+    }
+    fn index_matches(&self, conn: &Connection) -> Result<bool> {
+        let stored = conn
+            .query_row(
+                "SELECT id, name, unit_price, vat_code, deleted FROM item_index WHERE id = ?1",
+                [self.id.to_string()],
+                |r| Ok(ItemRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        Ok(stored == Some(ItemRow::of(self)))
+    }
+}

@@ -1,0 +1,151 @@
+//! Append-only migrations, tracked with `PRAGMA user_version`. Never edit a released step; add
+//! the next one.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: documents as Automerge change rows and snapshots; derived index tables.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per Automerge document. `heads` caches the current heads (derivable).
+    CREATE TABLE documents (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('settings', 'invoice', 'customer', 'item')),
+        created_at INTEGER NOT NULL,
+        heads      BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Each Automerge change as its own row, in local arrival order. Compaction folds a
+    -- document's rows into `snapshots` in one transaction.
+    CREATE TABLE changes (
+        seq    INTEGER PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents(id),
+        hash   BLOB NOT NULL,
+        bytes  BLOB NOT NULL,
+        device TEXT NOT NULL,
+        time   INTEGER NOT NULL,
+        UNIQUE (doc_id, hash)
+    );
+
+    -- A saved document (Automerge `save()`: full history, compressed).
+    CREATE TABLE snapshots (
+        doc_id       TEXT PRIMARY KEY REFERENCES documents(id),
+        bytes        BLOB NOT NULL,
+        heads        BLOB NOT NULL,
+        change_count INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Gapless numbering: the last number used in each series.
+    CREATE TABLE series_counters (
+        series TEXT PRIMARY KEY,
+        last   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Explicit, recorded purges of drafts.
+    CREATE TABLE purges (
+        doc_id    TEXT PRIMARY KEY,
+        kind      TEXT NOT NULL,
+        device    TEXT NOT NULL,
+        time      INTEGER NOT NULL,
+        summary   TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Derived from the documents; `daftar store rebuild-index` recreates these.
+    CREATE TABLE invoice_index (
+        rowid         INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL UNIQUE,
+        number        TEXT,
+        kind          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        customer_id   TEXT,
+        customer_name TEXT NOT NULL,
+        issued_at     TEXT,
+        supply_date   TEXT,
+        due_date      TEXT,
+        currency      TEXT NOT NULL,
+        net           INTEGER NOT NULL,
+        vat           INTEGER NOT NULL,
+        gross         INTEGER NOT NULL,
+        due           INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        deleted       INTEGER NOT NULL
+    );
+    CREATE INDEX invoice_index_list ON invoice_index (deleted, id DESC);
+    CREATE INDEX invoice_index_status ON invoice_index (deleted, status, id DESC);
+    CREATE INDEX invoice_index_customer ON invoice_index (customer_id);
+    CREATE INDEX invoice_index_number ON invoice_index (number);
+
+    CREATE VIRTUAL TABLE invoice_search USING fts5 (
+        number, customer, lines, notes,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+
+    CREATE TABLE customer_index (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        vat_number TEXT,
+        email      TEXT NOT NULL,
+        phone      TEXT NOT NULL,
+        city       TEXT NOT NULL,
+        deleted    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX customer_index_name ON customer_index (deleted, name COLLATE NOCASE);
+
+    CREATE TABLE item_index (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        unit_price INTEGER NOT NULL,
+        vat_code   TEXT NOT NULL,
+        deleted    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX item_index_name ON item_index (deleted, name COLLATE NOCASE);
+    "#,
+];
+
+/// The newest schema this build understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &Connection, dir: &Path) -> Result<()> {
+    let read_version = |conn: &Connection| -> Result<i64> { Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?) };
+    let check = |version: i64| {
+        if version > SCHEMA_VERSION {
+            Err(StoreError::SchemaTooNew { dir: dir.to_owned(), found: version, supported: SCHEMA_VERSION })
+        } else {
+            Ok(())
+        }
+    };
+    let version = read_version(conn)?;
+    check(version)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Another process may be migrating too: take the write lock, then look again.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version = read_version(conn)?;
+        check(version)?;
+        for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(step)?;
+            conn.pragma_update(None, "user_version", index as i64 + 1)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(())
+}

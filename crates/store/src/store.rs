@@ -1,0 +1,522 @@
+//! [`Store`]: opening a data directory and the operations every kind of record shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::{Automerge, Change, ChangeHash, transaction::CommitOptions};
+use chrono::{DateTime, Utc};
+use daftar_domain::{DeviceId, DocumentId, SellerProfile, Series, Tombstone, WorkspaceId};
+use daftar_keys::{DatabaseKey, key_check, key_file, keyring_store};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::Clock;
+use crate::database::{self, DATABASE_FILE, KEY_FILE, KeyLocation, PROFILE_FILE, Profile};
+use crate::document::{self, actor_for};
+use crate::error::{Result, StoreError};
+use crate::records::{DeviceEntry, DocKind, Record, WorkspaceSettings};
+
+/// Where a new data directory keeps its database key.
+#[derive(Debug)]
+pub enum KeyChoice {
+    /// The OS keyring (the default).
+    Keyring,
+    /// A passphrase-protected key file (`key.json`), for machines without a keyring.
+    Passphrase(String),
+}
+
+/// What is needed to open a data directory beyond the OS keyring.
+#[derive(Debug, Default)]
+pub struct Unlock {
+    /// The passphrase, for data directories set up with a key file.
+    pub passphrase: Option<String>,
+}
+
+/// Options for [`Store::init`].
+#[derive(Debug)]
+pub struct InitOptions {
+    pub seller: SellerProfile,
+    /// This device's invoice-number prefix; `A` when not given.
+    pub series: Option<Series>,
+    pub key: KeyChoice,
+    pub device_name: String,
+}
+
+/// Identity of an open data directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkspaceInfo {
+    pub workspace_id: WorkspaceId,
+    pub device_id: DeviceId,
+    pub series: Series,
+    pub data_dir: PathBuf,
+    pub key_location: KeyLocation,
+}
+
+/// Per-write facts shared by the helpers below.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub device: DeviceId,
+    pub now: DateTime<Utc>,
+}
+
+/// An open data directory. Not `Sync`: one connection, used by one thread at a time.
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) info: WorkspaceInfo,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// One version of a document: one Automerge change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Version {
+    /// 1-based position in the document's history, oldest first.
+    pub version: usize,
+    pub hash: String,
+    pub time: DateTime<Utc>,
+    pub device: Option<DeviceId>,
+    /// What the change did (`create`, `edit`, `issue A-000001`, `delete`, …).
+    pub message: String,
+}
+
+pub(crate) struct Loaded {
+    pub doc: Automerge,
+    pub kind: DocKind,
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+fn corrupt_meta(dir: &Path, what: &str) -> StoreError {
+    StoreError::Corrupt { path: dir.join(DATABASE_FILE), detail: format!("the workspace record has no valid {what}") }
+}
+
+/// Loads a document: its snapshot (if compacted) plus its change rows in arrival order.
+pub(crate) fn load_doc(conn: &Connection, id: DocumentId) -> Result<Option<Loaded>> {
+    let key = id.to_string();
+    let Some(kind) = conn
+        .query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let kind = DocKind::parse(&kind)
+        .ok_or_else(|| StoreError::Document { id, detail: format!("unknown document kind {kind:?}") })?;
+    let broken = |detail: String| StoreError::Document { id, detail };
+    let snapshot: Option<Vec<u8>> =
+        conn.query_row("SELECT bytes FROM snapshots WHERE doc_id = ?1", [&key], |r| r.get(0)).optional()?;
+    let mut doc = match snapshot {
+        Some(bytes) => Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?,
+        None => Automerge::new(),
+    };
+    let mut statement = conn.prepare_cached("SELECT hash, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut changes = Vec::new();
+    let mut rows = statement.query([&key])?;
+    while let Some(row) = rows.next()? {
+        let hash: Vec<u8> = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let change = Change::from_bytes(bytes).map_err(|e| broken(format!("a stored change does not decode: {e}")))?;
+        if change.hash().0.as_slice() != hash.as_slice() {
+            return Err(broken(format!("change {} is stored under another hash", change.hash())));
+        }
+        changes.push(change);
+    }
+    doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
+    Ok(Some(Loaded { doc, kind }))
+}
+
+/// Reconciles `json` into `doc` as one change and stores it. Returns whether anything changed.
+pub(crate) fn commit_json(
+    conn: &Connection,
+    id: DocumentId,
+    doc: &mut Automerge,
+    json: &serde_json::Value,
+    message: &str,
+    ctx: Ctx,
+) -> Result<bool> {
+    let before = doc.get_heads();
+    doc.set_actor(actor_for(ctx.device));
+    let options = CommitOptions::default().with_message(message.to_owned()).with_time(ctx.now.timestamp_millis());
+    let outcome = doc
+        .transact_with(|_| options, |tx| document::reconcile_root(tx, json))
+        .map_err(|failure| StoreError::Document { id, detail: failure.error.to_string() })?;
+    if outcome.hash.is_none() {
+        return Ok(false);
+    }
+    store_changes(conn, id, doc, &before, ctx)?;
+    Ok(true)
+}
+
+/// Stores every change of `doc` after `before` as rows, and the new heads.
+pub(crate) fn store_changes(conn: &Connection, id: DocumentId, doc: &Automerge, before: &[ChangeHash], ctx: Ctx) -> Result<()> {
+    let key = id.to_string();
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for change in doc.get_changes(before) {
+        insert.execute(params![
+            key,
+            change.hash().0.as_slice(),
+            change.raw_bytes(),
+            ctx.device.to_string(),
+            change.timestamp()
+        ])?;
+    }
+    conn.execute(
+        "UPDATE documents SET heads = ?2 WHERE id = ?1",
+        params![key, document::encode_heads(&doc.get_heads())],
+    )?;
+    Ok(())
+}
+
+/// The heads of the document as of version `version` (1-based; history is topologically
+/// ordered, so every prefix is causally complete).
+pub(crate) fn heads_at(changes: &[Change], version: usize) -> Vec<ChangeHash> {
+    let prefix = &changes[..version];
+    let depended: std::collections::HashSet<ChangeHash> =
+        prefix.iter().flat_map(|c| c.deps().iter().copied()).collect();
+    prefix.iter().map(Change::hash).filter(|h| !depended.contains(h)).collect()
+}
+
+impl Store {
+    /// Sets up a new data directory with a new workspace. Nothing is left behind if it fails.
+    pub fn init(dir: &Path, options: InitOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+        options.seller.validate().into_result()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Io { action: "create", path: dir.to_owned(), source })?;
+        if dir.join(PROFILE_FILE).exists() || dir.join(DATABASE_FILE).exists() {
+            return Err(StoreError::AlreadyInitialised { dir: dir.to_owned() });
+        }
+        let dir = database::canonical_dir(dir)?;
+        let key = daftar_keys::generate_database_key()?;
+        let location = match &options.key {
+            KeyChoice::Keyring => {
+                let namespace = Uuid::new_v4().to_string();
+                keyring_store::store(&namespace, &key)?;
+                KeyLocation::Keyring { namespace }
+            }
+            KeyChoice::Passphrase(passphrase) => {
+                key_file::create(&dir.join(KEY_FILE), passphrase, &key, Default::default())?;
+                KeyLocation::KeyFile
+            }
+        };
+        let result = Self::create_database(&dir, &key, location.clone(), options, clock);
+        if result.is_err() {
+            // Leave the directory as it was: no key that encrypts nothing, no half database.
+            if let KeyLocation::Keyring { namespace } = &location {
+                let _ = keyring_store::delete(namespace);
+            }
+            for file in [KEY_FILE, DATABASE_FILE, "daftar.db-wal", "daftar.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+        }
+        result
+    }
+
+    fn create_database(
+        dir: &Path,
+        key: &DatabaseKey,
+        location: KeyLocation,
+        options: InitOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let conn = database::open_connection(dir, key, true)?;
+        let now = clock.now();
+        let workspace_id = WorkspaceId::from_uuid(Uuid::now_v7());
+        let device_id = DeviceId::from_uuid(Uuid::now_v7());
+        let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for (k, v) in [
+            ("workspace_id", workspace_id.to_string()),
+            ("device_id", device_id.to_string()),
+            ("series", series.to_string()),
+        ] {
+            conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, &v])?;
+        }
+        conn.execute("INSERT INTO series_counters (series, last) VALUES (?1, 0)", [series.as_str()])?;
+        conn.execute_batch("COMMIT")?;
+        let info = WorkspaceInfo { workspace_id, device_id, series: series.clone(), data_dir: dir.to_owned(), key_location: location.clone() };
+        let mut store = Store { conn, info, clock };
+        let settings = WorkspaceSettings {
+            id: workspace_id,
+            seller: options.seller,
+            devices: vec![DeviceEntry { id: device_id, series, name: options.device_name, added_at: now }],
+            created_at: now,
+        };
+        store.create(&settings, "create workspace")?;
+        // The profile is written last: until it exists, the directory is not a workspace.
+        Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
+        Ok(store)
+    }
+
+    /// Opens an existing data directory, taking its key from wherever `daftar.json` says.
+    pub fn open(dir: &Path, unlock: &Unlock, clock: Arc<dyn Clock>) -> Result<Store> {
+        let profile = Profile::read(dir)?;
+        let dir = database::canonical_dir(dir)?;
+        let key = match &profile.key {
+            KeyLocation::Keyring { namespace } => keyring_store::load(namespace)?,
+            KeyLocation::KeyFile => {
+                let passphrase = unlock
+                    .passphrase
+                    .as_deref()
+                    .ok_or_else(|| StoreError::PassphraseNeeded { dir: dir.clone() })?;
+                key_file::open(&dir.join(KEY_FILE), passphrase)?
+            }
+        };
+        Self::open_with_key(&dir, &key, clock)
+    }
+
+    /// Opens a data directory with a key the caller already holds (tests, benchmarks, restore).
+    pub fn open_with_key(dir: &Path, key: &DatabaseKey, clock: Arc<dyn Clock>) -> Result<Store> {
+        let profile = Profile::read(dir)?;
+        let dir = database::canonical_dir(dir)?;
+        if key_check(key) != profile.key_check {
+            return Err(StoreError::WrongKey { dir });
+        }
+        let conn = database::open_connection(&dir, key, false)?;
+        let read = |k: &str| -> Result<String> { meta(&conn, k)?.ok_or_else(|| corrupt_meta(&dir, k)) };
+        let workspace_id = read("workspace_id")?.parse().map_err(|_| corrupt_meta(&dir, "workspace id"))?;
+        let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
+        let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
+        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
+        Ok(Store { conn, info, clock })
+    }
+
+    pub fn info(&self) -> &WorkspaceInfo {
+        &self.info
+    }
+
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx { device: self.info.device_id, now: self.clock.now() }
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it is stored, durably
+    /// (`synchronous = FULL`), or none of it. Another process's writer makes this wait up to
+    /// [`database::BUSY_TIMEOUT`] and then fail with [`StoreError::Busy`].
+    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, Ctx) -> Result<T>) -> Result<T> {
+        let ctx = self.ctx();
+        let dir = self.info.data_dir.clone();
+        let busy = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy { dir: dir.clone(), seconds: database::BUSY_TIMEOUT.as_secs() }
+            }
+            _ => StoreError::Sqlite(e),
+        };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(busy)?;
+        let value = f(&tx, ctx)?;
+        tx.commit().map_err(busy)?;
+        Ok(value)
+    }
+
+    /// Runs `f` in a read transaction, so that a document's snapshot and change rows are read
+    /// from one consistent state even while another process compacts.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let value = f(&tx)?;
+        tx.finish()?;
+        Ok(value)
+    }
+
+    /// Stores a new record as a new document.
+    pub fn create<R: Record>(&mut self, record: &R, message: &str) -> Result<()> {
+        record.validate().into_result()?;
+        self.write(|tx, ctx| insert_record(tx, record, message, ctx))
+    }
+
+    /// The current state of a record.
+    pub fn get<R: Record>(&self, id: DocumentId) -> Result<R> {
+        self.read(|conn| Ok(load_record::<R>(conn, id)?.1))
+    }
+
+    /// Loads, changes and stores a record in one transaction. `f` may refuse by returning an
+    /// error, in which case nothing is written. `message` describes the change in history.
+    pub(crate) fn update<R: Record, T>(
+        &mut self,
+        id: DocumentId,
+        f: impl FnOnce(&mut R, &Transaction<'_>, Ctx) -> Result<T>,
+        message: impl FnOnce(&R) -> String,
+    ) -> Result<(R, T)> {
+        self.write(|tx, ctx| {
+            let (mut doc, mut record) = load_record::<R>(tx, id)?;
+            let value = f(&mut record, tx, ctx)?;
+            record.validate().into_result()?;
+            if commit_json(tx, id, &mut doc, &document::to_json_value(&record), &message(&record), ctx)? {
+                record.index(tx)?;
+            }
+            Ok((record, value))
+        })
+    }
+
+    /// Moves a record to the trash.
+    pub fn delete<R: Record>(&mut self, id: DocumentId, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
+        self.update(
+            id,
+            |record: &mut R, _, ctx| {
+                if record.tombstone().is_some() {
+                    return Err(StoreError::AlreadyDeleted { kind: R::KIND.as_str(), id: id.to_string() });
+                }
+                guard(record)?;
+                record.set_tombstone(Some(Tombstone { by: ctx.device, at: ctx.now }));
+                Ok(())
+            },
+            |_| "delete".to_owned(),
+        )
+        .map(|(r, ())| r)
+    }
+
+    /// Takes a record out of the trash.
+    pub fn restore<R: Record>(&mut self, id: DocumentId) -> Result<R> {
+        self.update(
+            id,
+            |record: &mut R, _, _| {
+                if record.tombstone().is_none() {
+                    return Err(StoreError::NotDeleted { kind: R::KIND.as_str(), id: id.to_string() });
+                }
+                record.set_tombstone(None);
+                Ok(())
+            },
+            |_| "restore".to_owned(),
+        )
+        .map(|(r, ())| r)
+    }
+
+    /// Every version of a document, oldest first.
+    pub fn history(&self, id: DocumentId) -> Result<Vec<Version>> {
+        self.read(|conn| {
+            let loaded = load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: id.to_string() })?;
+            Ok(loaded
+                .doc
+                .get_changes(&[])
+                .iter()
+                .enumerate()
+                .map(|(i, change)| Version {
+                    version: i + 1,
+                    hash: change.hash().to_string(),
+                    time: DateTime::from_timestamp_millis(change.timestamp()).unwrap_or_default(),
+                    device: document::device_of(change.actor_id()),
+                    message: change.message().unwrap_or_default().to_owned(),
+                })
+                .collect())
+        })
+    }
+
+    /// A record as it was at `version` (1-based).
+    pub fn get_at<R: Record>(&self, id: DocumentId, version: usize) -> Result<R> {
+        self.read(|conn| {
+            let (doc, _) = load_record::<R>(conn, id)?;
+            let changes = doc.get_changes(&[]);
+            if version == 0 || version > changes.len() {
+                return Err(StoreError::NoSuchVersion { kind: R::KIND.as_str(), id: id.to_string(), version, count: changes.len() });
+            }
+            document::read_record(id, &doc, Some(&heads_at(&changes, version)))
+        })
+    }
+
+    /// Writes a new change that makes the record look as it did at `version`, except for its
+    /// trash state. History keeps every version in between.
+    pub(crate) fn revert<R: Record>(&mut self, id: DocumentId, version: usize, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
+        let old: R = self.get_at(id, version)?;
+        self.update(
+            id,
+            |record: &mut R, _, _| {
+                guard(record)?;
+                let tombstone = record.tombstone().cloned();
+                *record = old;
+                record.set_tombstone(tombstone);
+                Ok(())
+            },
+            |_| format!("revert to version {version}"),
+        )
+        .map(|(r, ())| r)
+    }
+
+    /// Finds a document of `kind` from what a person typed: a full id, a unique id prefix of
+    /// at least 4 characters, or (for invoices) an invoice number.
+    pub fn resolve(&self, kind: DocKind, text: &str) -> Result<DocumentId> {
+        let text = text.trim();
+        let not_found = || StoreError::NotFound { kind: kind.as_str(), id: text.to_owned() };
+        if let Ok(uuid) = Uuid::try_parse(text) {
+            let id = DocumentId::from_uuid(uuid);
+            let exists: Option<String> = self
+                .conn
+                .query_row("SELECT kind FROM documents WHERE id = ?1", [id.to_string()], |r| r.get(0))
+                .optional()?;
+            return match exists {
+                Some(k) if k == kind.as_str() => Ok(id),
+                _ => Err(not_found()),
+            };
+        }
+        if kind == DocKind::Invoice {
+            let by_number: Option<String> = self
+                .conn
+                .query_row("SELECT id FROM invoice_index WHERE number = ?1 COLLATE NOCASE", [text], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = by_number {
+                return id.parse().map_err(|_| not_found());
+            }
+        }
+        let prefix_ok = text.len() >= 4 && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !prefix_ok {
+            return Err(not_found());
+        }
+        let mut statement =
+            self.conn.prepare_cached("SELECT id FROM documents WHERE kind = ?1 AND id LIKE ?2 || '%' LIMIT 3")?;
+        let matches: Vec<String> = statement
+            .query_map(params![kind.as_str(), text.to_ascii_lowercase()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match matches.as_slice() {
+            [one] => one.parse().map_err(|_| not_found()),
+            [] => Err(not_found()),
+            many => Err(StoreError::Ambiguous { kind: kind.as_str(), prefix: text.to_owned(), count: many.len() }),
+        }
+    }
+
+    /// The workspace settings (seller profile, devices).
+    pub fn settings(&self) -> Result<WorkspaceSettings> {
+        self.get(self.info.workspace_id.into())
+    }
+
+    /// Changes the seller profile.
+    pub fn update_seller(&mut self, f: impl FnOnce(&mut SellerProfile)) -> Result<WorkspaceSettings> {
+        let id = self.info.workspace_id.into();
+        self.update(
+            id,
+            |settings: &mut WorkspaceSettings, _, _| {
+                f(&mut settings.seller);
+                Ok(())
+            },
+            |_| "edit seller profile".to_owned(),
+        )
+        .map(|(s, ())| s)
+    }
+}
+
+/// Loads a document and deserialises it as `R`, refusing documents of another kind.
+pub(crate) fn load_record<R: Record>(conn: &Connection, id: DocumentId) -> Result<(Automerge, R)> {
+    let not_found = || StoreError::NotFound { kind: R::KIND.as_str(), id: id.to_string() };
+    let loaded = load_doc(conn, id)?.ok_or_else(not_found)?;
+    if loaded.kind != R::KIND {
+        return Err(not_found());
+    }
+    let record = document::read_record(id, &loaded.doc, None)?;
+    Ok((loaded.doc, record))
+}
+
+/// Inserts a new document holding `record`, its first change, and its index rows.
+pub(crate) fn insert_record<R: Record>(conn: &Connection, record: &R, message: &str, ctx: Ctx) -> Result<()> {
+    let id = record.document_id();
+    conn.execute(
+        "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, x'')",
+        params![id.to_string(), R::KIND.as_str(), ctx.now.timestamp_millis()],
+    )?;
+    let mut doc = Automerge::new();
+    commit_json(conn, id, &mut doc, &document::to_json_value(record), message, ctx)?;
+    record.index(conn)?;
+    Ok(())
+}
