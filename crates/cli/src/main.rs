@@ -1,1 +1,377 @@
-fn main() {}
+//! `daftar`: Daftar's command line. A thin shell over `daftar-store`: parse arguments, call one
+//! store operation, print the result (human text, or JSON with `--json`). Errors go to stderr
+//! with a non-zero exit status; with `--json` they are `{"error": {"code", "message"}}`.
+
+mod commands;
+mod input;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "daftar", version, about = "Local-first, end-to-end encrypted invoicing for Saudi businesses")]
+pub struct Cli {
+    /// The data directory (default: the OS data directory, e.g. ~/.local/share/daftar).
+    #[arg(long, global = true, env = "DAFTAR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a workspace in the data directory.
+    Init(InitArgs),
+    /// Show this data directory's workspace, device and series.
+    Info,
+    /// Customers.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Catalogue items.
+    #[command(subcommand)]
+    Item(ItemCommand),
+    /// Invoices, credit notes and debit notes.
+    #[command(subcommand)]
+    Invoice(InvoiceCommand),
+    /// Everything deleted and restorable.
+    Trash,
+    /// The seller profile.
+    #[command(subcommand)]
+    Seller(SellerCommand),
+    /// Checks and maintenance of the local store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Import records.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Export records.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Test support (hidden).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AddressArgs {
+    #[arg(long)]
+    pub street: Option<String>,
+    #[arg(long)]
+    pub building_number: Option<String>,
+    #[arg(long)]
+    pub additional_number: Option<String>,
+    #[arg(long)]
+    pub district: Option<String>,
+    #[arg(long)]
+    pub city: Option<String>,
+    #[arg(long)]
+    pub postal_code: Option<String>,
+    /// Two-letter country code (default SA).
+    #[arg(long)]
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Legal name of the business (Latin script).
+    #[arg(long)]
+    pub seller_name: String,
+    /// Legal name in Arabic (used on ZATCA invoices when set).
+    #[arg(long)]
+    pub seller_name_ar: Option<String>,
+    /// VAT registration number: 15 digits, starting and ending with 3.
+    #[arg(long)]
+    pub vat_number: String,
+    /// Commercial registration number (10 digits).
+    #[arg(long)]
+    pub cr_number: Option<String>,
+    #[command(flatten)]
+    pub address: AddressArgs,
+    /// This device's invoice-number prefix (default A).
+    #[arg(long)]
+    pub series: Option<String>,
+    /// A name for this device.
+    #[arg(long)]
+    pub device_name: Option<String>,
+    /// Keep the database key in a passphrase-protected key file instead of the OS keyring
+    /// (passphrase from DAFTAR_PASSPHRASE or asked for).
+    #[arg(long)]
+    pub key_file: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerFields {
+    #[arg(long)]
+    pub name: Option<String>,
+    /// VAT number for B2B customers; an empty value removes it.
+    #[arg(long)]
+    pub vat_number: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Add a customer.
+    Add(CustomerFields),
+    /// List customers.
+    List {
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long)]
+        deleted: bool,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    Show { id: String },
+    Edit {
+        id: String,
+        #[command(flatten)]
+        fields: CustomerFields,
+    },
+    Delete { id: String },
+    Restore { id: String },
+    History { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ItemFields {
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub name_ar: Option<String>,
+    /// Unit price, such as 12.50.
+    #[arg(long)]
+    pub price: Option<String>,
+    /// S (standard 15%), Z (zero-rated), E (exempt) or O (out of scope).
+    #[arg(long)]
+    pub vat_category: Option<String>,
+    /// ZATCA exemption reason code for Z/E/O, such as VATEX-SA-32.
+    #[arg(long)]
+    pub exemption_code: Option<String>,
+    /// Unit of measure, such as PCE or KGM.
+    #[arg(long)]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ItemCommand {
+    Add(ItemFields),
+    List {
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long)]
+        deleted: bool,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    Show { id: String },
+    Edit {
+        id: String,
+        #[command(flatten)]
+        fields: ItemFields,
+    },
+    Delete { id: String },
+    Restore { id: String },
+    History { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateInvoiceArgs {
+    /// Customer id (or a unique prefix of it).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// 'DESCRIPTION|QTY|UNIT_PRICE[|VAT_CATEGORY[|DISCOUNT[|EXEMPTION_CODE]]]' (repeatable).
+    #[arg(long = "line")]
+    pub lines: Vec<String>,
+    /// standard, simplified, credit_note or debit_note (default: standard for customers with a
+    /// VAT number, simplified otherwise).
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// SAR per unit of the invoice currency.
+    #[arg(long)]
+    pub exchange_rate: Option<String>,
+    #[arg(long)]
+    pub supply_date: Option<String>,
+    #[arg(long)]
+    pub due_date: Option<String>,
+    #[arg(long)]
+    pub notes: Option<String>,
+    /// Document discount: 'AMOUNT[|VAT_CATEGORY[|EXEMPTION_CODE]]'.
+    #[arg(long)]
+    pub discount: Option<String>,
+    /// For credit and debit notes: the original invoice (id or number).
+    #[arg(long)]
+    pub original: Option<String>,
+    /// For credit and debit notes: why.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoiceCommand {
+    /// Create a draft.
+    Create(CreateInvoiceArgs),
+    /// List invoices, newest first.
+    List {
+        /// Words to find in the number, customer, lines or notes.
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// List the trash.
+        #[arg(long)]
+        deleted: bool,
+        #[arg(long)]
+        customer: Option<String>,
+        /// From date (YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// To date (YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Show an invoice (id, unique id prefix, or number), optionally as of a version.
+    Show {
+        id: String,
+        #[arg(long)]
+        version: Option<usize>,
+    },
+    /// Edit a draft.
+    Edit {
+        id: String,
+        /// FIELD=VALUE (repeatable).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// A line to add (same format as create --line; repeatable).
+        #[arg(long = "add-line")]
+        add_lines: Vec<String>,
+        /// 'N|DESCRIPTION|QTY|UNIT_PRICE[|...]': replace line N (repeatable).
+        #[arg(long = "set-line")]
+        set_lines: Vec<String>,
+        /// Remove line N (1-based; repeatable).
+        #[arg(long = "remove-line")]
+        remove_lines: Vec<usize>,
+    },
+    /// Issue a draft: number it and freeze it.
+    Issue { id: String },
+    /// Record a payment.
+    Pay {
+        id: String,
+        #[arg(long)]
+        amount: String,
+        /// Payment date, YYYY-MM-DD (default today).
+        #[arg(long)]
+        date: Option<String>,
+        /// cash, card, bank_transfer, cheque or other.
+        #[arg(long, default_value = "cash")]
+        method: String,
+        #[arg(long, default_value = "")]
+        reference: String,
+    },
+    /// Move a draft to the trash.
+    Delete { id: String },
+    /// Take an invoice out of the trash.
+    Restore { id: String },
+    /// Permanently remove a deleted draft (recorded).
+    Purge {
+        id: String,
+        /// Confirm that the draft and its history are to be removed for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Every version of an invoice.
+    History { id: String },
+    /// Field-level differences between two versions.
+    Diff { id: String, from: usize, to: usize },
+    /// Make a draft look as it did at a version (as a new version).
+    Revert {
+        id: String,
+        #[arg(long)]
+        to: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SellerCommand {
+    Show,
+    Edit {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        name_ar: Option<String>,
+        #[arg(long)]
+        vat_number: Option<String>,
+        #[arg(long)]
+        cr_number: Option<String>,
+        #[command(flatten)]
+        address: AddressArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read every document and check history, index and numbering.
+    Verify,
+    /// Recreate the index tables from the documents.
+    RebuildIndex,
+    /// Fold change rows into snapshots (keeps full history).
+    Compact,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import customers or items from CSV: all rows or none.
+    Csv {
+        #[arg(long, conflicts_with = "items", required_unless_present = "items")]
+        customers: Option<PathBuf>,
+        #[arg(long)]
+        items: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Every record as JSON files in DIR (which must be empty or absent).
+    Json { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Create (and every third one, issue) invoices in a loop, printing each acknowledged write
+    /// as a JSON line once it is committed. Used by the crash test.
+    WriteLoop {
+        #[arg(long)]
+        customer: String,
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output::error(&error, json);
+            ExitCode::FAILURE
+        }
+    }
+}

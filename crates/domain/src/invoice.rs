@@ -441,7 +441,8 @@ impl Invoice {
         }
         match compute_totals(self) {
             Ok(totals) => {
-                if totals.breakdown.iter().any(|c| c.taxable.is_negative()) {
+                let discounted = self.discount.as_ref().map(|d| (d.vat.code, d.vat.rate));
+                if totals.breakdown.iter().any(|c| Some((c.code, c.rate)) == discounted && c.taxable.is_negative()) {
                     problems.push(
                         "discount.amount",
                         "document discount is more than the taxable amount of its VAT category",

@@ -107,7 +107,8 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
     // The key must be the first statement. A raw key (x'…') skips SQLCipher's own KDF, since
     // ours is already 256 random bits.
     let hex_key = zeroize::Zeroizing::new(hex::encode(key.expose_secret_bytes()));
-    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex_key.as_str()))?;
+    // SQLCipher logs decryption failures to stderr itself; we report them as errors instead.
+    conn.execute_batch(&format!("PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\";", hex_key.as_str()))?;
     let corrupt = |detail: String| StoreError::Corrupt { path: path.clone(), detail };
     // First read: fails with SQLITE_NOTADB when the key is wrong or the file is damaged. The
     // caller has already checked the key against `daftar.json`, so here it means damage.

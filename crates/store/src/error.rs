@@ -74,3 +74,30 @@ impl From<IssueError> for StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// A stable, closed code for programs (the CLI's `--json` errors, the app's IPC errors).
+    pub fn code(&self) -> &'static str {
+        use daftar_keys::KeyError as K;
+        match self {
+            StoreError::NotInitialised { .. } => "not_initialised",
+            StoreError::AlreadyInitialised { .. } => "already_initialised",
+            StoreError::Key(K::KeyringUnavailable { .. }) => "keyring_unavailable",
+            StoreError::Key(K::KeyMissing { .. }) => "key_missing",
+            StoreError::Key(K::WrongPassphrase { .. }) | StoreError::WrongKey { .. } => "wrong_key",
+            StoreError::Key(_) | StoreError::PassphraseNeeded { .. } => "key_error",
+            StoreError::Corrupt { .. } | StoreError::BadProfile { .. } | StoreError::Document { .. } => "corrupt",
+            StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::Busy { .. } => "busy",
+            StoreError::NotFound { .. } | StoreError::NoSuchVersion { .. } => "not_found",
+            StoreError::Ambiguous { .. } => "ambiguous",
+            StoreError::Invalid(_) | StoreError::NotIssuable(_) => "invalid",
+            StoreError::State(_)
+            | StoreError::NotDeleted { .. }
+            | StoreError::AlreadyDeleted { .. }
+            | StoreError::IssuedIsPermanent { .. }
+            | StoreError::PurgeNeedsTrash { .. } => "conflict",
+            StoreError::Sqlite(_) | StoreError::Io { .. } => "io",
+        }
+    }
+}

@@ -190,6 +190,13 @@ impl Store {
         options.seller.validate().into_result()?;
         std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::Io { action: "create", path: dir.to_owned(), source })?;
+        #[cfg(unix)]
+        {
+            // Only this user may list or open the data directory.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|source| StoreError::Io { action: "protect", path: dir.to_owned(), source })?;
+        }
         if dir.join(PROFILE_FILE).exists() || dir.join(DATABASE_FILE).exists() {
             return Err(StoreError::AlreadyInitialised { dir: dir.to_owned() });
         }
