@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "daftar", version, about = "Local-first, end-to-end encrypted invoicing for Saudi businesses")]
+#[command(
+    name = "daftar",
+    version,
+    about = "Local-first, end-to-end encrypted invoicing for Saudi businesses"
+)]
 pub struct Cli {
     /// The data directory (default: the OS data directory, e.g. ~/.local/share/daftar).
     #[arg(long, global = true, env = "DAFTAR_DATA_DIR", value_name = "DIR")]
@@ -133,15 +137,23 @@ pub enum CustomerCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     Edit {
         id: String,
         #[command(flatten)]
         fields: CustomerFields,
     },
-    Delete { id: String },
-    Restore { id: String },
-    History { id: String },
+    Delete {
+        id: String,
+    },
+    Restore {
+        id: String,
+    },
+    History {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -175,15 +187,23 @@ pub enum ItemCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     Edit {
         id: String,
         #[command(flatten)]
         fields: ItemFields,
     },
-    Delete { id: String },
-    Restore { id: String },
-    History { id: String },
+    Delete {
+        id: String,
+    },
+    Restore {
+        id: String,
+    },
+    History {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +329,7 @@ pub enum InvoiceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum SellerCommand {
     Show,
     Edit {

@@ -89,7 +89,10 @@ impl FromStr for DocumentId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::try_parse(s.trim())
             .map(Self)
-            .map_err(|_| IdParseError { kind: "document", got: s.to_owned() })
+            .map_err(|_| IdParseError {
+                kind: "document",
+                got: s.to_owned(),
+            })
     }
 }
 

@@ -34,7 +34,10 @@ impl Item {
         if self.unit_price.is_negative() {
             problems.push(
                 "unit_price",
-                format!("item unit price must not be negative (got {})", self.unit_price),
+                format!(
+                    "item unit price must not be negative (got {})",
+                    self.unit_price
+                ),
             );
         }
         crate::invoice::check_vat(&self.vat, "item", "vat", &mut problems, false);

@@ -11,9 +11,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
     #[error("{what} must be a decimal number such as {example} (got {got:?})")]
-    NotANumber { what: &'static str, example: &'static str, got: String },
+    NotANumber {
+        what: &'static str,
+        example: &'static str,
+        got: String,
+    },
     #[error("{what} allows at most {places} decimal places (got {got:?})")]
-    TooPrecise { what: &'static str, places: u32, got: String },
+    TooPrecise {
+        what: &'static str,
+        places: u32,
+        got: String,
+    },
     #[error("{what} is too large (got {got:?})")]
     TooLarge { what: &'static str, got: String },
 }
@@ -27,7 +35,11 @@ fn parse_scaled(
     what: &'static str,
     example: &'static str,
 ) -> Result<i64, DecimalError> {
-    let not_a_number = || DecimalError::NotANumber { what, example, got: text.to_owned() };
+    let not_a_number = || DecimalError::NotANumber {
+        what,
+        example,
+        got: text.to_owned(),
+    };
     let normalised: String = text
         .trim()
         .chars()
@@ -49,8 +61,7 @@ fn parse_scaled(
     if whole.is_empty() && fraction.is_empty() {
         return Err(not_a_number());
     }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_a_number());
     }
     if digits.ends_with('.') && fraction.is_empty() && whole.is_empty() {
@@ -58,9 +69,16 @@ fn parse_scaled(
     }
     let significant_fraction = fraction.trim_end_matches('0');
     if significant_fraction.len() > places as usize {
-        return Err(DecimalError::TooPrecise { what, places, got: text.to_owned() });
+        return Err(DecimalError::TooPrecise {
+            what,
+            places,
+            got: text.to_owned(),
+        });
     }
-    let too_large = || DecimalError::TooLarge { what, got: text.to_owned() };
+    let too_large = || DecimalError::TooLarge {
+        what,
+        got: text.to_owned(),
+    };
     let mut value: i128 = 0;
     for b in whole.bytes() {
         value = value * 10 + i128::from(b - b'0');
@@ -219,7 +237,9 @@ impl Rate {
 pub struct Currency([u8; 3]);
 
 /// Currencies whose minor unit is not 1/100; listed so the error can say why they are refused.
-const NOT_TWO_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND", "JPY", "KRW"];
+const NOT_TWO_DECIMALS: &[&str] = &[
+    "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND", "JPY", "KRW",
+];
 
 /// The currency code given is malformed or not supported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -309,8 +329,16 @@ mod tests {
         assert_eq!("115".parse::<Amount>().unwrap().raw(), 11500);
         assert_eq!("115.5".parse::<Amount>().unwrap().to_string(), "115.50");
         assert_eq!("-0.05".parse::<Amount>().unwrap().to_string(), "-0.05");
-        assert_eq!("1.250".parse::<Amount>().unwrap().raw(), 125, "trailing zeros are not precision");
-        assert_eq!("١٢٣٫٤٥".parse::<Amount>().unwrap().raw(), 12345, "Arabic-Indic digits");
+        assert_eq!(
+            "1.250".parse::<Amount>().unwrap().raw(),
+            125,
+            "trailing zeros are not precision"
+        );
+        assert_eq!(
+            "١٢٣٫٤٥".parse::<Amount>().unwrap().raw(),
+            12345,
+            "Arabic-Indic digits"
+        );
     }
 
     #[test]
@@ -348,14 +376,23 @@ mod tests {
     #[test]
     fn currencies_are_validated() {
         assert_eq!("usd".parse::<Currency>().unwrap().code(), "USD");
-        assert!(matches!("KWD".parse::<Currency>(), Err(CurrencyError::Unsupported(_))));
-        assert!(matches!("RIYAL".parse::<Currency>(), Err(CurrencyError::Malformed(_))));
+        assert!(matches!(
+            "KWD".parse::<Currency>(),
+            Err(CurrencyError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "RIYAL".parse::<Currency>(),
+            Err(CurrencyError::Malformed(_))
+        ));
     }
 
     #[test]
     fn amounts_serialise_as_strings() {
         let json = serde_json::to_string(&Amount::from_raw(11500)).unwrap();
         assert_eq!(json, "\"115.00\"");
-        assert!(serde_json::from_str::<Amount>("115.0").is_err(), "numbers are not accepted");
+        assert!(
+            serde_json::from_str::<Amount>("115.0").is_err(),
+            "numbers are not accepted"
+        );
     }
 }

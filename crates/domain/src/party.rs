@@ -25,7 +25,9 @@ impl VatNumber {
         if !Self::is_valid(text) {
             problems.push(
                 field,
-                format!("{who} VAT number must be 15 digits starting and ending with 3 (got {text})"),
+                format!(
+                    "{who} VAT number must be 15 digits starting and ending with 3 (got {text})"
+                ),
             );
         }
     }
@@ -82,11 +84,15 @@ impl Address {
     /// Checks the fields that are filled in. With `complete`, Saudi addresses must have every
     /// national-address field (ZATCA requires them of the seller, and of B2B buyers in Saudi).
     pub fn check(&self, who: &str, complete: bool, problems: &mut Problems) {
-        let country_ok = self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase());
+        let country_ok =
+            self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase());
         if !country_ok {
             problems.push(
                 "address.country",
-                format!("{who} country must be a two-letter code such as SA (got {})", self.country),
+                format!(
+                    "{who} country must be a two-letter code such as SA (got {})",
+                    self.country
+                ),
             );
         }
         let saudi = self.country == "SA";
@@ -94,19 +100,28 @@ impl Address {
         if saudi && !self.building_number.is_empty() && !digits(&self.building_number, 4) {
             problems.push(
                 "address.building_number",
-                format!("{who} building number must be 4 digits (got {})", self.building_number),
+                format!(
+                    "{who} building number must be 4 digits (got {})",
+                    self.building_number
+                ),
             );
         }
         if saudi && !self.postal_code.is_empty() && !digits(&self.postal_code, 5) {
             problems.push(
                 "address.postal_code",
-                format!("{who} postal code must be 5 digits (got {})", self.postal_code),
+                format!(
+                    "{who} postal code must be 5 digits (got {})",
+                    self.postal_code
+                ),
             );
         }
         if saudi && !self.additional_number.is_empty() && !digits(&self.additional_number, 4) {
             problems.push(
                 "address.additional_number",
-                format!("{who} additional number must be 4 digits (got {})", self.additional_number),
+                format!(
+                    "{who} additional number must be 4 digits (got {})",
+                    self.additional_number
+                ),
             );
         }
         if complete {
@@ -153,12 +168,15 @@ impl SellerProfile {
             problems.push("name", "seller legal name must not be empty");
         }
         VatNumber::check(&self.vat_number, "seller", "vat_number", &mut problems);
-        if !self.cr_number.is_empty()
-            && !(self.cr_number.len() == 10 && self.cr_number.bytes().all(|b| b.is_ascii_digit()))
-        {
+        let cr_ok = self.cr_number.is_empty()
+            || (self.cr_number.len() == 10 && self.cr_number.bytes().all(|b| b.is_ascii_digit()));
+        if !cr_ok {
             problems.push(
                 "cr_number",
-                format!("seller commercial registration number must be 10 digits (got {})", self.cr_number),
+                format!(
+                    "seller commercial registration number must be 10 digits (got {})",
+                    self.cr_number
+                ),
             );
         }
         self.address.check("seller", false, &mut problems);
@@ -213,14 +231,26 @@ impl Customer {
             VatNumber::check(vat, "customer", "vat_number", &mut problems);
         }
         if !self.email.is_empty() && !looks_like_email(&self.email) {
-            problems.push("email", format!("customer email must look like name@example.com (got {})", self.email));
+            problems.push(
+                "email",
+                format!(
+                    "customer email must look like name@example.com (got {})",
+                    self.email
+                ),
+            );
         }
         if !self.phone.is_empty()
-            && !self.phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
+            && !self
+                .phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-()".contains(c))
         {
             problems.push(
                 "phone",
-                format!("customer phone may contain only digits, spaces and + - ( ) (got {})", self.phone),
+                format!(
+                    "customer phone may contain only digits, spaces and + - ( ) (got {})",
+                    self.phone
+                ),
             );
         }
         self.address.check("customer", false, &mut problems);
@@ -244,7 +274,10 @@ impl Customer {
 fn looks_like_email(text: &str) -> bool {
     match text.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
                 && !text.contains(char::is_whitespace)
         }
         None => false,

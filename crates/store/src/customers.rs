@@ -38,7 +38,11 @@ pub struct TrashEntry {
 }
 
 fn like_pattern(text: Option<&str>) -> String {
-    let escaped = text.unwrap_or_default().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .unwrap_or_default()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -47,7 +51,11 @@ impl Store {
         self.get(id.into())
     }
 
-    pub fn edit_customer(&mut self, id: CustomerId, f: impl FnOnce(&mut Customer)) -> Result<Customer> {
+    pub fn edit_customer(
+        &mut self,
+        id: CustomerId,
+        f: impl FnOnce(&mut Customer),
+    ) -> Result<Customer> {
         self.update(
             id.into(),
             |customer: &mut Customer, _, _| {
@@ -60,7 +68,12 @@ impl Store {
     }
 
     /// Customers whose name, VAT number, email or phone contains `text`, by name.
-    pub fn list_customers(&self, text: Option<&str>, deleted: bool, limit: Option<usize>) -> Result<Vec<CustomerSummary>> {
+    pub fn list_customers(
+        &self,
+        text: Option<&str>,
+        deleted: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<CustomerSummary>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, name, vat_number, email, phone, city, deleted FROM customer_index
              WHERE deleted = ?1 AND (name LIKE ?2 ESCAPE '\\' OR coalesce(vat_number, '') LIKE ?2 ESCAPE '\\'
@@ -68,7 +81,11 @@ impl Store {
              ORDER BY name COLLATE NOCASE, id LIMIT ?3",
         )?;
         let rows = statement.query_map(
-            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
+            rusqlite::params![
+                i64::from(deleted),
+                like_pattern(text),
+                limit.map(|l| l as i64).unwrap_or(-1)
+            ],
             |r| {
                 Ok(CustomerSummary {
                     id: r.get(0)?,
@@ -85,7 +102,9 @@ impl Store {
     }
 
     pub fn resolve_customer(&self, text: &str) -> Result<CustomerId> {
-        Ok(CustomerId::from_uuid(*self.resolve(DocKind::Customer, text)?.as_uuid()))
+        Ok(CustomerId::from_uuid(
+            *self.resolve(DocKind::Customer, text)?.as_uuid(),
+        ))
     }
 
     pub fn item(&self, id: ItemId) -> Result<Item> {
@@ -104,13 +123,22 @@ impl Store {
         .map(|(i, ())| i)
     }
 
-    pub fn list_items(&self, text: Option<&str>, deleted: bool, limit: Option<usize>) -> Result<Vec<ItemSummary>> {
+    pub fn list_items(
+        &self,
+        text: Option<&str>,
+        deleted: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<ItemSummary>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, name, unit_price, vat_code, deleted FROM item_index
              WHERE deleted = ?1 AND name LIKE ?2 ESCAPE '\\' ORDER BY name COLLATE NOCASE, id LIMIT ?3",
         )?;
         let rows = statement.query_map(
-            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
+            rusqlite::params![
+                i64::from(deleted),
+                like_pattern(text),
+                limit.map(|l| l as i64).unwrap_or(-1)
+            ],
             |r| {
                 Ok(ItemSummary {
                     id: r.get(0)?,
@@ -125,7 +153,9 @@ impl Store {
     }
 
     pub fn resolve_item(&self, text: &str) -> Result<ItemId> {
-        Ok(ItemId::from_uuid(*self.resolve(DocKind::Item, text)?.as_uuid()))
+        Ok(ItemId::from_uuid(
+            *self.resolve(DocKind::Item, text)?.as_uuid(),
+        ))
     }
 
     /// Everything in the trash: invoices, customers and items.
@@ -137,7 +167,11 @@ impl Store {
         )?;
         let rows = statement.query_map([], |r| {
             let kind: String = r.get(0)?;
-            Ok(TrashEntry { kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice), id: r.get(1)?, label: r.get(2)? })
+            Ok(TrashEntry {
+                kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice),
+                id: r.get(1)?,
+                label: r.get(2)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

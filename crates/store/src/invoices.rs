@@ -3,8 +3,8 @@
 use chrono::NaiveDate;
 use daftar_domain::invoice::{BillingReference, DocumentDiscount, PaymentMethod};
 use daftar_domain::{
-    Amount, Currency, Customer, CustomerId, DocumentId, ExchangeRate, Invoice, InvoiceId, InvoiceKind,
-    InvoiceStatus, Line, LineId, Payment, PaymentId, Quantity, VatCategory,
+    Amount, Currency, Customer, CustomerId, DocumentId, ExchangeRate, Invoice, InvoiceId,
+    InvoiceKind, InvoiceStatus, Line, LineId, Payment, PaymentId, Quantity, VatCategory,
 };
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -122,7 +122,10 @@ fn resolve_discount(input: DiscountInput, lines: &[Line]) -> Result<DocumentDisc
         Some(vat) => vat,
         None => {
             let mut categories = lines.iter().map(|l| &l.vat);
-            match (categories.next(), categories.all(|c| Some(c) == lines.first().map(|l| &l.vat))) {
+            match (
+                categories.next(),
+                categories.all(|c| Some(c) == lines.first().map(|l| &l.vat)),
+            ) {
                 (Some(first), true) => first.clone(),
                 (None, _) => VatCategory::standard(),
                 _ => {
@@ -136,13 +139,23 @@ fn resolve_discount(input: DiscountInput, lines: &[Line]) -> Result<DocumentDisc
             }
         }
     };
-    Ok(DocumentDiscount { amount: input.amount, vat, reason: input.reason })
+    Ok(DocumentDiscount {
+        amount: input.amount,
+        vat,
+        reason: input.reason,
+    })
 }
 
 fn line_index(invoice: &Invoice, n: usize) -> Result<usize> {
     if n == 0 || n > invoice.lines.len() {
         let mut problems = daftar_domain::Problems::new();
-        problems.push("lines", format!("invoice has {} lines; there is no line {n}", invoice.lines.len()));
+        problems.push(
+            "lines",
+            format!(
+                "invoice has {} lines; there is no line {n}",
+                invoice.lines.len()
+            ),
+        );
         return Err(problems.into());
     }
     Ok(n - 1)
@@ -152,7 +165,12 @@ fn live_customer(conn: &Connection, id: CustomerId) -> Result<Customer> {
     let (_, customer) = load_record::<Customer>(conn, id.into())?;
     if customer.deleted.is_some() {
         let mut problems = daftar_domain::Problems::new();
-        problems.push("customer", format!("customer {id} is in the trash; restore it first (daftar customer restore {id})"));
+        problems.push(
+            "customer",
+            format!(
+                "customer {id} is in the trash; restore it first (daftar customer restore {id})"
+            ),
+        );
         return Err(problems.into());
     }
     Ok(customer)
@@ -211,20 +229,27 @@ impl Store {
                 for edit in edits {
                     match edit {
                         InvoiceEdit::Kind(kind) => invoice.kind = kind,
-                        InvoiceEdit::Customer(customer) => invoice.customer = Some(live_customer(tx, customer)?.snapshot()),
+                        InvoiceEdit::Customer(customer) => {
+                            invoice.customer = Some(live_customer(tx, customer)?.snapshot())
+                        }
                         InvoiceEdit::Notes(notes) => invoice.notes = notes,
                         InvoiceEdit::SupplyDate(date) => invoice.supply_date = date,
                         InvoiceEdit::DueDate(date) => invoice.due_date = date,
                         InvoiceEdit::Currency(currency) => invoice.currency = currency,
                         InvoiceEdit::ExchangeRate(rate) => invoice.exchange_rate = rate,
                         InvoiceEdit::Discount(discount) => {
-                            invoice.discount = discount.map(|d| resolve_discount(d, &invoice.lines)).transpose()?;
+                            invoice.discount = discount
+                                .map(|d| resolve_discount(d, &invoice.lines))
+                                .transpose()?;
                         }
                         InvoiceEdit::AddLine(line) => invoice.lines.push(line.into_line()),
                         InvoiceEdit::SetLine(n, input) => {
                             let index = line_index(invoice, n)?;
                             let id = invoice.lines[index].id;
-                            invoice.lines[index] = Line { id, ..input.into_line() };
+                            invoice.lines[index] = Line {
+                                id,
+                                ..input.into_line()
+                            };
                         }
                         InvoiceEdit::RemoveLine(n) => {
                             let index = line_index(invoice, n)?;
@@ -256,7 +281,10 @@ impl Store {
                 if invoice.deleted.is_some() {
                     return Err(daftar_domain::invoice::InvoiceStateError::Deleted { id }.into());
                 }
-                invoice.validate_for_issue().into_result().map_err(StoreError::NotIssuable)?;
+                invoice
+                    .validate_for_issue()
+                    .into_result()
+                    .map_err(StoreError::NotIssuable)?;
                 let next: i64 = tx.query_row(
                     "INSERT INTO series_counters (series, last) VALUES (?1, 1)
                      ON CONFLICT (series) DO UPDATE SET last = last + 1 RETURNING last",
@@ -286,7 +314,13 @@ impl Store {
                 if invoice.deleted.is_some() {
                     return Err(daftar_domain::invoice::InvoiceStateError::Deleted { id }.into());
                 }
-                invoice.payments.push(Payment { id: PaymentId::from_uuid(Uuid::now_v7()), amount, date, method, reference });
+                invoice.payments.push(Payment {
+                    id: PaymentId::from_uuid(Uuid::now_v7()),
+                    amount,
+                    date,
+                    method,
+                    reference,
+                });
                 Ok(())
             },
             |_| "record payment".to_owned(),
@@ -298,7 +332,9 @@ impl Store {
     pub fn delete_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
         self.delete(id.into(), |invoice: &Invoice| {
             if invoice.is_issued() {
-                return Err(StoreError::IssuedIsPermanent { number: invoice.number.clone().unwrap_or_default() });
+                return Err(StoreError::IssuedIsPermanent {
+                    number: invoice.number.clone().unwrap_or_default(),
+                });
             }
             Ok(())
         })
@@ -310,7 +346,9 @@ impl Store {
 
     /// Makes a draft look as it did at `version`, as a new change.
     pub fn revert_invoice(&mut self, id: InvoiceId, version: usize) -> Result<Invoice> {
-        self.revert(id.into(), version, |invoice: &Invoice| Ok(invoice.ensure_editable()?))
+        self.revert(id.into(), version, |invoice: &Invoice| {
+            Ok(invoice.ensure_editable()?)
+        })
     }
 
     /// Removes a deleted draft and its whole history for good, and records that it did.
@@ -355,50 +393,75 @@ impl Store {
             args.push(value);
             sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
         };
-        if let Some(expression) = query.text.as_deref().and_then(crate::search::match_expression) {
-            arg(&mut sql, " AND rowid IN (SELECT rowid FROM invoice_search WHERE invoice_search MATCH ?)", Box::new(expression));
+        if let Some(expression) = query
+            .text
+            .as_deref()
+            .and_then(crate::search::match_expression)
+        {
+            arg(
+                &mut sql,
+                " AND rowid IN (SELECT rowid FROM invoice_search WHERE invoice_search MATCH ?)",
+                Box::new(expression),
+            );
         }
         if let Some(status) = query.status {
             arg(&mut sql, " AND status = ?", Box::new(status.as_str()));
         }
         if let Some(customer) = query.customer {
-            arg(&mut sql, " AND customer_id = ?", Box::new(customer.to_string()));
+            arg(
+                &mut sql,
+                " AND customer_id = ?",
+                Box::new(customer.to_string()),
+            );
         }
         if let Some(from) = query.from {
-            arg(&mut sql, " AND substr(coalesce(issued_at, created_at), 1, 10) >= ?", Box::new(from.to_string()));
+            arg(
+                &mut sql,
+                " AND substr(coalesce(issued_at, created_at), 1, 10) >= ?",
+                Box::new(from.to_string()),
+            );
         }
         if let Some(to) = query.to {
-            arg(&mut sql, " AND substr(coalesce(issued_at, created_at), 1, 10) <= ?", Box::new(to.to_string()));
+            arg(
+                &mut sql,
+                " AND substr(coalesce(issued_at, created_at), 1, 10) <= ?",
+                Box::new(to.to_string()),
+            );
         }
         sql.push_str(" ORDER BY id DESC");
         let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
         arg(&mut sql, " LIMIT ?", Box::new(limit));
         arg(&mut sql, " OFFSET ?", Box::new(query.offset as i64));
         let mut statement = self.conn.prepare_cached(&sql)?;
-        let rows = statement.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
-            Ok(InvoiceSummary {
-                id: r.get(0)?,
-                number: r.get(1)?,
-                kind: r.get(2)?,
-                status: r.get(3)?,
-                customer_id: r.get(4)?,
-                customer: r.get(5)?,
-                issued_at: r.get(6)?,
-                due_date: r.get(7)?,
-                created_at: r.get(8)?,
-                currency: r.get(9)?,
-                net: Amount::from_raw(r.get(10)?),
-                vat: Amount::from_raw(r.get(11)?),
-                gross: Amount::from_raw(r.get(12)?),
-                due: Amount::from_raw(r.get(13)?),
-                deleted: r.get::<_, i64>(14)? != 0,
-            })
-        })?;
+        let rows = statement.query_map(
+            rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+            |r| {
+                Ok(InvoiceSummary {
+                    id: r.get(0)?,
+                    number: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    customer_id: r.get(4)?,
+                    customer: r.get(5)?,
+                    issued_at: r.get(6)?,
+                    due_date: r.get(7)?,
+                    created_at: r.get(8)?,
+                    currency: r.get(9)?,
+                    net: Amount::from_raw(r.get(10)?),
+                    vat: Amount::from_raw(r.get(11)?),
+                    gross: Amount::from_raw(r.get(12)?),
+                    due: Amount::from_raw(r.get(13)?),
+                    deleted: r.get::<_, i64>(14)? != 0,
+                })
+            },
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Resolves what a person typed (id, id prefix, or number) to an invoice id.
     pub fn resolve_invoice(&self, text: &str) -> Result<InvoiceId> {
-        Ok(InvoiceId::from_uuid(*self.resolve(DocKind::Invoice, text)?.as_uuid()))
+        Ok(InvoiceId::from_uuid(
+            *self.resolve(DocKind::Invoice, text)?.as_uuid(),
+        ))
     }
 }

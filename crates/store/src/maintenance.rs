@@ -60,8 +60,10 @@ fn document_ids(conn: &Connection) -> Result<Vec<(DocumentId, DocKind)>> {
             path: "documents".into(),
             detail: format!("document id {id:?} is not a UUID"),
         })?;
-        let kind = DocKind::parse(&kind)
-            .ok_or_else(|| StoreError::Document { id, detail: format!("unknown kind {kind:?}") })?;
+        let kind = DocKind::parse(&kind).ok_or_else(|| StoreError::Document {
+            id,
+            detail: format!("unknown kind {kind:?}"),
+        })?;
         out.push((id, kind));
     }
     Ok(out)
@@ -71,7 +73,12 @@ fn count(conn: &Connection, sql: &str) -> Result<usize> {
     Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize)
 }
 
-fn check_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge, problems: &mut Vec<String>) -> Option<R> {
+fn check_record<R: Record>(
+    conn: &Connection,
+    id: DocumentId,
+    doc: &Automerge,
+    problems: &mut Vec<String>,
+) -> Option<R> {
     let record: R = match document::read_record(id, doc, None) {
         Ok(record) => record,
         Err(e) => {
@@ -81,7 +88,11 @@ fn check_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge, p
     };
     let invalid = record.validate();
     if !invalid.is_empty() {
-        problems.push(format!("{} {id} is not valid: {}", R::KIND.as_str(), invalid.to_string().replace('\n', "; ")));
+        problems.push(format!(
+            "{} {id} is not valid: {}",
+            R::KIND.as_str(),
+            invalid.to_string().replace('\n', "; ")
+        ));
     }
     match record.index_matches(conn) {
         Ok(true) => {}
@@ -101,13 +112,17 @@ fn index_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge) -
 impl Store {
     /// Reads every document in full and checks it, its history, the index and the numbering.
     pub fn verify(&self) -> Result<VerifyReport> {
+        let damaged = self.damaged_pages()?;
+        if !damaged.is_empty() {
+            // Reading on would only fail on the same pages; say what is wrong and stop.
+            let mut report = VerifyReport::default();
+            report.problems.extend(damaged.into_iter().map(|e| {
+                format!("the database file is damaged ({e}); restore it from a backup or recover the workspace from the relay")
+            }));
+            return Ok(report);
+        }
         self.read(|conn| {
             let mut report = VerifyReport::default();
-            let cipher: Vec<String> = conn
-                .prepare("PRAGMA cipher_integrity_check")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            report.problems.extend(cipher.into_iter().map(|e| format!("page authentication failed: {e}")));
             let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
             if integrity != "ok" {
                 report.problems.push(format!("SQLite integrity check: {integrity}"));
@@ -143,11 +158,12 @@ impl Store {
                     }
                     DocKind::Invoice => {
                         report.invoices += 1;
-                        if let Some(invoice) = check_record::<Invoice>(conn, id, &loaded.doc, problems) {
-                            if let Some(number) = invoice.number.filter(|_| invoice.status == daftar_domain::InvoiceStatus::Issued) {
-                                report.issued += 1;
-                                numbers.entry(number).or_default().push(id.to_string());
-                            }
+                        let invoice = check_record::<Invoice>(conn, id, &loaded.doc, problems);
+                        if let Some(invoice) = invoice.filter(Invoice::is_issued)
+                            && let Some(number) = invoice.number
+                        {
+                            report.issued += 1;
+                            numbers.entry(number).or_default().push(id.to_string());
                         }
                     }
                     DocKind::Customer => {
@@ -217,7 +233,9 @@ impl Store {
             )?;
             let ids = document_ids(tx)?;
             for (id, kind) in &ids {
-                let Some(loaded) = load_doc(tx, *id)? else { continue };
+                let Some(loaded) = load_doc(tx, *id)? else {
+                    continue;
+                };
                 match kind {
                     DocKind::Settings => {}
                     DocKind::Invoice => index_record::<Invoice>(tx, *id, &loaded.doc)?,
@@ -235,7 +253,9 @@ impl Store {
     pub fn compact(&mut self) -> Result<CompactReport> {
         let candidates: Vec<String> = {
             let mut statement = self.conn.prepare("SELECT DISTINCT doc_id FROM changes")?;
-            statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            statement
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
         };
         let mut report = CompactReport::default();
         for batch in candidates.chunks(256) {
@@ -283,12 +303,24 @@ impl Store {
     /// Writes every record, deleted ones included, as pretty JSON files under `dir`
     /// (`settings.json`, `invoices/ID.json` with computed totals, `customers/`, `items/`).
     pub fn export_json(&self, dir: &Path) -> Result<ExportReport> {
-        let io = |action, path: &Path, source| StoreError::Io { action, path: path.to_owned(), source };
-        if dir.exists() && std::fs::read_dir(dir).map_err(|e| io("read", dir, e))?.next().is_some() {
+        let io = |action, path: &Path, source| StoreError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        };
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map_err(|e| io("read", dir, e))?
+                .next()
+                .is_some()
+        {
             return Err(StoreError::Io {
                 action: "export into",
                 path: dir.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the folder is not empty"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the folder is not empty",
+                ),
             });
         }
         for sub in ["invoices", "customers", "items"] {
@@ -301,7 +333,9 @@ impl Store {
                 std::fs::write(path, text).map_err(|e| io("write", path, e))
             };
             for (id, kind) in document_ids(conn)? {
-                let Some(loaded) = load_doc(conn, id)? else { continue };
+                let Some(loaded) = load_doc(conn, id)? else {
+                    continue;
+                };
                 let mut json = document::to_json(&loaded.doc, None);
                 let folder = match kind {
                     DocKind::Settings => {
@@ -310,8 +344,14 @@ impl Store {
                     }
                     DocKind::Invoice => {
                         let invoice: Invoice = document::read_record(id, &loaded.doc, None)?;
-                        if let (Ok(totals), Some(map)) = (daftar_domain::compute_totals(&invoice), json.as_object_mut()) {
-                            map.insert("totals".into(), serde_json::to_value(totals).expect("totals serialise"));
+                        if let (Ok(totals), Some(map)) = (
+                            daftar_domain::compute_totals(&invoice),
+                            json.as_object_mut(),
+                        ) {
+                            map.insert(
+                                "totals".into(),
+                                serde_json::to_value(totals).expect("totals serialise"),
+                            );
                         }
                         report.invoices += 1;
                         "invoices"
@@ -337,12 +377,18 @@ impl Store {
         let mut problems = daftar_domain::Problems::new();
         for (index, record) in records.iter().enumerate() {
             for problem in record.validate().iter() {
-                problems.push(format!("[{}].{}", index + 1, problem.field), format!("record {}: {}", index + 1, problem.message));
+                problems.push(
+                    format!("[{}].{}", index + 1, problem.field),
+                    format!("record {}: {}", index + 1, problem.message),
+                );
             }
         }
         problems.into_result()?;
         let ctx = self.ctx();
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(1);
         let chunk = records.len().div_ceil(threads).max(1);
         let built: Vec<(DocumentId, Automerge)> = std::thread::scope(|scope| {
             let workers: Vec<_> = records
@@ -353,7 +399,8 @@ impl Store {
                             .map(|record| {
                                 let id = record.document_id();
                                 let mut doc = Automerge::new();
-                                build_document(id, &mut doc, record, message, ctx).map(|()| (id, doc))
+                                build_document(id, &mut doc, record, message, ctx)
+                                    .map(|()| (id, doc))
                             })
                             .collect::<Result<Vec<_>>>()
                     })
@@ -385,14 +432,22 @@ impl Store {
 }
 
 /// Builds a fresh document for `record` without touching the database.
-fn build_document<R: Record>(id: DocumentId, doc: &mut Automerge, record: &R, message: &str, ctx: Ctx) -> Result<()> {
+fn build_document<R: Record>(
+    id: DocumentId,
+    doc: &mut Automerge,
+    record: &R,
+    message: &str,
+    ctx: Ctx,
+) -> Result<()> {
     doc.set_actor(document::actor_for(ctx.device));
     let options = automerge::transaction::CommitOptions::default()
         .with_message(message.to_owned())
         .with_time(ctx.now.timestamp_millis());
     let json = document::to_json_value(record);
     doc.transact_with(|_| options, |tx| document::reconcile_root(tx, &json))
-        .map_err(|failure| StoreError::Document { id, detail: failure.error.to_string() })?;
+        .map_err(|failure| StoreError::Document {
+            id,
+            detail: failure.error.to_string(),
+        })?;
     Ok(())
 }
-

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use daftar_domain::{
-    Customer, DeviceId, DocumentId, Invoice, Item, Problems, SellerProfile, Series, Tombstone, WorkspaceId,
-    compute_totals,
+    Customer, DeviceId, DocumentId, Invoice, Item, Problems, SellerProfile, Series, Tombstone,
+    WorkspaceId, compute_totals,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
@@ -145,8 +145,16 @@ impl InvoiceRow {
             number: invoice.number.clone(),
             kind: invoice.kind.as_str().to_owned(),
             status: invoice.status.as_str().to_owned(),
-            customer_id: invoice.customer.as_ref().and_then(|c| c.id).map(|id| id.to_string()),
-            customer_name: invoice.customer.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+            customer_id: invoice
+                .customer
+                .as_ref()
+                .and_then(|c| c.id)
+                .map(|id| id.to_string()),
+            customer_name: invoice
+                .customer
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             issued_at: invoice.issued_at.map(|t| t.to_rfc3339()),
             supply_date: invoice.supply_date.map(|d| d.to_string()),
             due_date: invoice.due_date.map(|d| d.to_string()),
@@ -202,7 +210,12 @@ impl InvoiceSearchText {
             .as_ref()
             .map(|c| format!("{} {}", c.name, c.vat_number.as_deref().unwrap_or_default()))
             .unwrap_or_default();
-        let lines = invoice.lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>().join("\n");
+        let lines = invoice
+            .lines
+            .iter()
+            .map(|l| l.description.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         InvoiceSearchText {
             number: invoice.number.clone().unwrap_or_default(),
             customer,
@@ -224,7 +237,11 @@ impl Record for Invoice {
         self.deleted = tombstone;
     }
     fn validate(&self) -> Problems {
-        if self.is_issued() { self.validate_for_issue() } else { Invoice::validate(self) }
+        if self.is_issued() {
+            self.validate_for_issue()
+        } else {
+            Invoice::validate(self)
+        }
     }
     fn index(&self, conn: &Connection) -> Result<()> {
         let row = InvoiceRow::of(self);
@@ -386,7 +403,15 @@ impl Record for Item {
             .query_row(
                 "SELECT id, name, unit_price, vat_code, deleted FROM item_index WHERE id = ?1",
                 [self.id.to_string()],
-                |r| Ok(ItemRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok(ItemRow(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                },
             )
             .optional()?;
         Ok(stored == Some(ItemRow::of(self)))

@@ -9,7 +9,11 @@ pub(crate) fn match_expression(text: &str) -> Option<String> {
         .filter(|w| !w.is_empty())
         .map(|w| format!("\"{w}\"*"))
         .collect();
-    if terms.is_empty() { None } else { Some(terms.join(" ")) }
+    if terms.is_empty() {
+        None
+    } else {
+        Some(terms.join(" "))
+    }
 }
 
 #[cfg(test)]
@@ -18,8 +22,14 @@ mod tests {
 
     #[test]
     fn syntax_in_the_input_is_quoted_away() {
-        assert_eq!(match_expression("A-0001 acme\"*"), Some("\"A\"* \"0001\"* \"acme\"*".into()));
+        assert_eq!(
+            match_expression("A-0001 acme\"*"),
+            Some("\"A\"* \"0001\"* \"acme\"*".into())
+        );
         assert_eq!(match_expression("  -- "), None);
-        assert_eq!(match_expression("شركة النور"), Some("\"شركة\"* \"النور\"*".into()));
+        assert_eq!(
+            match_expression("شركة النور"),
+            Some("\"شركة\"* \"النور\"*".into())
+        );
     }
 }

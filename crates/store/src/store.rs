@@ -68,7 +68,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,44 +92,66 @@ pub(crate) struct Loaded {
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
 }
 
 fn corrupt_meta(dir: &Path, what: &str) -> StoreError {
-    StoreError::Corrupt { path: dir.join(DATABASE_FILE), detail: format!("the workspace record has no valid {what}") }
+    StoreError::Corrupt {
+        path: dir.join(DATABASE_FILE),
+        detail: format!("the workspace record has no valid {what}"),
+    }
 }
 
 /// Loads a document: its snapshot (if compacted) plus its change rows in arrival order.
 pub(crate) fn load_doc(conn: &Connection, id: DocumentId) -> Result<Option<Loaded>> {
     let key = id.to_string();
     let Some(kind) = conn
-        .query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get::<_, String>(0))
+        .query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| {
+            r.get::<_, String>(0)
+        })
         .optional()?
     else {
         return Ok(None);
     };
-    let kind = DocKind::parse(&kind)
-        .ok_or_else(|| StoreError::Document { id, detail: format!("unknown document kind {kind:?}") })?;
+    let kind = DocKind::parse(&kind).ok_or_else(|| StoreError::Document {
+        id,
+        detail: format!("unknown document kind {kind:?}"),
+    })?;
     let broken = |detail: String| StoreError::Document { id, detail };
-    let snapshot: Option<Vec<u8>> =
-        conn.query_row("SELECT bytes FROM snapshots WHERE doc_id = ?1", [&key], |r| r.get(0)).optional()?;
+    let snapshot: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT bytes FROM snapshots WHERE doc_id = ?1",
+            [&key],
+            |r| r.get(0),
+        )
+        .optional()?;
     let mut doc = match snapshot {
-        Some(bytes) => Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?,
+        Some(bytes) => {
+            Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?
+        }
         None => Automerge::new(),
     };
-    let mut statement = conn.prepare_cached("SELECT hash, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut statement =
+        conn.prepare_cached("SELECT hash, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
     let mut changes = Vec::new();
     let mut rows = statement.query([&key])?;
     while let Some(row) = rows.next()? {
         let hash: Vec<u8> = row.get(0)?;
         let bytes: Vec<u8> = row.get(1)?;
-        let change = Change::from_bytes(bytes).map_err(|e| broken(format!("a stored change does not decode: {e}")))?;
+        let change = Change::from_bytes(bytes)
+            .map_err(|e| broken(format!("a stored change does not decode: {e}")))?;
         if change.hash().0.as_slice() != hash.as_slice() {
-            return Err(broken(format!("change {} is stored under another hash", change.hash())));
+            return Err(broken(format!(
+                "change {} is stored under another hash",
+                change.hash()
+            )));
         }
         changes.push(change);
     }
-    doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
+    doc.apply_changes(changes)
+        .map_err(|e| broken(format!("changes do not apply: {e}")))?;
     Ok(Some(Loaded { doc, kind }))
 }
 
@@ -142,10 +166,15 @@ pub(crate) fn commit_json(
 ) -> Result<bool> {
     let before = doc.get_heads();
     doc.set_actor(actor_for(ctx.device));
-    let options = CommitOptions::default().with_message(message.to_owned()).with_time(ctx.now.timestamp_millis());
+    let options = CommitOptions::default()
+        .with_message(message.to_owned())
+        .with_time(ctx.now.timestamp_millis());
     let outcome = doc
         .transact_with(|_| options, |tx| document::reconcile_root(tx, json))
-        .map_err(|failure| StoreError::Document { id, detail: failure.error.to_string() })?;
+        .map_err(|failure| StoreError::Document {
+            id,
+            detail: failure.error.to_string(),
+        })?;
     if outcome.hash.is_none() {
         return Ok(false);
     }
@@ -154,7 +183,13 @@ pub(crate) fn commit_json(
 }
 
 /// Stores every change of `doc` after `before` as rows, and the new heads.
-pub(crate) fn store_changes(conn: &Connection, id: DocumentId, doc: &Automerge, before: &[ChangeHash], ctx: Ctx) -> Result<()> {
+pub(crate) fn store_changes(
+    conn: &Connection,
+    id: DocumentId,
+    doc: &Automerge,
+    before: &[ChangeHash],
+    ctx: Ctx,
+) -> Result<()> {
     let key = id.to_string();
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -179,26 +214,42 @@ pub(crate) fn store_changes(conn: &Connection, id: DocumentId, doc: &Automerge, 
 /// ordered, so every prefix is causally complete).
 pub(crate) fn heads_at(changes: &[Change], version: usize) -> Vec<ChangeHash> {
     let prefix = &changes[..version];
-    let depended: std::collections::HashSet<ChangeHash> =
-        prefix.iter().flat_map(|c| c.deps().iter().copied()).collect();
-    prefix.iter().map(Change::hash).filter(|h| !depended.contains(h)).collect()
+    let depended: std::collections::HashSet<ChangeHash> = prefix
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .collect();
+    prefix
+        .iter()
+        .map(Change::hash)
+        .filter(|h| !depended.contains(h))
+        .collect()
 }
 
 impl Store {
     /// Sets up a new data directory with a new workspace. Nothing is left behind if it fails.
     pub fn init(dir: &Path, options: InitOptions, clock: Arc<dyn Clock>) -> Result<Store> {
         options.seller.validate().into_result()?;
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::Io { action: "create", path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
         #[cfg(unix)]
         {
             // Only this user may list or open the data directory.
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|source| StoreError::Io { action: "protect", path: dir.to_owned(), source })?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| StoreError::Io {
+                    action: "protect",
+                    path: dir.to_owned(),
+                    source,
+                },
+            )?;
         }
         if dir.join(PROFILE_FILE).exists() || dir.join(DATABASE_FILE).exists() {
-            return Err(StoreError::AlreadyInitialised { dir: dir.to_owned() });
+            return Err(StoreError::AlreadyInitialised {
+                dir: dir.to_owned(),
+            });
         }
         let dir = database::canonical_dir(dir)?;
         let key = daftar_keys::generate_database_key()?;
@@ -237,7 +288,9 @@ impl Store {
         let now = clock.now();
         let workspace_id = WorkspaceId::from_uuid(Uuid::now_v7());
         let device_id = DeviceId::from_uuid(Uuid::now_v7());
-        let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
+        let series = options
+            .series
+            .unwrap_or_else(|| "A".parse().expect("valid series"));
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for (k, v) in [
             ("workspace_id", workspace_id.to_string()),
@@ -246,19 +299,39 @@ impl Store {
         ] {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, &v])?;
         }
-        conn.execute("INSERT INTO series_counters (series, last) VALUES (?1, 0)", [series.as_str()])?;
+        conn.execute(
+            "INSERT INTO series_counters (series, last) VALUES (?1, 0)",
+            [series.as_str()],
+        )?;
         conn.execute_batch("COMMIT")?;
-        let info = WorkspaceInfo { workspace_id, device_id, series: series.clone(), data_dir: dir.to_owned(), key_location: location.clone() };
+        let info = WorkspaceInfo {
+            workspace_id,
+            device_id,
+            series: series.clone(),
+            data_dir: dir.to_owned(),
+            key_location: location.clone(),
+        };
         let mut store = Store { conn, info, clock };
         let settings = WorkspaceSettings {
             id: workspace_id,
             seller: options.seller,
-            devices: vec![DeviceEntry { id: device_id, series, name: options.device_name, added_at: now }],
+            devices: vec![DeviceEntry {
+                id: device_id,
+                series,
+                name: options.device_name,
+                added_at: now,
+            }],
             created_at: now,
         };
         store.create(&settings, "create workspace")?;
         // The profile is written last: until it exists, the directory is not a workspace.
-        Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
+        Profile {
+            format: Profile::FORMAT.into(),
+            version: 1,
+            key: location,
+            key_check: key_check(key),
+        }
+        .write(dir)?;
         Ok(store)
     }
 
@@ -287,11 +360,24 @@ impl Store {
             return Err(StoreError::WrongKey { dir });
         }
         let conn = database::open_connection(&dir, key, false)?;
-        let read = |k: &str| -> Result<String> { meta(&conn, k)?.ok_or_else(|| corrupt_meta(&dir, k)) };
-        let workspace_id = read("workspace_id")?.parse().map_err(|_| corrupt_meta(&dir, "workspace id"))?;
-        let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
-        let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
-        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
+        let read =
+            |k: &str| -> Result<String> { meta(&conn, k)?.ok_or_else(|| corrupt_meta(&dir, k)) };
+        let workspace_id = read("workspace_id")?
+            .parse()
+            .map_err(|_| corrupt_meta(&dir, "workspace id"))?;
+        let device_id = read("device_id")?
+            .parse()
+            .map_err(|_| corrupt_meta(&dir, "device id"))?;
+        let series = read("series")?
+            .parse()
+            .map_err(|_| corrupt_meta(&dir, "series"))?;
+        let info = WorkspaceInfo {
+            workspace_id,
+            device_id,
+            series,
+            data_dir: dir,
+            key_location: profile.key,
+        };
         Ok(Store { conn, info, clock })
     }
 
@@ -300,34 +386,75 @@ impl Store {
     }
 
     pub(crate) fn ctx(&self) -> Ctx {
-        Ctx { device: self.info.device_id, now: self.clock.now() }
+        Ctx {
+            device: self.info.device_id,
+            now: self.clock.now(),
+        }
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it is stored, durably
     /// (`synchronous = FULL`), or none of it. Another process's writer makes this wait up to
     /// [`database::BUSY_TIMEOUT`] and then fail with [`StoreError::Busy`].
-    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, Ctx) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>, Ctx) -> Result<T>,
+    ) -> Result<T> {
         let ctx = self.ctx();
         let dir = self.info.data_dir.clone();
         let busy = |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Busy { dir: dir.clone(), seconds: database::BUSY_TIMEOUT.as_secs() }
+                StoreError::Busy {
+                    dir: dir.clone(),
+                    seconds: database::BUSY_TIMEOUT.as_secs(),
+                }
             }
             _ => StoreError::Sqlite(e),
         };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(busy)?;
-        let value = f(&tx, ctx)?;
-        tx.commit().map_err(busy)?;
-        Ok(value)
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(busy)?;
+            let value = f(&tx, ctx)?;
+            tx.commit().map_err(busy)?;
+            Ok(value)
+        })();
+        result.map_err(|e| self.explain(e))
+    }
+
+    /// The pages of the database file whose authentication code does not verify (SQLCipher
+    /// checks every page's HMAC), as SQLCipher describes them.
+    pub(crate) fn damaged_pages(&self) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare("PRAGMA cipher_integrity_check")?;
+        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Turns a bare SQLite error into [`StoreError::Corrupt`] when the cause is a damaged file,
+    /// so that people are told to restore rather than shown "SQL logic error".
+    fn explain(&self, error: StoreError) -> StoreError {
+        if let StoreError::Sqlite(_) = &error
+            && let Ok(pages) = self.damaged_pages()
+            && !pages.is_empty()
+        {
+            return StoreError::Corrupt {
+                path: self.info.data_dir.join(DATABASE_FILE),
+                detail: pages.join("; "),
+            };
+        }
+        error
     }
 
     /// Runs `f` in a read transaction, so that a document's snapshot and change rows are read
     /// from one consistent state even while another process compacts.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let tx = self.conn.unchecked_transaction()?;
-        let value = f(&tx)?;
-        tx.finish()?;
-        Ok(value)
+        let result = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            let value = f(&tx)?;
+            tx.finish()?;
+            Ok(value)
+        })();
+        result.map_err(|e| self.explain(e))
     }
 
     /// Stores a new record as a new document.
@@ -353,7 +480,14 @@ impl Store {
             let (mut doc, mut record) = load_record::<R>(tx, id)?;
             let value = f(&mut record, tx, ctx)?;
             record.validate().into_result()?;
-            if commit_json(tx, id, &mut doc, &document::to_json_value(&record), &message(&record), ctx)? {
+            if commit_json(
+                tx,
+                id,
+                &mut doc,
+                &document::to_json_value(&record),
+                &message(&record),
+                ctx,
+            )? {
                 record.index(tx)?;
             }
             Ok((record, value))
@@ -361,15 +495,25 @@ impl Store {
     }
 
     /// Moves a record to the trash.
-    pub fn delete<R: Record>(&mut self, id: DocumentId, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
+    pub fn delete<R: Record>(
+        &mut self,
+        id: DocumentId,
+        guard: impl FnOnce(&R) -> Result<()>,
+    ) -> Result<R> {
         self.update(
             id,
             |record: &mut R, _, ctx| {
                 if record.tombstone().is_some() {
-                    return Err(StoreError::AlreadyDeleted { kind: R::KIND.as_str(), id: id.to_string() });
+                    return Err(StoreError::AlreadyDeleted {
+                        kind: R::KIND.as_str(),
+                        id: id.to_string(),
+                    });
                 }
                 guard(record)?;
-                record.set_tombstone(Some(Tombstone { by: ctx.device, at: ctx.now }));
+                record.set_tombstone(Some(Tombstone {
+                    by: ctx.device,
+                    at: ctx.now,
+                }));
                 Ok(())
             },
             |_| "delete".to_owned(),
@@ -383,7 +527,10 @@ impl Store {
             id,
             |record: &mut R, _, _| {
                 if record.tombstone().is_none() {
-                    return Err(StoreError::NotDeleted { kind: R::KIND.as_str(), id: id.to_string() });
+                    return Err(StoreError::NotDeleted {
+                        kind: R::KIND.as_str(),
+                        id: id.to_string(),
+                    });
                 }
                 record.set_tombstone(None);
                 Ok(())
@@ -396,7 +543,10 @@ impl Store {
     /// Every version of a document, oldest first.
     pub fn history(&self, id: DocumentId) -> Result<Vec<Version>> {
         self.read(|conn| {
-            let loaded = load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: id.to_string() })?;
+            let loaded = load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound {
+                kind: "document",
+                id: id.to_string(),
+            })?;
             Ok(loaded
                 .doc
                 .get_changes(&[])
@@ -419,7 +569,12 @@ impl Store {
             let (doc, _) = load_record::<R>(conn, id)?;
             let changes = doc.get_changes(&[]);
             if version == 0 || version > changes.len() {
-                return Err(StoreError::NoSuchVersion { kind: R::KIND.as_str(), id: id.to_string(), version, count: changes.len() });
+                return Err(StoreError::NoSuchVersion {
+                    kind: R::KIND.as_str(),
+                    id: id.to_string(),
+                    version,
+                    count: changes.len(),
+                });
             }
             document::read_record(id, &doc, Some(&heads_at(&changes, version)))
         })
@@ -427,7 +582,12 @@ impl Store {
 
     /// Writes a new change that makes the record look as it did at `version`, except for its
     /// trash state. History keeps every version in between.
-    pub(crate) fn revert<R: Record>(&mut self, id: DocumentId, version: usize, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
+    pub(crate) fn revert<R: Record>(
+        &mut self,
+        id: DocumentId,
+        version: usize,
+        guard: impl FnOnce(&R) -> Result<()>,
+    ) -> Result<R> {
         let old: R = self.get_at(id, version)?;
         self.update(
             id,
@@ -447,12 +607,19 @@ impl Store {
     /// at least 4 characters, or (for invoices) an invoice number.
     pub fn resolve(&self, kind: DocKind, text: &str) -> Result<DocumentId> {
         let text = text.trim();
-        let not_found = || StoreError::NotFound { kind: kind.as_str(), id: text.to_owned() };
+        let not_found = || StoreError::NotFound {
+            kind: kind.as_str(),
+            id: text.to_owned(),
+        };
         if let Ok(uuid) = Uuid::try_parse(text) {
             let id = DocumentId::from_uuid(uuid);
             let exists: Option<String> = self
                 .conn
-                .query_row("SELECT kind FROM documents WHERE id = ?1", [id.to_string()], |r| r.get(0))
+                .query_row(
+                    "SELECT kind FROM documents WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
                 .optional()?;
             return match exists {
                 Some(k) if k == kind.as_str() => Ok(id),
@@ -462,7 +629,11 @@ impl Store {
         if kind == DocKind::Invoice {
             let by_number: Option<String> = self
                 .conn
-                .query_row("SELECT id FROM invoice_index WHERE number = ?1 COLLATE NOCASE", [text], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM invoice_index WHERE number = ?1 COLLATE NOCASE",
+                    [text],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(id) = by_number {
                 return id.parse().map_err(|_| not_found());
@@ -472,15 +643,22 @@ impl Store {
         if !prefix_ok {
             return Err(not_found());
         }
-        let mut statement =
-            self.conn.prepare_cached("SELECT id FROM documents WHERE kind = ?1 AND id LIKE ?2 || '%' LIMIT 3")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id FROM documents WHERE kind = ?1 AND id LIKE ?2 || '%' LIMIT 3",
+        )?;
         let matches: Vec<String> = statement
-            .query_map(params![kind.as_str(), text.to_ascii_lowercase()], |r| r.get(0))?
+            .query_map(params![kind.as_str(), text.to_ascii_lowercase()], |r| {
+                r.get(0)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         match matches.as_slice() {
             [one] => one.parse().map_err(|_| not_found()),
             [] => Err(not_found()),
-            many => Err(StoreError::Ambiguous { kind: kind.as_str(), prefix: text.to_owned(), count: many.len() }),
+            many => Err(StoreError::Ambiguous {
+                kind: kind.as_str(),
+                prefix: text.to_owned(),
+                count: many.len(),
+            }),
         }
     }
 
@@ -490,7 +668,10 @@ impl Store {
     }
 
     /// Changes the seller profile.
-    pub fn update_seller(&mut self, f: impl FnOnce(&mut SellerProfile)) -> Result<WorkspaceSettings> {
+    pub fn update_seller(
+        &mut self,
+        f: impl FnOnce(&mut SellerProfile),
+    ) -> Result<WorkspaceSettings> {
         let id = self.info.workspace_id.into();
         self.update(
             id,
@@ -506,7 +687,10 @@ impl Store {
 
 /// Loads a document and deserialises it as `R`, refusing documents of another kind.
 pub(crate) fn load_record<R: Record>(conn: &Connection, id: DocumentId) -> Result<(Automerge, R)> {
-    let not_found = || StoreError::NotFound { kind: R::KIND.as_str(), id: id.to_string() };
+    let not_found = || StoreError::NotFound {
+        kind: R::KIND.as_str(),
+        id: id.to_string(),
+    };
     let loaded = load_doc(conn, id)?.ok_or_else(not_found)?;
     if loaded.kind != R::KIND {
         return Err(not_found());
@@ -516,14 +700,26 @@ pub(crate) fn load_record<R: Record>(conn: &Connection, id: DocumentId) -> Resul
 }
 
 /// Inserts a new document holding `record`, its first change, and its index rows.
-pub(crate) fn insert_record<R: Record>(conn: &Connection, record: &R, message: &str, ctx: Ctx) -> Result<()> {
+pub(crate) fn insert_record<R: Record>(
+    conn: &Connection,
+    record: &R,
+    message: &str,
+    ctx: Ctx,
+) -> Result<()> {
     let id = record.document_id();
     conn.execute(
         "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, x'')",
         params![id.to_string(), R::KIND.as_str(), ctx.now.timestamp_millis()],
     )?;
     let mut doc = Automerge::new();
-    commit_json(conn, id, &mut doc, &document::to_json_value(record), message, ctx)?;
+    commit_json(
+        conn,
+        id,
+        &mut doc,
+        &document::to_json_value(record),
+        message,
+        ctx,
+    )?;
     record.index(conn)?;
     Ok(())
 }

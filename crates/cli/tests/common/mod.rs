@@ -1,0 +1,128 @@
+//! Drives the real `daftar` binary on a real temporary data directory. The OS keyring must be
+//! reachable (the README's test command runs the suite inside a D-Bus session with an unlocked
+//! gnome-keyring).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Daftar {
+    pub dir: tempfile::TempDir,
+}
+
+impl Daftar {
+    /// A fresh, not yet initialised data directory.
+    pub fn new() -> Self {
+        Daftar {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// A data directory with a workspace.
+    pub fn init() -> Self {
+        let d = Self::new();
+        d.json(&[
+            "init",
+            "--seller-name",
+            "Acme Trading",
+            "--seller-name-ar",
+            "شركة أكمي",
+            "--vat-number",
+            "300000000000003",
+        ]);
+        d
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_daftar"));
+        command
+            .env("DAFTAR_DATA_DIR", self.data_dir())
+            .env_remove("DAFTAR_PASSPHRASE");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("daftar runs")
+    }
+
+    /// Runs with `--json`, insists on success, and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let output = self
+            .command()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("daftar runs");
+        assert!(
+            output.status.success(),
+            "daftar {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "daftar {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Runs with `--json`, insists on failure, and returns the error object from stderr.
+    pub fn fails(&self, args: &[&str]) -> Value {
+        let output = self
+            .command()
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("daftar runs");
+        assert!(
+            !output.status.success(),
+            "daftar {args:?} should have failed"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "a failed command prints nothing on stdout"
+        );
+        let error: Value = serde_json::from_slice(&output.stderr).unwrap_or_else(|_| {
+            panic!(
+                "stderr is not a JSON error: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        error["error"].clone()
+    }
+
+    pub fn customer(&self, name: &str, vat: Option<&str>) -> String {
+        let mut args = vec!["customer", "add", "--name", name];
+        if let Some(vat) = vat {
+            args.extend(["--vat-number", vat]);
+        }
+        self.json(&args)["id"]
+            .as_str()
+            .expect("customer id")
+            .to_owned()
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                out.push(path)
+            }
+        }
+    }
+    out
+}
