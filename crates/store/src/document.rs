@@ -49,32 +49,80 @@ fn to_scalar(value: &Json) -> ScalarValue {
     }
 }
 
+/// Writes `new` into a map that was created in this transaction and is still empty: no reads.
+fn fill_map<T: Transactable>(
+    tx: &mut T,
+    obj: &automerge::ObjId,
+    new: &Map<String, Json>,
+) -> DocResult<()> {
+    for (key, value) in new {
+        match value {
+            Json::Null => {}
+            Json::Object(map) => {
+                let child = tx.put_object(obj, key.as_str(), ObjType::Map)?;
+                fill_map(tx, &child, map)?;
+            }
+            Json::Array(items) => {
+                let child = tx.put_object(obj, key.as_str(), ObjType::List)?;
+                fill_list(tx, &child, items)?;
+            }
+            scalar => tx.put(obj, key.as_str(), to_scalar(scalar))?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes `new` into a list created in this transaction: no reads.
+fn fill_list<T: Transactable>(tx: &mut T, obj: &automerge::ObjId, new: &[Json]) -> DocResult<()> {
+    for (index, value) in new.iter().enumerate() {
+        insert_value(tx, obj, index, value)?;
+    }
+    Ok(())
+}
+
+/// Writes a record into a new, empty document (the fast path of creating a record).
+pub(crate) fn fill_root<T: Transactable>(tx: &mut T, value: &Json) -> DocResult<()> {
+    match value {
+        Json::Object(map) => fill_map(tx, &ROOT, map),
+        _ => panic!("documents are JSON objects at the root"),
+    }
+}
+
+/// Reconciles a map that already exists. A JSON `null` is stored as an absent key (every
+/// optional field of the domain deserialises a missing key as `None`), which keeps documents
+/// small and makes "set to nothing" a delete.
 fn reconcile_map<T: Transactable + ReadDoc>(
     tx: &mut T,
     obj: &automerge::ObjId,
     new: &Map<String, Json>,
 ) -> DocResult<()> {
     let existing: Vec<String> = tx.keys(obj).collect();
-    for key in existing.iter().filter(|k| !new.contains_key(k.as_str())) {
+    for key in existing
+        .iter()
+        .filter(|k| new.get(k.as_str()).is_none_or(Json::is_null))
+    {
         tx.delete(obj, key.as_str())?;
     }
     for (key, value) in new {
+        if value.is_null() {
+            continue;
+        }
         let current = tx.get(obj, key.as_str())?.map(|(v, id)| (v.to_owned(), id));
         match value {
-            Json::Object(map) => {
-                let child = match current {
-                    Some((Value::Object(ObjType::Map), id)) => id,
-                    _ => tx.put_object(obj, key.as_str(), ObjType::Map)?,
-                };
-                reconcile_map(tx, &child, map)?;
-            }
-            Json::Array(items) => {
-                let child = match current {
-                    Some((Value::Object(ObjType::List), id)) => id,
-                    _ => tx.put_object(obj, key.as_str(), ObjType::List)?,
-                };
-                reconcile_list(tx, &child, items)?;
-            }
+            Json::Object(map) => match current {
+                Some((Value::Object(ObjType::Map), id)) => reconcile_map(tx, &id, map)?,
+                _ => {
+                    let child = tx.put_object(obj, key.as_str(), ObjType::Map)?;
+                    fill_map(tx, &child, map)?;
+                }
+            },
+            Json::Array(items) => match current {
+                Some((Value::Object(ObjType::List), id)) => reconcile_list(tx, &id, items)?,
+                _ => {
+                    let child = tx.put_object(obj, key.as_str(), ObjType::List)?;
+                    fill_list(tx, &child, items)?;
+                }
+            },
             scalar => {
                 let wanted = to_scalar(scalar);
                 let same = matches!(&current, Some((Value::Scalar(s), _)) if s.as_ref() == &wanted);
@@ -98,14 +146,14 @@ fn element_id<T: ReadDoc>(
 ) -> DocResult<Option<String>> {
     Ok(match tx.get(list, index)? {
         Some((Value::Object(ObjType::Map), id)) => match tx.get(&id, "id")? {
-            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+            Some((Value::Scalar(s), _)) => s.to_str().map(str::to_owned),
             _ => None,
         },
         _ => None,
     })
 }
 
-fn insert_value<T: Transactable + ReadDoc>(
+fn insert_value<T: Transactable>(
     tx: &mut T,
     list: &automerge::ObjId,
     index: usize,
@@ -114,11 +162,11 @@ fn insert_value<T: Transactable + ReadDoc>(
     match value {
         Json::Object(map) => {
             let child = tx.insert_object(list, index, ObjType::Map)?;
-            reconcile_map(tx, &child, map)
+            fill_map(tx, &child, map)
         }
         Json::Array(items) => {
             let child = tx.insert_object(list, index, ObjType::List)?;
-            reconcile_list(tx, &child, items)
+            fill_list(tx, &child, items)
         }
         scalar => tx.insert(list, index, to_scalar(scalar)),
     }

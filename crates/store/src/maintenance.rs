@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::document;
 use crate::error::{Result, StoreError};
 use crate::records::{DocKind, Record, WorkspaceSettings};
-use crate::store::{Ctx, Store, load_doc};
+use crate::store::{Store, load_doc};
 
 /// What `store verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -397,10 +397,8 @@ impl Store {
                     scope.spawn(move || {
                         part.iter()
                             .map(|record| {
-                                let id = record.document_id();
-                                let mut doc = Automerge::new();
-                                build_document(id, &mut doc, record, message, ctx)
-                                    .map(|()| (id, doc))
+                                crate::store::build_document(record, message, ctx)
+                                    .map(|doc| (record.document_id(), doc))
                             })
                             .collect::<Result<Vec<_>>>()
                     })
@@ -422,32 +420,11 @@ impl Store {
                 let key = id.to_string();
                 insert_doc.execute(params![key, R::KIND.as_str(), ctx.now.timestamp_millis(), document::encode_heads(&doc.get_heads())])?;
                 for change in doc.get_changes(&[]) {
-                    insert_change.execute(params![key, change.hash().0.as_slice(), change.raw_bytes(), device, change.timestamp()])?;
+                    insert_change.execute(params![key, change.hash().0.as_slice(), crate::store::stored_bytes(change), device, change.timestamp()])?;
                 }
                 record.index(tx)?;
             }
             Ok(())
         })
     }
-}
-
-/// Builds a fresh document for `record` without touching the database.
-fn build_document<R: Record>(
-    id: DocumentId,
-    doc: &mut Automerge,
-    record: &R,
-    message: &str,
-    ctx: Ctx,
-) -> Result<()> {
-    doc.set_actor(document::actor_for(ctx.device));
-    let options = automerge::transaction::CommitOptions::default()
-        .with_message(message.to_owned())
-        .with_time(ctx.now.timestamp_millis());
-    let json = document::to_json_value(record);
-    doc.transact_with(|_| options, |tx| document::reconcile_root(tx, &json))
-        .map_err(|failure| StoreError::Document {
-            id,
-            detail: failure.error.to_string(),
-        })?;
-    Ok(())
 }

@@ -182,6 +182,12 @@ pub(crate) fn commit_json(
     Ok(true)
 }
 
+/// The bytes a change is stored as: its compressed chunk (DEFLATE above Automerge's size
+/// threshold), which `Change::from_bytes` reads back with the same hash.
+pub(crate) fn stored_bytes(change: &Change) -> Vec<u8> {
+    change.clone().bytes().into_owned()
+}
+
 /// Stores every change of `doc` after `before` as rows, and the new heads.
 pub(crate) fn store_changes(
     conn: &Connection,
@@ -198,7 +204,7 @@ pub(crate) fn store_changes(
         insert.execute(params![
             key,
             change.hash().0.as_slice(),
-            change.raw_bytes(),
+            stored_bytes(change),
             ctx.device.to_string(),
             change.timestamp()
         ])?;
@@ -212,15 +218,18 @@ pub(crate) fn store_changes(
 
 /// The heads of the document as of version `version` (1-based; history is topologically
 /// ordered, so every prefix is causally complete).
-pub(crate) fn heads_at(changes: &[Change], version: usize) -> Vec<ChangeHash> {
+pub(crate) fn heads_at<C: std::borrow::Borrow<Change>>(
+    changes: &[C],
+    version: usize,
+) -> Vec<ChangeHash> {
     let prefix = &changes[..version];
     let depended: std::collections::HashSet<ChangeHash> = prefix
         .iter()
-        .flat_map(|c| c.deps().iter().copied())
+        .flat_map(|c| c.borrow().deps().iter().copied())
         .collect();
     prefix
         .iter()
-        .map(Change::hash)
+        .map(|c| c.borrow().hash())
         .filter(|h| !depended.contains(h))
         .collect()
 }
@@ -557,7 +566,7 @@ impl Store {
                     hash: change.hash().to_string(),
                     time: DateTime::from_timestamp_millis(change.timestamp()).unwrap_or_default(),
                     device: document::device_of(change.actor_id()),
-                    message: change.message().unwrap_or_default().to_owned(),
+                    message: change.message().cloned().unwrap_or_default(),
                 })
                 .collect())
         })
@@ -711,15 +720,25 @@ pub(crate) fn insert_record<R: Record>(
         "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, x'')",
         params![id.to_string(), R::KIND.as_str(), ctx.now.timestamp_millis()],
     )?;
-    let mut doc = Automerge::new();
-    commit_json(
-        conn,
-        id,
-        &mut doc,
-        &document::to_json_value(record),
-        message,
-        ctx,
-    )?;
+    let doc = build_document(record, message, ctx)?;
+    store_changes(conn, id, &doc, &[], ctx)?;
     record.index(conn)?;
     Ok(())
+}
+
+/// Builds a new document holding `record` as its first change, without touching the database.
+pub(crate) fn build_document<R: Record>(record: &R, message: &str, ctx: Ctx) -> Result<Automerge> {
+    let id = record.document_id();
+    let mut doc = Automerge::new();
+    doc.set_actor(actor_for(ctx.device));
+    let options = CommitOptions::default()
+        .with_message(message.to_owned())
+        .with_time(ctx.now.timestamp_millis());
+    let json = document::to_json_value(record);
+    doc.transact_with(|_| options, |tx| document::fill_root(tx, &json))
+        .map_err(|failure| StoreError::Document {
+            id,
+            detail: failure.error.to_string(),
+        })?;
+    Ok(doc)
 }
