@@ -163,7 +163,7 @@ pub struct ItemFields {
     #[arg(long)]
     pub name_ar: Option<String>,
     /// Unit price, such as 12.50.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub price: Option<String>,
     /// S (standard 15%), Z (zero-rated), E (exempt) or O (out of scope).
     #[arg(long)]
@@ -221,7 +221,7 @@ pub struct CreateInvoiceArgs {
     #[arg(long)]
     pub currency: Option<String>,
     /// SAR per unit of the invoice currency.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub exchange_rate: Option<String>,
     #[arg(long)]
     pub supply_date: Option<String>,
@@ -230,7 +230,7 @@ pub struct CreateInvoiceArgs {
     #[arg(long)]
     pub notes: Option<String>,
     /// Document discount: 'AMOUNT[|VAT_CATEGORY[|EXEMPTION_CODE]]'.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub discount: Option<String>,
     /// For credit and debit notes: the original invoice (id or number).
     #[arg(long)]
@@ -294,7 +294,7 @@ pub enum InvoiceCommand {
     /// Record a payment.
     Pay {
         id: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Payment date, YYYY-MM-DD (default today).
         #[arg(long)]

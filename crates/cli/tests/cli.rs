@@ -602,3 +602,54 @@ fn export_and_maintenance_commands() {
         "the index is whole after rebuild and compaction"
     );
 }
+
+#[test]
+fn payments_are_recorded_against_issued_invoices() {
+    let d = Daftar::init();
+    let customer = d.customer("Paying Customer", None);
+    let inv = d.json(&[
+        "invoice",
+        "create",
+        "--customer",
+        &customer,
+        "--line",
+        "Service|1|100",
+    ]);
+    let id = inv["id"].as_str().unwrap();
+    d.json(&["invoice", "issue", id]);
+    let paid = d.json(&[
+        "invoice",
+        "pay",
+        id,
+        "--amount",
+        "40",
+        "--date",
+        "2026-11-20",
+        "--method",
+        "bank_transfer",
+    ]);
+    assert_eq!(paid["totals"]["paid"], "40.00");
+    assert_eq!(paid["totals"]["due"], "75.00");
+    assert_eq!(paid["payments"][0]["method"], "bank_transfer");
+    let bad = d.fails(&["invoice", "pay", id, "--amount", "-5"]);
+    assert_eq!(
+        bad["message"],
+        "payment 2: amount must be greater than 0 (got -5.00)"
+    );
+    let bad_date = d.fails(&[
+        "invoice",
+        "pay",
+        id,
+        "--amount",
+        "5",
+        "--date",
+        "20/11/2026",
+    ]);
+    assert!(
+        bad_date["message"]
+            .as_str()
+            .unwrap()
+            .contains("date must be written YYYY-MM-DD"),
+        "{bad_date}"
+    );
+}

@@ -88,6 +88,37 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         created.len()
     );
 
+    // Compaction killed part-way must lose nothing either: each batch is one transaction.
+    let mut compactions_killed = 0;
+    for _ in 0..20 {
+        let mut child = d
+            .command()
+            .args(["store", "compact"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + rng.next() % 150));
+        child.kill().expect("SIGKILL");
+        if child.wait().unwrap().code().is_none() {
+            compactions_killed += 1;
+        }
+        // More changes on top, so the next compaction has work to do.
+        let inv = d.json(&[
+            "invoice",
+            "create",
+            "--customer",
+            &customer,
+            "--line",
+            "After compaction|1|1",
+        ]);
+        created.push(inv["id"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        compactions_killed > 0,
+        "at least one compaction must be interrupted"
+    );
+
     let verify = d.json(&["store", "verify"]);
     assert_eq!(
         verify["ok"], true,

@@ -148,6 +148,7 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;
          PRAGMA secure_delete = ON;",
     )
     .map_err(|e| corrupt(e.to_string()))?;

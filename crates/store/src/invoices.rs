@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::records::{DocKind, Record};
-use crate::store::{Store, insert_record, load_record};
+use crate::store::{DocCache, Store, insert_record, load_record};
 
 /// A line as a person enters it; the store gives it its id.
 #[derive(Debug, Clone)]
@@ -161,8 +161,9 @@ fn line_index(invoice: &Invoice, n: usize) -> Result<usize> {
     Ok(n - 1)
 }
 
-fn live_customer(conn: &Connection, id: CustomerId) -> Result<Customer> {
-    let (_, customer) = load_record::<Customer>(conn, id.into())?;
+fn live_customer(conn: &Connection, cache: &DocCache, id: CustomerId) -> Result<Customer> {
+    let (doc, customer) = load_record::<Customer>(conn, cache, id.into())?;
+    cache.put(id.into(), doc);
     if customer.deleted.is_some() {
         let mut problems = daftar_domain::Problems::new();
         problems.push(
@@ -180,8 +181,8 @@ impl Store {
     /// Creates a draft invoice.
     pub fn create_invoice(&mut self, new: NewInvoice) -> Result<Invoice> {
         let now = self.clock.now();
-        self.write(|tx, ctx| {
-            let customer = new.customer.map(|id| live_customer(tx, id)).transpose()?;
+        self.write(|tx, ctx, cache| {
+            let customer = new.customer.map(|id| live_customer(tx, cache, id)).transpose()?;
             let kind = new.kind.unwrap_or(match &customer {
                 Some(c) if c.is_business() => InvoiceKind::Standard,
                 _ => InvoiceKind::Simplified,
@@ -196,7 +197,7 @@ impl Store {
             invoice.notes = new.notes;
             invoice.discount = new.discount.map(|d| resolve_discount(d, &invoice.lines)).transpose()?;
             if let Some((original_id, reason)) = new.original {
-                let (_, original) = load_record::<Invoice>(tx, original_id.into())?;
+                let (_, original) = load_record::<Invoice>(tx, cache, original_id.into())?;
                 let number = original.number.clone().filter(|_| original.is_issued()).ok_or_else(|| {
                     let mut problems = daftar_domain::Problems::new();
                     problems.push("original", format!("invoice {original_id} is a draft; only issued invoices can be corrected with a note"));
@@ -230,7 +231,8 @@ impl Store {
                     match edit {
                         InvoiceEdit::Kind(kind) => invoice.kind = kind,
                         InvoiceEdit::Customer(customer) => {
-                            invoice.customer = Some(live_customer(tx, customer)?.snapshot())
+                            invoice.customer =
+                                Some(live_customer(tx, &DocCache::default(), customer)?.snapshot())
                         }
                         InvoiceEdit::Notes(notes) => invoice.notes = notes,
                         InvoiceEdit::SupplyDate(date) => invoice.supply_date = date,
@@ -354,8 +356,8 @@ impl Store {
     /// Removes a deleted draft and its whole history for good, and records that it did.
     pub fn purge_invoice(&mut self, id: InvoiceId) -> Result<()> {
         let doc_id: DocumentId = id.into();
-        self.write(|tx, ctx| {
-            let (_, invoice) = load_record::<Invoice>(tx, doc_id)?;
+        self.write(|tx, ctx, cache| {
+            let (_, invoice) = load_record::<Invoice>(tx, cache, doc_id)?;
             if invoice.is_issued() {
                 return Err(StoreError::IssuedIsPermanent { number: invoice.number.unwrap_or_default() });
             }
@@ -383,52 +385,58 @@ impl Store {
 
     /// Lists invoices from the index, newest first.
     pub fn list_invoices(&self, query: &InvoiceQuery) -> Result<Vec<InvoiceSummary>> {
-        let mut sql = String::from(
-            "SELECT id, number, kind, status, customer_id, customer_name, issued_at, due_date, created_at,
-                    currency, net, vat, gross, due, deleted
-             FROM invoice_index WHERE deleted = ?1",
+        // With search words, FTS5 drives the query in descending rowid (= creation) order and
+        // the LIMIT stops it after one page; without, it is a walk down the primary key.
+        let expression = query
+            .text
+            .as_deref()
+            .and_then(crate::search::match_expression);
+        let (from, order) = match expression {
+            Some(_) => (
+                "invoice_search s JOIN invoice_index i ON i.rowid = s.rowid WHERE invoice_search MATCH ?1 AND i.deleted = ?2",
+                " ORDER BY s.rowid DESC",
+            ),
+            None => (
+                "invoice_index i WHERE ?1 IS NULL AND i.deleted = ?2",
+                " ORDER BY i.rowid DESC",
+            ),
+        };
+        let mut sql = format!(
+            "SELECT i.id, i.number, i.kind, i.status, i.customer_id, i.customer_name, i.issued_at, i.due_date,
+                    i.created_at, i.currency, i.net, i.vat, i.gross, i.due, i.deleted
+             FROM {from}"
         );
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(i64::from(query.deleted))];
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> =
+            vec![Box::new(expression), Box::new(i64::from(query.deleted))];
         let mut arg = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
             args.push(value);
             sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
         };
-        if let Some(expression) = query
-            .text
-            .as_deref()
-            .and_then(crate::search::match_expression)
-        {
-            arg(
-                &mut sql,
-                " AND rowid IN (SELECT rowid FROM invoice_search WHERE invoice_search MATCH ?)",
-                Box::new(expression),
-            );
-        }
         if let Some(status) = query.status {
-            arg(&mut sql, " AND status = ?", Box::new(status.as_str()));
+            arg(&mut sql, " AND i.status = ?", Box::new(status.as_str()));
         }
         if let Some(customer) = query.customer {
             arg(
                 &mut sql,
-                " AND customer_id = ?",
+                " AND i.customer_id = ?",
                 Box::new(customer.to_string()),
             );
         }
         if let Some(from) = query.from {
             arg(
                 &mut sql,
-                " AND substr(coalesce(issued_at, created_at), 1, 10) >= ?",
+                " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) >= ?",
                 Box::new(from.to_string()),
             );
         }
         if let Some(to) = query.to {
             arg(
                 &mut sql,
-                " AND substr(coalesce(issued_at, created_at), 1, 10) <= ?",
+                " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) <= ?",
                 Box::new(to.to_string()),
             );
         }
-        sql.push_str(" ORDER BY id DESC");
+        sql.push_str(order);
         let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
         arg(&mut sql, " LIMIT ?", Box::new(limit));
         arg(&mut sql, " OFFSET ?", Box::new(query.offset as i64));

@@ -226,7 +226,7 @@ impl Store {
 
     /// Recreates every index table from the documents. Returns the number of documents indexed.
     pub fn rebuild_index(&mut self) -> Result<usize> {
-        self.write(|tx, _| {
+        self.write(|tx, _, _| {
             tx.execute_batch(
                 "DELETE FROM invoice_index; DELETE FROM customer_index; DELETE FROM item_index;
                  INSERT INTO invoice_search (invoice_search) VALUES ('delete-all');",
@@ -259,7 +259,7 @@ impl Store {
         };
         let mut report = CompactReport::default();
         for batch in candidates.chunks(256) {
-            let (documents, folded, before, after) = self.write(|tx, ctx| {
+            let (documents, folded, before, after) = self.write(|tx, ctx, _| {
                 let (mut documents, mut folded, mut before, mut after) = (0usize, 0usize, 0u64, 0u64);
                 for key in batch {
                     let id: DocumentId = key.parse().map_err(|_| StoreError::Corrupt {
@@ -410,7 +410,7 @@ impl Store {
                 .collect::<Result<Vec<Vec<_>>>>()
                 .map(|v| v.into_iter().flatten().collect())
         })?;
-        self.write(|tx, ctx| {
+        self.write(|tx, ctx, _| {
             let mut insert_doc = tx.prepare_cached("INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)")?;
             let mut insert_change = tx.prepare_cached(
                 "INSERT INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -77,6 +77,21 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn index_matches(&self, conn: &Connection) -> Result<bool>;
 }
 
+/// The `invoice_index` sort key of an id: a UUIDv7's 48-bit millisecond timestamp followed by
+/// its 12 `rand_a` bits, so keys order like creation times. Other UUIDs use their first 60 bits.
+fn sort_key(id: &uuid::Uuid) -> i64 {
+    let bytes = id.as_bytes();
+    let first = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let key = if id.get_version_num() == 7 {
+        let millis = first >> 16;
+        let rand_a = first & 0x0FFF;
+        (millis << 12) | rand_a
+    } else {
+        first >> 4
+    };
+    key as i64
+}
+
 fn deleted_flag(t: Option<&Tombstone>) -> i64 {
     i64::from(t.is_some())
 }
@@ -245,31 +260,65 @@ impl Record for Invoice {
     }
     fn index(&self, conn: &Connection) -> Result<()> {
         let row = InvoiceRow::of(self);
-        let rowid: i64 = conn.query_row(
-            "INSERT INTO invoice_index (id, number, kind, status, customer_id, customer_name, issued_at,
-                 supply_date, due_date, currency, net, vat, gross, due, created_at, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-             ON CONFLICT (id) DO UPDATE SET number = excluded.number, kind = excluded.kind,
-                 status = excluded.status, customer_id = excluded.customer_id,
-                 customer_name = excluded.customer_name, issued_at = excluded.issued_at,
-                 supply_date = excluded.supply_date, due_date = excluded.due_date,
-                 currency = excluded.currency, net = excluded.net, vat = excluded.vat,
-                 gross = excluded.gross, due = excluded.due, created_at = excluded.created_at,
-                 deleted = excluded.deleted
-             RETURNING rowid",
-            params![
-                row.id, row.number, row.kind, row.status, row.customer_id, row.customer_name, row.issued_at,
-                row.supply_date, row.due_date, row.currency, row.net, row.vat, row.gross, row.due,
-                row.created_at, row.deleted
-            ],
-            |r| r.get(0),
-        )?;
+        let existing: Option<i64> = conn
+            .query_row(
+                "SELECT rowid FROM invoice_index WHERE id = ?1",
+                [&row.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let values = params![
+            row.id,
+            row.number,
+            row.kind,
+            row.status,
+            row.customer_id,
+            row.customer_name,
+            row.issued_at,
+            row.supply_date,
+            row.due_date,
+            row.currency,
+            row.net,
+            row.vat,
+            row.gross,
+            row.due,
+            row.created_at,
+            row.deleted
+        ];
+        let rowid = match existing {
+            Some(rowid) => {
+                conn.prepare_cached(
+                    "UPDATE invoice_index SET id = ?1, number = ?2, kind = ?3, status = ?4, customer_id = ?5,
+                         customer_name = ?6, issued_at = ?7, supply_date = ?8, due_date = ?9, currency = ?10,
+                         net = ?11, vat = ?12, gross = ?13, due = ?14, created_at = ?15, deleted = ?16
+                     WHERE rowid = ?17",
+                )?
+                .execute(rusqlite::params_from_iter(values.iter().copied().chain([&rowid as &dyn rusqlite::ToSql])))?;
+                conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?
+                    .execute([rowid])?;
+                rowid
+            }
+            None => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO invoice_index (id, number, kind, status, customer_id, customer_name,
+                         issued_at, supply_date, due_date, currency, net, vat, gross, due, created_at, deleted, rowid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                )?;
+                // Two ids from the same millisecond with the same 12 random bits are possible
+                // (on different devices); the later one takes the next free key.
+                let mut key = sort_key(self.id.as_uuid());
+                while insert.execute(rusqlite::params_from_iter(
+                    values.iter().copied().chain([&key as &dyn rusqlite::ToSql]),
+                ))? == 0
+                {
+                    key += 1;
+                }
+                key
+            }
+        };
         let text = InvoiceSearchText::of(self);
-        conn.execute("DELETE FROM invoice_search WHERE rowid = ?1", [rowid])?;
-        conn.execute(
-            "INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![rowid, text.number, text.customer, text.lines, text.notes],
-        )?;
+        conn.prepare_cached("INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![rowid, text.number, text.customer, text.lines, text.notes])?;
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {

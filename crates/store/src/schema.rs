@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     -- Derived from the documents; `daftar store rebuild-index` recreates these.
+    -- `rowid` is a sort key taken from the UUIDv7 id (creation time in ms, then 12 random bits),
+    -- so "newest first" is a walk down the primary key and search can stop after one page.
     CREATE TABLE invoice_index (
         rowid         INTEGER PRIMARY KEY,
         id            TEXT NOT NULL UNIQUE,
@@ -79,15 +81,16 @@ const MIGRATIONS: &[&str] = &[
         created_at    TEXT NOT NULL,
         deleted       INTEGER NOT NULL
     );
-    CREATE INDEX invoice_index_list ON invoice_index (deleted, id DESC);
-    CREATE INDEX invoice_index_status ON invoice_index (deleted, status, id DESC);
+    CREATE INDEX invoice_index_list ON invoice_index (deleted);
+    CREATE INDEX invoice_index_status ON invoice_index (deleted, status);
     CREATE INDEX invoice_index_customer ON invoice_index (customer_id);
     CREATE INDEX invoice_index_number ON invoice_index (number);
 
     CREATE VIRTUAL TABLE invoice_search USING fts5 (
         number, customer, lines, notes,
         content = '', contentless_delete = 1,
-        tokenize = 'unicode61 remove_diacritics 2'
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '2 3'
     );
 
     CREATE TABLE customer_index (

@@ -64,6 +64,44 @@ pub struct Store {
     pub(crate) conn: Connection,
     pub(crate) info: WorkspaceInfo,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: DocCache,
+}
+
+/// Recently used documents, kept loaded between operations. An entry is used only while its
+/// heads equal the heads recorded in `documents`, so a write by another process, a rolled-back
+/// transaction or a purge simply makes it miss.
+#[derive(Default)]
+pub(crate) struct DocCache(std::cell::RefCell<std::collections::HashMap<DocumentId, Automerge>>);
+
+impl DocCache {
+    const CAPACITY: usize = 1024;
+
+    /// Takes the document out of the cache if it is current, or loads it.
+    pub(crate) fn take(&self, conn: &Connection, id: DocumentId) -> Result<Option<Loaded>> {
+        let row: Option<(String, Vec<u8>)> = conn
+            .prepare_cached("SELECT kind, heads FROM documents WHERE id = ?1")?
+            .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let cached = self.0.borrow_mut().remove(&id);
+        let Some((kind, heads)) = row else {
+            return Ok(None);
+        };
+        if let (Some(doc), Some(kind)) = (cached, DocKind::parse(&kind))
+            && document::encode_heads(&doc.get_heads()) == heads
+        {
+            return Ok(Some(Loaded { doc, kind }));
+        }
+        load_doc(conn, id)
+    }
+
+    /// Keeps a document for next time.
+    pub(crate) fn put(&self, id: DocumentId, doc: Automerge) {
+        let mut docs = self.0.borrow_mut();
+        if docs.len() >= Self::CAPACITY {
+            docs.clear();
+        }
+        docs.insert(id, doc);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -320,7 +358,12 @@ impl Store {
             data_dir: dir.to_owned(),
             key_location: location.clone(),
         };
-        let mut store = Store { conn, info, clock };
+        let mut store = Store {
+            conn,
+            info,
+            clock,
+            cache: DocCache::default(),
+        };
         let settings = WorkspaceSettings {
             id: workspace_id,
             seller: options.seller,
@@ -387,7 +430,12 @@ impl Store {
             data_dir: dir,
             key_location: profile.key,
         };
-        Ok(Store { conn, info, clock })
+        Ok(Store {
+            conn,
+            info,
+            clock,
+            cache: DocCache::default(),
+        })
     }
 
     pub fn info(&self) -> &WorkspaceInfo {
@@ -406,7 +454,7 @@ impl Store {
     /// [`database::BUSY_TIMEOUT`] and then fail with [`StoreError::Busy`].
     pub(crate) fn write<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>, Ctx) -> Result<T>,
+        f: impl FnOnce(&Transaction<'_>, Ctx, &DocCache) -> Result<T>,
     ) -> Result<T> {
         let ctx = self.ctx();
         let dir = self.info.data_dir.clone();
@@ -424,7 +472,7 @@ impl Store {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(busy)?;
-            let value = f(&tx, ctx)?;
+            let value = f(&tx, ctx, &self.cache)?;
             tx.commit().map_err(busy)?;
             Ok(value)
         })();
@@ -469,12 +517,16 @@ impl Store {
     /// Stores a new record as a new document.
     pub fn create<R: Record>(&mut self, record: &R, message: &str) -> Result<()> {
         record.validate().into_result()?;
-        self.write(|tx, ctx| insert_record(tx, record, message, ctx))
+        self.write(|tx, ctx, _| insert_record(tx, record, message, ctx))
     }
 
     /// The current state of a record.
     pub fn get<R: Record>(&self, id: DocumentId) -> Result<R> {
-        self.read(|conn| Ok(load_record::<R>(conn, id)?.1))
+        self.read(|conn| {
+            let (doc, record) = load_record::<R>(conn, &self.cache, id)?;
+            self.cache.put(id, doc);
+            Ok(record)
+        })
     }
 
     /// Loads, changes and stores a record in one transaction. `f` may refuse by returning an
@@ -485,8 +537,8 @@ impl Store {
         f: impl FnOnce(&mut R, &Transaction<'_>, Ctx) -> Result<T>,
         message: impl FnOnce(&R) -> String,
     ) -> Result<(R, T)> {
-        self.write(|tx, ctx| {
-            let (mut doc, mut record) = load_record::<R>(tx, id)?;
+        self.write(|tx, ctx, cache| {
+            let (mut doc, mut record) = load_record::<R>(tx, cache, id)?;
             let value = f(&mut record, tx, ctx)?;
             record.validate().into_result()?;
             if commit_json(
@@ -499,6 +551,7 @@ impl Store {
             )? {
                 record.index(tx)?;
             }
+            cache.put(id, doc);
             Ok((record, value))
         })
     }
@@ -575,7 +628,7 @@ impl Store {
     /// A record as it was at `version` (1-based).
     pub fn get_at<R: Record>(&self, id: DocumentId, version: usize) -> Result<R> {
         self.read(|conn| {
-            let (doc, _) = load_record::<R>(conn, id)?;
+            let (doc, _) = load_record::<R>(conn, &self.cache, id)?;
             let changes = doc.get_changes(&[]);
             if version == 0 || version > changes.len() {
                 return Err(StoreError::NoSuchVersion {
@@ -695,13 +748,18 @@ impl Store {
 }
 
 /// Loads a document and deserialises it as `R`, refusing documents of another kind.
-pub(crate) fn load_record<R: Record>(conn: &Connection, id: DocumentId) -> Result<(Automerge, R)> {
+pub(crate) fn load_record<R: Record>(
+    conn: &Connection,
+    cache: &DocCache,
+    id: DocumentId,
+) -> Result<(Automerge, R)> {
     let not_found = || StoreError::NotFound {
         kind: R::KIND.as_str(),
         id: id.to_string(),
     };
-    let loaded = load_doc(conn, id)?.ok_or_else(not_found)?;
+    let loaded = cache.take(conn, id)?.ok_or_else(not_found)?;
     if loaded.kind != R::KIND {
+        cache.put(id, loaded.doc);
         return Err(not_found());
     }
     let record = document::read_record(id, &loaded.doc, None)?;

@@ -243,3 +243,33 @@ fn wrong_passphrase_and_damaged_database_are_told_apart() {
         "{damaged:?}"
     );
 }
+
+#[test]
+fn nothing_readable_in_the_database_or_its_wal_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = init(dir.path());
+    let name = "Qasr Al Tamr Dates";
+    customer(&mut store, name);
+    store
+        .create_invoice(NewInvoice {
+            lines: vec![line("Medjool premium box", "4", "87.65")],
+            ..Default::default()
+        })
+        .unwrap();
+    // The store is still open: the WAL holds the latest pages.
+    let mut seen_wal = false;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        seen_wal |= path.to_string_lossy().ends_with("-wal");
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in [name, "311111111111113", "Medjool", "87.65", "Acme Trading"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} is readable in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(seen_wal, "the check must cover a live WAL file");
+    drop(store);
+}
