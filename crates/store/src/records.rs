@@ -336,7 +336,7 @@ impl Record for Invoice {
         // expected text finds this row.
         let text = InvoiceSearchText::of(self);
         let probe = [text.number, text.customer, text.lines, text.notes].join(" ");
-        let found = match crate::search::match_expression(&probe) {
+        let found = match crate::search::prefix_expression(&probe) {
             None => true,
             Some(expression) => conn
                 .query_row(

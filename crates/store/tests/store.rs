@@ -160,7 +160,7 @@ fn delete_restore_revert_and_search() {
         .unwrap();
     let found = store
         .list_invoices(&InvoiceQuery {
-            text: Some("saff nour".into()),
+            text: Some("saffron nou".into()),
             ..Default::default()
         })
         .unwrap();
