@@ -129,7 +129,7 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
     let hex_key = zeroize::Zeroizing::new(hex::encode(key.expose_secret_bytes()));
     // SQLCipher logs decryption failures to stderr itself; we report them as errors instead.
     conn.execute_batch(&format!(
-        "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\";",
+        "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
         hex_key.as_str()
     ))?;
     let corrupt = |detail: String| StoreError::Corrupt {
