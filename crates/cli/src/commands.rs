@@ -301,7 +301,10 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
         }
         CustomerCommand::Edit { id, fields } => {
             let id = store.resolve_customer(id)?;
-            let customer = store.edit_customer(id, |c| customer_from(fields, c))?;
+            let customer = store.edit::<Customer>(id.into(), |c| {
+                customer_from(fields, c);
+                Ok(())
+            })?;
             show_customer(cli.json, &customer);
         }
         CustomerCommand::Delete { id } => {
@@ -320,27 +323,58 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
     Ok(())
 }
 
-fn item_from(fields: &ItemFields, item: &mut Item) -> Result<()> {
-    if let Some(name) = &fields.name {
-        item.name = name.trim().to_owned();
+/// The changes `--name`, `--price`, … ask for, parsed before the store is touched.
+struct ItemChanges<'a> {
+    fields: &'a ItemFields,
+    price: Option<daftar_domain::Amount>,
+    vat_code: Option<daftar_domain::VatCode>,
+}
+
+impl<'a> ItemChanges<'a> {
+    fn parse(fields: &'a ItemFields) -> Result<Self> {
+        Ok(ItemChanges {
+            fields,
+            price: fields
+                .price
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--price")?,
+            vat_code: fields
+                .vat_category
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--vat-category")?,
+        })
     }
-    if let Some(name) = &fields.name_ar {
-        item.name_ar = name.trim().to_owned();
+
+    fn apply(&self, item: &mut Item) {
+        let set = |field: &mut String, value: &Option<String>| {
+            if let Some(v) = value {
+                *field = v.trim().to_owned();
+            }
+        };
+        set(&mut item.name, &self.fields.name);
+        set(&mut item.name_ar, &self.fields.name_ar);
+        set(&mut item.unit, &self.fields.unit);
+        if let Some(price) = self.price {
+            item.unit_price = price;
+        }
+        if self.vat_code.is_some() || self.fields.exemption_code.is_some() {
+            let code = self.vat_code.unwrap_or(item.vat.code);
+            item.vat = match self
+                .fields
+                .exemption_code
+                .as_deref()
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+            {
+                Some(reason) => daftar_domain::VatCategory::with_exemption(code, reason),
+                None => daftar_domain::VatCategory::of(code),
+            };
+        }
     }
-    if let Some(price) = &fields.price {
-        item.unit_price = price.parse().context("--price")?;
-    }
-    if fields.vat_category.is_some() || fields.exemption_code.is_some() {
-        let code = fields
-            .vat_category
-            .clone()
-            .unwrap_or_else(|| item.vat.code.to_string());
-        item.vat = input::vat_category(&code, fields.exemption_code.as_deref())?;
-    }
-    if let Some(unit) = &fields.unit {
-        item.unit = unit.trim().to_owned();
-    }
-    Ok(())
 }
 
 fn show_item(json: bool, item: &Item) {
@@ -380,7 +414,7 @@ fn item(cli: &Cli, command: &ItemCommand) -> Result<()> {
                 created_at: Utc::now(),
                 deleted: None,
             };
-            item_from(fields, &mut item)?;
+            ItemChanges::parse(fields)?.apply(&mut item);
             store.create(&item, "create")?;
             show_item(cli.json, &item);
         }
@@ -404,16 +438,12 @@ fn item(cli: &Cli, command: &ItemCommand) -> Result<()> {
         ItemCommand::Show { id } => show_item(cli.json, &store.item(store.resolve_item(id)?)?),
         ItemCommand::Edit { id, fields } => {
             let id = store.resolve_item(id)?;
-            let mut failure = None;
-            let item = store.edit_item(id, |item| {
-                if let Err(e) = item_from(fields, item) {
-                    failure = Some(e);
-                }
-            });
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            show_item(cli.json, &item?);
+            let changes = ItemChanges::parse(fields)?;
+            let item = store.edit::<Item>(id.into(), |item| {
+                changes.apply(item);
+                Ok(())
+            })?;
+            show_item(cli.json, &item);
         }
         ItemCommand::Delete { id } => {
             let id = store.resolve_item(id)?;

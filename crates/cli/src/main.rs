@@ -386,7 +386,29 @@ pub enum DebugCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            let wants_json = std::env::args().any(|a| a == "--json");
+            if !wants_json
+                || matches!(
+                    error.kind(),
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                )
+            {
+                error.exit();
+            }
+            // Scripts asked for JSON: give them the same error shape as every other failure.
+            let message = error.render().to_string();
+            let message = message.trim().trim_start_matches("error: ");
+            eprintln!(
+                "{}",
+                serde_json::json!({ "error": { "code": "usage", "message": message } })
+            );
+            return ExitCode::from(2);
+        }
+    };
     let json = cli.json;
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

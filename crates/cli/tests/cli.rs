@@ -653,3 +653,100 @@ fn payments_are_recorded_against_issued_invoices() {
         "{bad_date}"
     );
 }
+
+#[test]
+fn usage_errors_and_damaged_files_are_reported_as_json() {
+    let d = Daftar::init();
+    let usage = d.fails(&["invoice", "frobnicate"]);
+    assert_eq!(usage["code"], "usage");
+    assert!(
+        usage["message"].as_str().unwrap().contains("frobnicate"),
+        "{usage}"
+    );
+
+    let uninitialised = Daftar::new();
+    let missing = uninitialised.fails(&["invoice", "list"]);
+    assert_eq!(missing["code"], "not_initialised");
+    assert!(
+        missing["message"].as_str().unwrap().contains("daftar init"),
+        "the message names the fix: {missing}"
+    );
+
+    let profile = d.data_dir().join("daftar.json");
+    let original = std::fs::read(&profile).unwrap();
+    std::fs::write(&profile, b"{ this is not json").unwrap();
+    let bad_profile = d.fails(&["invoice", "list"]);
+    assert_eq!(bad_profile["code"], "corrupt");
+    assert!(
+        bad_profile["message"]
+            .as_str()
+            .unwrap()
+            .contains("daftar.json"),
+        "{bad_profile}"
+    );
+    std::fs::write(&profile, original).unwrap();
+
+    let db = d.data_dir().join("daftar.db");
+    let bytes = std::fs::read(&db).unwrap();
+    std::fs::write(&db, &bytes[..bytes.len() / 3]).unwrap();
+    let truncated = d.fails(&["store", "verify"]);
+    assert_eq!(truncated["code"], "corrupt", "{truncated}");
+}
+
+#[test]
+fn customers_and_items_are_edited_and_refused_in_the_trash() {
+    let d = Daftar::init();
+    let customer = d.customer("Old Name", None);
+    let edited = d.json(&[
+        "customer",
+        "edit",
+        &customer,
+        "--name",
+        "New Name",
+        "--vat-number",
+        "300000000000003",
+    ]);
+    assert_eq!(edited["name"], "New Name");
+    assert_eq!(edited["vat_number"], "300000000000003");
+    let cleared = d.json(&["customer", "edit", &customer, "--vat-number", ""]);
+    assert_eq!(
+        cleared["vat_number"],
+        Value::Null,
+        "an empty value removes the VAT number"
+    );
+    let item = d.json(&["item", "add", "--name", "Crate", "--price", "12.50"]);
+    let id = item["id"].as_str().unwrap();
+    let zero = d.json(&[
+        "item",
+        "edit",
+        id,
+        "--vat-category",
+        "Z",
+        "--exemption-code",
+        "VATEX-SA-32",
+    ]);
+    assert_eq!(zero["vat"]["code"], "Z");
+    assert_eq!(zero["vat"]["exemption_reason"], "Export of goods");
+    let bad = d.fails(&["item", "edit", id, "--price", "1.234"]);
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 decimal places"),
+        "{bad}"
+    );
+    d.json(&["item", "delete", id]);
+    let in_trash = d.fails(&["item", "edit", id, "--name", "x"]);
+    assert_eq!(in_trash["code"], "conflict");
+    assert!(
+        in_trash["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore it first"),
+        "{in_trash}"
+    );
+    assert_eq!(
+        d.json(&["item", "history", id]).as_array().unwrap().len(),
+        3
+    );
+}

@@ -51,22 +51,6 @@ impl Store {
         self.get(id.into())
     }
 
-    pub fn edit_customer(
-        &mut self,
-        id: CustomerId,
-        f: impl FnOnce(&mut Customer),
-    ) -> Result<Customer> {
-        self.update(
-            id.into(),
-            |customer: &mut Customer, _, _| {
-                f(customer);
-                Ok(())
-            },
-            |_| "edit".to_owned(),
-        )
-        .map(|(c, ())| c)
-    }
-
     /// Customers whose name, VAT number, email or phone contains `text`, by name.
     pub fn list_customers(
         &self,
@@ -109,18 +93,6 @@ impl Store {
 
     pub fn item(&self, id: ItemId) -> Result<Item> {
         self.get(id.into())
-    }
-
-    pub fn edit_item(&mut self, id: ItemId, f: impl FnOnce(&mut Item)) -> Result<Item> {
-        self.update(
-            id.into(),
-            |item: &mut Item, _, _| {
-                f(item);
-                Ok(())
-            },
-            |_| "edit".to_owned(),
-        )
-        .map(|(i, ())| i)
     }
 
     pub fn list_items(

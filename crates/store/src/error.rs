@@ -57,6 +57,8 @@ pub enum StoreError {
     NotIssuable(Problems),
     #[error(transparent)]
     State(#[from] InvoiceStateError),
+    #[error("{kind} {id} is in the trash; restore it first (daftar {kind} restore {id})")]
+    InTrash { kind: &'static str, id: String },
     #[error("{kind} {id} is not in the trash")]
     NotDeleted { kind: &'static str, id: String },
     #[error("{kind} {id} is already in the trash")]
@@ -125,6 +127,7 @@ impl StoreError {
             StoreError::Invalid(_) | StoreError::NotIssuable(_) => "invalid",
             StoreError::State(_)
             | StoreError::NotDeleted { .. }
+            | StoreError::InTrash { .. }
             | StoreError::AlreadyDeleted { .. }
             | StoreError::IssuedIsPermanent { .. }
             | StoreError::PurgeNeedsTrash { .. } => "conflict",

@@ -583,6 +583,29 @@ impl Store {
         .map(|(r, ())| r)
     }
 
+    /// Changes a record with `f`, which may refuse by returning an error. Records in the trash
+    /// must be restored before they are edited.
+    pub fn edit<R: Record>(
+        &mut self,
+        id: DocumentId,
+        f: impl FnOnce(&mut R) -> Result<()>,
+    ) -> Result<R> {
+        self.update(
+            id,
+            |record: &mut R, _, _| {
+                if record.tombstone().is_some() {
+                    return Err(StoreError::InTrash {
+                        kind: R::KIND.as_str(),
+                        id: id.to_string(),
+                    });
+                }
+                f(record)
+            },
+            |_| "edit".to_owned(),
+        )
+        .map(|(r, ())| r)
+    }
+
     /// Takes a record out of the trash.
     pub fn restore<R: Record>(&mut self, id: DocumentId) -> Result<R> {
         self.update(
