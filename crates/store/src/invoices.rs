@@ -393,21 +393,26 @@ impl Store {
             .and_then(crate::search::match_expression);
         let (from, order) = match expression {
             Some(_) => (
-                "invoice_search s JOIN invoice_index i ON i.rowid = s.rowid WHERE invoice_search MATCH ?1 AND i.deleted = ?2",
+                "invoice_search s JOIN invoice_index i ON i.rowid = s.rowid WHERE invoice_search MATCH ?1",
                 " ORDER BY s.rowid DESC",
             ),
-            None => (
-                "invoice_index i WHERE ?1 IS NULL AND i.deleted = ?2",
-                " ORDER BY i.rowid DESC",
-            ),
+            None => ("invoice_index i WHERE ?1 IS NULL", " ORDER BY i.rowid DESC"),
+        };
+        // A literal, so the planner can use the partial trash index (and walk the primary key
+        // for live invoices).
+        let deleted = match (query.deleted, query.status) {
+            (true, _) => "i.deleted = 1",
+            (false, Some(_)) => "i.deleted = 0",
+            // `+` keeps the planner off the status index, so it walks the primary key backwards
+            // and stops after one page instead of sorting every live invoice.
+            (false, None) => "+i.deleted = 0",
         };
         let mut sql = format!(
             "SELECT i.id, i.number, i.kind, i.status, i.customer_id, i.customer_name, i.issued_at, i.due_date,
                     i.created_at, i.currency, i.net, i.vat, i.gross, i.due, i.deleted
-             FROM {from}"
+             FROM {from} AND {deleted}"
         );
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> =
-            vec![Box::new(expression), Box::new(i64::from(query.deleted))];
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(expression)];
         let mut arg = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
             args.push(value);
             sql.push_str(&clause.replace('?', &format!("?{}", args.len())));

@@ -81,10 +81,11 @@ const MIGRATIONS: &[&str] = &[
         created_at    TEXT NOT NULL,
         deleted       INTEGER NOT NULL
     );
-    CREATE INDEX invoice_index_list ON invoice_index (deleted);
+    -- Live invoices are listed by walking the primary key; the trash has its own small index.
+    CREATE INDEX invoice_index_trash ON invoice_index (deleted) WHERE deleted = 1;
     CREATE INDEX invoice_index_status ON invoice_index (deleted, status);
     CREATE INDEX invoice_index_customer ON invoice_index (customer_id);
-    CREATE INDEX invoice_index_number ON invoice_index (number);
+    CREATE INDEX invoice_index_number ON invoice_index (number) WHERE number IS NOT NULL;
 
     CREATE VIRTUAL TABLE invoice_search USING fts5 (
         number, customer, lines, notes,

@@ -712,11 +712,13 @@ impl Store {
             };
         }
         if kind == DocKind::Invoice {
+            // Numbers are stored upper case (series prefixes are); compare exactly so the
+            // partial number index serves the lookup.
             let by_number: Option<String> = self
                 .conn
                 .query_row(
-                    "SELECT id FROM invoice_index WHERE number = ?1 COLLATE NOCASE",
-                    [text],
+                    "SELECT id FROM invoice_index WHERE number = ?1",
+                    [text.to_ascii_uppercase()],
                     |r| r.get(0),
                 )
                 .optional()?;
