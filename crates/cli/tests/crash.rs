@@ -88,6 +88,7 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         created.len()
     );
 
+    let written_by_loop = created.clone();
     // Compaction killed part-way must lose nothing either: each batch is one transaction.
     let mut compactions_killed = 0;
     for _ in 0..20 {
@@ -142,6 +143,21 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
             present[id]["number"].as_str(),
             Some(number.as_str()),
             "acknowledged issue of {id} as {number} was lost"
+        );
+    }
+    // Search text is queued in the same transaction as the invoice, so every acknowledged
+    // invoice is also found by search after the kills.
+    let found: std::collections::HashSet<String> = d
+        .json(&["invoice", "list", "--query", "crash test item"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &written_by_loop {
+        assert!(
+            found.contains(id),
+            "acknowledged invoice {id} is not found by search after kill -9"
         );
     }
     // Every acknowledged invoice loads in full, not just its index row.

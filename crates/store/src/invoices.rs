@@ -391,6 +391,9 @@ impl Store {
             .text
             .as_deref()
             .and_then(crate::search::match_expression);
+        if expression.is_some() {
+            self.flush_search()?;
+        }
         let (from, order) = match expression {
             Some(_) => (
                 "invoice_search s JOIN invoice_index i ON i.rowid = s.rowid WHERE invoice_search MATCH ?1",

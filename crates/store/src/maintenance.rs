@@ -121,6 +121,7 @@ impl Store {
             }));
             return Ok(report);
         }
+        self.flush_search()?;
         self.read(|conn| {
             let mut report = VerifyReport::default();
             let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -229,7 +230,7 @@ impl Store {
         self.write(|tx, _, _| {
             tx.execute_batch(
                 "DELETE FROM invoice_index; DELETE FROM customer_index; DELETE FROM item_index;
-                 INSERT INTO invoice_search (invoice_search) VALUES ('delete-all');",
+                 DELETE FROM search_queue; INSERT INTO invoice_search (invoice_search) VALUES ('delete-all');",
             )?;
             let ids = document_ids(tx)?;
             for (id, kind) in &ids {
@@ -245,6 +246,7 @@ impl Store {
             }
             Ok(ids.len())
         })
+        .and_then(|count| self.flush_search().map(|_| count))
     }
 
     /// Folds each document's change rows into one snapshot holding its full history. Each batch
@@ -425,6 +427,8 @@ impl Store {
                 record.index(tx)?;
             }
             Ok(())
-        })
+        })?;
+        self.flush_search()?;
+        Ok(())
     }
 }

@@ -285,6 +285,7 @@ impl Record for Invoice {
             row.created_at,
             row.deleted
         ];
+        let replace = i64::from(existing.is_some());
         let rowid = match existing {
             Some(rowid) => {
                 conn.prepare_cached(
@@ -294,8 +295,6 @@ impl Record for Invoice {
                      WHERE rowid = ?17",
                 )?
                 .execute(rusqlite::params_from_iter(values.iter().copied().chain([&rowid as &dyn rusqlite::ToSql])))?;
-                conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?
-                    .execute([rowid])?;
                 rowid
             }
             None => {
@@ -317,12 +316,17 @@ impl Record for Invoice {
             }
         };
         let text = InvoiceSearchText::of(self);
-        conn.prepare_cached("INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![rowid, text.number, text.customer, text.lines, text.notes])?;
+        conn.prepare_cached(
+            "INSERT INTO search_queue (rowid, number, customer, lines, notes, replace) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
+                 lines = excluded.lines, notes = excluded.notes",
+        )?
+        .execute(params![rowid, text.number, text.customer, text.lines, text.notes, replace])?;
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
         if let Some((rowid, _)) = InvoiceRow::read(conn, &id.to_string())? {
+            conn.execute("DELETE FROM search_queue WHERE rowid = ?1", [rowid])?;
             conn.execute("DELETE FROM invoice_search WHERE rowid = ?1", [rowid])?;
             conn.execute("DELETE FROM invoice_index WHERE rowid = ?1", [rowid])?;
         }
@@ -335,6 +339,19 @@ impl Record for Invoice {
         // A contentless FTS table cannot return its text, so check that every term of the
         // expected text finds this row.
         let text = InvoiceSearchText::of(self);
+        let queued: Option<(String, String, String, String)> = conn
+            .query_row(
+                "SELECT number, customer, lines, notes FROM search_queue WHERE rowid = ?1",
+                [rowid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        if let Some(queued) = queued {
+            return Ok(
+                queued == (text.number, text.customer, text.lines, text.notes)
+                    && row == InvoiceRow::of(self),
+            );
+        }
         let probe = [text.number, text.customer, text.lines, text.notes].join(" ");
         let found = match crate::search::prefix_expression(&probe) {
             None => true,

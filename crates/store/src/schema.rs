@@ -94,6 +94,19 @@ const MIGRATIONS: &[&str] = &[
         prefix = '2 3'
     );
 
+    -- Search text on its way into invoice_search. It is written in the same transaction as the
+    -- invoice, so it is exactly as durable, and moved into FTS5 in batches (one FTS segment per
+    -- batch instead of one per write) before any search and every few dozen writes.
+    -- `replace` = 1 when invoice_search may already hold an older text for the row.
+    CREATE TABLE search_queue (
+        rowid    INTEGER PRIMARY KEY,
+        number   TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        lines    TEXT NOT NULL,
+        notes    TEXT NOT NULL,
+        replace  INTEGER NOT NULL
+    );
+
     CREATE TABLE customer_index (
         id         TEXT PRIMARY KEY,
         name       TEXT NOT NULL,

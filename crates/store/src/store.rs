@@ -52,6 +52,9 @@ pub struct WorkspaceInfo {
     pub key_location: KeyLocation,
 }
 
+/// How many writes may queue search text before it is moved into FTS5 in one batch.
+const SEARCH_BATCH: u32 = 256;
+
 /// Per-write facts shared by the helpers below.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
@@ -65,6 +68,15 @@ pub struct Store {
     pub(crate) info: WorkspaceInfo,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache: DocCache,
+    /// Writes since the search queue was last flushed (see `search_queue` in the schema).
+    pub(crate) unflushed: std::cell::Cell<u32>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Best effort: whatever stays queued is flushed by the next search or open.
+        let _ = crate::search::flush_queue(&self.conn);
+    }
 }
 
 /// Recently used documents, kept loaded between operations. An entry is used only while its
@@ -363,6 +375,7 @@ impl Store {
             info,
             clock,
             cache: DocCache::default(),
+            unflushed: Default::default(),
         };
         let settings = WorkspaceSettings {
             id: workspace_id,
@@ -435,6 +448,7 @@ impl Store {
             info,
             clock,
             cache: DocCache::default(),
+            unflushed: Default::default(),
         })
     }
 
@@ -476,7 +490,20 @@ impl Store {
             tx.commit().map_err(busy)?;
             Ok(value)
         })();
-        result.map_err(|e| self.explain(e))
+        let value = result.map_err(|e| self.explain(e))?;
+        self.unflushed.set(self.unflushed.get() + 1);
+        if self.unflushed.get() >= SEARCH_BATCH {
+            // The write is already durable; a failed flush leaves the queue for the next one.
+            let _ = self.flush_search();
+        }
+        Ok(value)
+    }
+
+    /// Moves queued search text into the full-text index (done before every search, so search
+    /// results always include every committed write).
+    pub(crate) fn flush_search(&self) -> Result<usize> {
+        self.unflushed.set(0);
+        crate::search::flush_queue(&self.conn).map_err(|e| self.explain(StoreError::Sqlite(e)))
     }
 
     /// The pages of the database file whose authentication code does not verify (SQLCipher
