@@ -244,9 +244,9 @@ impl Store {
                     DocKind::Item => index_record::<Item>(tx, *id, &loaded.doc)?,
                 }
             }
+            crate::search::move_queue(tx)?;
             Ok(ids.len())
         })
-        .and_then(|count| self.flush_search().map(|_| count))
     }
 
     /// Folds each document's change rows into one snapshot holding its full history. Each batch
@@ -426,9 +426,9 @@ impl Store {
                 }
                 record.index(tx)?;
             }
+            crate::search::move_queue(tx)?;
             Ok(())
         })?;
-        self.flush_search()?;
         Ok(())
     }
 }

@@ -32,8 +32,24 @@ pub(crate) fn prefix_expression(text: &str) -> Option<String> {
     }
 }
 
-/// Moves queued search text into `invoice_search` in one transaction. Returns how many rows
-/// moved. Must not be called inside another transaction.
+/// Moves queued search text into `invoice_search`, inside the caller's transaction. Bulk
+/// writers call this before committing, so the queue never reaches the disk.
+pub(crate) fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)",
+        [],
+    )?;
+    let moved = conn.execute(
+        "INSERT INTO invoice_search (rowid, number, customer, lines, notes)
+         SELECT rowid, number, customer, lines, notes FROM search_queue",
+        [],
+    )?;
+    conn.execute("DELETE FROM search_queue", [])?;
+    Ok(moved)
+}
+
+/// Moves queued search text into `invoice_search` in a transaction of its own. Returns how many
+/// rows moved. Must not be called inside another transaction.
 pub(crate) fn flush_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
     let pending: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM search_queue)", [], |r| {
         r.get(0)
@@ -42,20 +58,7 @@ pub(crate) fn flush_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize
         return Ok(0);
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let moved = (|| {
-        conn.execute(
-            "DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)",
-            [],
-        )?;
-        let moved = conn.execute(
-            "INSERT INTO invoice_search (rowid, number, customer, lines, notes)
-             SELECT rowid, number, customer, lines, notes FROM search_queue",
-            [],
-        )?;
-        conn.execute("DELETE FROM search_queue", [])?;
-        Ok(moved)
-    })();
-    match moved {
+    match move_queue(conn) {
         Ok(moved) => {
             conn.execute_batch("COMMIT")?;
             Ok(moved)
