@@ -40,7 +40,7 @@ pub use invoices::{
     DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice,
 };
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
-pub use records::{DeviceEntry, DocKind, Record, WorkspaceSettings};
+pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;
 pub use store::{InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
 

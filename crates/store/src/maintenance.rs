@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::document;
 use crate::error::{Result, StoreError};
-use crate::records::{DocKind, Record, WorkspaceSettings};
+use crate::records::{DocKind, Record, SearchWrite, WorkspaceSettings};
 use crate::store::{Store, load_doc};
 
 /// What `store verify` found.
@@ -106,7 +106,7 @@ fn check_record<R: Record>(
 }
 
 fn index_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge) -> Result<()> {
-    document::read_record::<R>(id, doc, None)?.index(conn)
+    document::read_record::<R>(id, doc, None)?.index(conn, SearchWrite::Direct)
 }
 
 impl Store {
@@ -244,7 +244,6 @@ impl Store {
                     DocKind::Item => index_record::<Item>(tx, *id, &loaded.doc)?,
                 }
             }
-            crate::search::move_queue(tx)?;
             Ok(ids.len())
         })
     }
@@ -413,20 +412,10 @@ impl Store {
                 .map(|v| v.into_iter().flatten().collect())
         })?;
         self.write(|tx, ctx, _| {
-            let mut insert_doc = tx.prepare_cached("INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)")?;
-            let mut insert_change = tx.prepare_cached(
-                "INSERT INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let device = ctx.device.to_string();
             for ((id, doc), record) in built.iter().zip(records) {
-                let key = id.to_string();
-                insert_doc.execute(params![key, R::KIND.as_str(), ctx.now.timestamp_millis(), document::encode_heads(&doc.get_heads())])?;
-                for change in doc.get_changes(&[]) {
-                    insert_change.execute(params![key, change.hash().0.as_slice(), crate::store::stored_bytes(change), device, change.timestamp()])?;
-                }
-                record.index(tx)?;
+                crate::store::insert_document(tx, *id, R::KIND, doc, ctx)?;
+                record.index(tx, SearchWrite::Direct)?;
             }
-            crate::search::move_queue(tx)?;
             Ok(())
         })?;
         Ok(())

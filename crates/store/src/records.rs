@@ -62,6 +62,15 @@ pub struct WorkspaceSettings {
     pub created_at: DateTime<Utc>,
 }
 
+/// How an index write reaches the full-text index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchWrite {
+    /// Through `search_queue`, moved into FTS5 in batches (single writes).
+    Queue,
+    /// Straight into FTS5 (bulk writes and rebuilds, which are one transaction anyway).
+    Direct,
+}
+
 /// A record stored as its own Automerge document.
 pub trait Record: Serialize + DeserializeOwned + Clone {
     const KIND: DocKind;
@@ -70,7 +79,7 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn set_tombstone(&mut self, tombstone: Option<Tombstone>);
     fn validate(&self) -> Problems;
     /// Writes this record's rows in the index tables (replacing earlier ones).
-    fn index(&self, conn: &Connection) -> Result<()>;
+    fn index(&self, conn: &Connection, search: SearchWrite) -> Result<()>;
     /// Removes this record's index rows.
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()>;
     /// Whether the index holds exactly what [`Record::index`] would write.
@@ -108,7 +117,7 @@ impl Record for WorkspaceSettings {
     fn validate(&self) -> Problems {
         self.seller.validate()
     }
-    fn index(&self, _: &Connection) -> Result<()> {
+    fn index(&self, _: &Connection, _: SearchWrite) -> Result<()> {
         Ok(())
     }
     fn unindex(_: DocumentId, _: &Connection) -> Result<()> {
@@ -258,7 +267,7 @@ impl Record for Invoice {
             Invoice::validate(self)
         }
     }
-    fn index(&self, conn: &Connection) -> Result<()> {
+    fn index(&self, conn: &Connection, search: SearchWrite) -> Result<()> {
         let row = InvoiceRow::of(self);
         let existing: Option<i64> = conn
             .query_row(
@@ -316,12 +325,29 @@ impl Record for Invoice {
             }
         };
         let text = InvoiceSearchText::of(self);
-        conn.prepare_cached(
-            "INSERT INTO search_queue (rowid, number, customer, lines, notes, replace) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
-                 lines = excluded.lines, notes = excluded.notes",
-        )?
-        .execute(params![rowid, text.number, text.customer, text.lines, text.notes, replace])?;
+        match search {
+            SearchWrite::Queue => {
+                conn.prepare_cached(
+                    "INSERT INTO search_queue (rowid, number, customer, lines, notes, replace)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
+                         lines = excluded.lines, notes = excluded.notes",
+                )?
+                .execute(params![rowid, text.number, text.customer, text.lines, text.notes, replace])?;
+            }
+            SearchWrite::Direct => {
+                if replace == 1 {
+                    conn.prepare_cached("DELETE FROM search_queue WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                    conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?
+                        .execute([rowid])?;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![rowid, text.number, text.customer, text.lines, text.notes])?;
+            }
+        }
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
@@ -398,7 +424,7 @@ impl Record for Customer {
     fn validate(&self) -> Problems {
         Customer::validate(self)
     }
-    fn index(&self, conn: &Connection) -> Result<()> {
+    fn index(&self, conn: &Connection, _: SearchWrite) -> Result<()> {
         let r = CustomerRow::of(self);
         conn.execute(
             "INSERT OR REPLACE INTO customer_index (id, name, vat_number, email, phone, city, deleted)
@@ -452,7 +478,7 @@ impl Record for Item {
     fn validate(&self) -> Problems {
         Item::validate(self)
     }
-    fn index(&self, conn: &Connection) -> Result<()> {
+    fn index(&self, conn: &Connection, _: SearchWrite) -> Result<()> {
         let r = ItemRow::of(self);
         conn.execute(
             "INSERT OR REPLACE INTO item_index (id, name, unit_price, vat_code, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -32,9 +32,8 @@ pub(crate) fn prefix_expression(text: &str) -> Option<String> {
     }
 }
 
-/// Moves queued search text into `invoice_search`, inside the caller's transaction. Bulk
-/// writers call this before committing, so the queue never reaches the disk.
-pub(crate) fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+/// Moves queued search text into `invoice_search`, inside the caller's transaction.
+fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
     conn.execute(
         "DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)",
         [],

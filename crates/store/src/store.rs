@@ -14,7 +14,7 @@ use crate::Clock;
 use crate::database::{self, DATABASE_FILE, KEY_FILE, KeyLocation, PROFILE_FILE, Profile};
 use crate::document::{self, actor_for};
 use crate::error::{Result, StoreError};
-use crate::records::{DeviceEntry, DocKind, Record, WorkspaceSettings};
+use crate::records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 
 /// Where a new data directory keeps its database key.
 #[derive(Debug)]
@@ -246,6 +246,22 @@ pub(crate) fn store_changes(
     before: &[ChangeHash],
     ctx: Ctx,
 ) -> Result<()> {
+    insert_changes(conn, id, doc, before, ctx)?;
+    conn.prepare_cached("UPDATE documents SET heads = ?2 WHERE id = ?1")?
+        .execute(params![
+            id.to_string(),
+            document::encode_heads(&doc.get_heads())
+        ])?;
+    Ok(())
+}
+
+fn insert_changes(
+    conn: &Connection,
+    id: DocumentId,
+    doc: &Automerge,
+    before: &[ChangeHash],
+    ctx: Ctx,
+) -> Result<()> {
     let key = id.to_string();
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -259,11 +275,27 @@ pub(crate) fn store_changes(
             change.timestamp()
         ])?;
     }
-    conn.execute(
-        "UPDATE documents SET heads = ?2 WHERE id = ?1",
-        params![key, document::encode_heads(&doc.get_heads())],
-    )?;
     Ok(())
+}
+
+/// Stores a new document: its row, with its heads, and its change rows.
+pub(crate) fn insert_document(
+    conn: &Connection,
+    id: DocumentId,
+    kind: DocKind,
+    doc: &Automerge,
+    ctx: Ctx,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        id.to_string(),
+        kind.as_str(),
+        ctx.now.timestamp_millis(),
+        document::encode_heads(&doc.get_heads())
+    ])?;
+    insert_changes(conn, id, doc, &[], ctx)
 }
 
 /// The heads of the document as of version `version` (1-based; history is topologically
@@ -576,7 +608,7 @@ impl Store {
                 &message(&record),
                 ctx,
             )? {
-                record.index(tx)?;
+                record.index(tx, SearchWrite::Queue)?;
             }
             cache.put(id, doc);
             Ok((record, value))
@@ -825,14 +857,9 @@ pub(crate) fn insert_record<R: Record>(
     message: &str,
     ctx: Ctx,
 ) -> Result<()> {
-    let id = record.document_id();
-    conn.execute(
-        "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, x'')",
-        params![id.to_string(), R::KIND.as_str(), ctx.now.timestamp_millis()],
-    )?;
     let doc = build_document(record, message, ctx)?;
-    store_changes(conn, id, &doc, &[], ctx)?;
-    record.index(conn)?;
+    insert_document(conn, record.document_id(), R::KIND, &doc, ctx)?;
+    record.index(conn, SearchWrite::Queue)?;
     Ok(())
 }
 
