@@ -91,7 +91,7 @@ const MIGRATIONS: &[&str] = &[
         number, customer, lines, notes,
         content = '', contentless_delete = 1,
         tokenize = 'unicode61 remove_diacritics 2',
-        prefix = '2 3'
+        prefix = '1 2 3'
     );
 
     -- Search text on its way into invoice_search. It is written in the same transaction as the
