@@ -1,0 +1,407 @@
+//! Sealed envelopes: the unit of sync.
+//!
+//! Format version 1 (frozen; a golden-bytes test guards it). All integers big-endian.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic "DFTE"
+//!      4     1  version = 1
+//!      5     1  algorithm = 1 (AES-256-GCM data key wrapped by the epoch key, Ed25519 signature)
+//!      6    16  sender device id
+//!     22     4  key epoch
+//!     26    12  nonce of the wrapped data key
+//!     38    48  data key (32) sealed with the epoch key, plus its tag (16)
+//!     86    12  nonce of the content
+//!     98     4  n = length of the sealed content
+//!    102     n  content sealed with the data key: document id (16) ‖ Automerge change, plus tag
+//!  102+n    64  Ed25519 signature by the sender over "daftar-envelope-v1 signature" ‖ workspace
+//!               id ‖ bytes 0 .. 102+n
+//! ```
+//! Both AEADs take the associated data "daftar-envelope-v1" (plus " key" for the key wrap) ‖
+//! workspace id ‖ sender ‖ epoch, so an envelope cannot be moved to another workspace, sender
+//! or epoch. Each envelope has its own random data key, so the epoch key encrypts only 32-byte
+//! keys and nonces never need coordinating between devices.
+
+use daftar_domain::{DeviceId, DocumentId, WorkspaceId};
+use daftar_keys::Secret;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use uuid::Uuid;
+
+pub const MAGIC: [u8; 4] = *b"DFTE";
+pub const VERSION: u8 = 1;
+pub const ALGORITHM_AES256GCM_ED25519: u8 = 1;
+/// Largest Automerge change one envelope carries (larger documents are sent as snapshots).
+pub const MAX_CHANGE_BYTES: usize = 16 * 1024 * 1024;
+
+const HEADER: usize = 102;
+const SIGNATURE: usize = 64;
+const TAG: usize = 16;
+
+/// Why an envelope was refused. None of these change anything locally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("the envelope is {0} bytes, too short to be a Daftar envelope")]
+    TooShort(usize),
+    #[error("the data is not a Daftar envelope (wrong magic bytes)")]
+    BadMagic,
+    #[error("the envelope has format version {0}; this Daftar reads version 1, upgrade Daftar")]
+    UnsupportedVersion(u8),
+    #[error("the envelope uses algorithm {0}, which this Daftar does not know; upgrade Daftar")]
+    UnsupportedAlgorithm(u8),
+    #[error("the envelope's length fields do not match its size (damaged in transit or storage)")]
+    BadLength,
+    #[error("the envelope is signed by device {0}, which is not a known device of this workspace")]
+    UnknownSender(DeviceId),
+    #[error(
+        "the signature of the envelope from device {0} does not verify: it was altered or forged"
+    )]
+    BadSignature(DeviceId),
+    #[error(
+        "the envelope from device {sender} uses key epoch {epoch}, which this device does not hold"
+    )]
+    UnknownEpoch { sender: DeviceId, epoch: u32 },
+    #[error(
+        "the envelope from device {0} does not decrypt with the workspace key: wrong key or tampered content"
+    )]
+    Undecryptable(DeviceId),
+    #[error("a change of {0} bytes is larger than an envelope carries ({MAX_CHANGE_BYTES} bytes)")]
+    TooLarge(usize),
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// A device's Ed25519 signing key. Built from the 32-byte seed kept in the OS keyring.
+pub struct DeviceSigningKey(Ed25519KeyPair);
+
+impl std::fmt::Debug for DeviceSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceSigningKey(public {})", hex_of(&self.public_key()))
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl DeviceSigningKey {
+    pub fn from_seed(seed: &Secret<32>) -> Self {
+        // A 32-byte seed is always a valid Ed25519 private key.
+        Self(
+            Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes())
+                .expect("32-byte Ed25519 seed"),
+        )
+    }
+
+    /// A new random seed for a new device.
+    pub fn generate_seed() -> Result<Secret<32>, EnvelopeError> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| EnvelopeError::Random)?;
+        Ok(Secret::new(seed))
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0
+            .public_key()
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 public keys are 32 bytes")
+    }
+}
+
+/// What is needed to seal envelopes as one device.
+#[derive(Debug)]
+pub struct Sealer<'a> {
+    pub workspace: WorkspaceId,
+    pub sender: DeviceId,
+    pub epoch: u32,
+    pub epoch_key: &'a Secret<32>,
+    pub signing_key: &'a DeviceSigningKey,
+}
+
+/// The randomness one envelope uses; drawn from the OS except in the golden-bytes test.
+struct Randomness {
+    data_key: Secret<32>,
+    wrap_nonce: [u8; 12],
+    nonce: [u8; 12],
+}
+
+fn associated_data(label: &[u8], workspace: WorkspaceId, sender: DeviceId, epoch: u32) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(label.len() + 36);
+    ad.extend_from_slice(label);
+    ad.extend_from_slice(workspace.as_bytes());
+    ad.extend_from_slice(sender.as_bytes());
+    ad.extend_from_slice(&epoch.to_be_bytes());
+    ad
+}
+
+fn aead(key: &Secret<32>) -> LessSafeKey {
+    LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key.expose_secret_bytes()).expect("32-byte AES key"),
+    )
+}
+
+fn signed_message(workspace: WorkspaceId, body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(45 + body.len());
+    message.extend_from_slice(b"daftar-envelope-v1 signature");
+    message.extend_from_slice(workspace.as_bytes());
+    message.extend_from_slice(body);
+    message
+}
+
+impl Sealer<'_> {
+    /// Seals one change of one document.
+    pub fn seal(&self, document: DocumentId, change: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        let rng = SystemRandom::new();
+        let mut data_key = [0u8; 32];
+        let mut wrap_nonce = [0u8; 12];
+        let mut nonce = [0u8; 12];
+        for buffer in [&mut data_key[..], &mut wrap_nonce[..], &mut nonce[..]] {
+            rng.fill(buffer).map_err(|_| EnvelopeError::Random)?;
+        }
+        self.seal_with(
+            document,
+            change,
+            Randomness {
+                data_key: Secret::new(data_key),
+                wrap_nonce,
+                nonce,
+            },
+        )
+    }
+
+    fn seal_with(
+        &self,
+        document: DocumentId,
+        change: &[u8],
+        random: Randomness,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        if change.len() > MAX_CHANGE_BYTES {
+            return Err(EnvelopeError::TooLarge(change.len()));
+        }
+        let (workspace, sender, epoch) = (self.workspace, self.sender, self.epoch);
+        let mut wrapped = random.data_key.expose_secret_bytes().to_vec();
+        aead(self.epoch_key)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(random.wrap_nonce),
+                Aad::from(associated_data(
+                    b"daftar-envelope-v1 key",
+                    workspace,
+                    sender,
+                    epoch,
+                )),
+                &mut wrapped,
+            )
+            .map_err(|_| EnvelopeError::Random)?;
+        let mut content = Vec::with_capacity(16 + change.len() + TAG);
+        content.extend_from_slice(document.as_uuid().as_bytes());
+        content.extend_from_slice(change);
+        aead(&random.data_key)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(random.nonce),
+                Aad::from(associated_data(
+                    b"daftar-envelope-v1",
+                    workspace,
+                    sender,
+                    epoch,
+                )),
+                &mut content,
+            )
+            .map_err(|_| EnvelopeError::Random)?;
+        let mut out = Vec::with_capacity(HEADER + content.len() + SIGNATURE);
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(ALGORITHM_AES256GCM_ED25519);
+        out.extend_from_slice(sender.as_bytes());
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(&random.wrap_nonce);
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(&random.nonce);
+        out.extend_from_slice(&(content.len() as u32).to_be_bytes());
+        out.extend_from_slice(&content);
+        let signature = self.signing_key.0.sign(&signed_message(workspace, &out));
+        out.extend_from_slice(signature.as_ref());
+        Ok(out)
+    }
+}
+
+/// An envelope's readable header: what the relay (and a receiver, before decrypting) can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    bytes: &'a [u8],
+    pub sender: DeviceId,
+    pub epoch: u32,
+}
+
+/// A verified, decrypted envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedEnvelope {
+    pub sender: DeviceId,
+    pub epoch: u32,
+    pub document: DocumentId,
+    pub change: Vec<u8>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Checks the framing and reads the header, without any key.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() < HEADER + TAG + 16 + SIGNATURE {
+            return Err(EnvelopeError::TooShort(bytes.len()));
+        }
+        if bytes[..4] != MAGIC {
+            return Err(EnvelopeError::BadMagic);
+        }
+        if bytes[4] != VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(bytes[4]));
+        }
+        if bytes[5] != ALGORITHM_AES256GCM_ED25519 {
+            return Err(EnvelopeError::UnsupportedAlgorithm(bytes[5]));
+        }
+        let n = u32::from_be_bytes(bytes[98..102].try_into().expect("4 bytes")) as usize;
+        if HEADER.checked_add(n).and_then(|v| v.checked_add(SIGNATURE)) != Some(bytes.len()) {
+            return Err(EnvelopeError::BadLength);
+        }
+        let sender =
+            DeviceId::from_uuid(Uuid::from_bytes(bytes[6..22].try_into().expect("16 bytes")));
+        let epoch = u32::from_be_bytes(bytes[22..26].try_into().expect("4 bytes"));
+        Ok(Envelope {
+            bytes,
+            sender,
+            epoch,
+        })
+    }
+
+    /// Verifies the signature against the sender's public key (`public_key_of`), then decrypts
+    /// with the epoch key (`epoch_key_of`).
+    pub fn open<'k>(
+        &self,
+        workspace: WorkspaceId,
+        public_key_of: impl FnOnce(DeviceId) -> Option<[u8; 32]>,
+        epoch_key_of: impl FnOnce(u32) -> Option<&'k Secret<32>>,
+    ) -> Result<OpenedEnvelope, EnvelopeError> {
+        let (sender, epoch) = (self.sender, self.epoch);
+        let public_key = public_key_of(sender).ok_or(EnvelopeError::UnknownSender(sender))?;
+        let (body, signature) = self.bytes.split_at(self.bytes.len() - SIGNATURE);
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(&signed_message(workspace, body), signature)
+            .map_err(|_| EnvelopeError::BadSignature(sender))?;
+        let epoch_key = epoch_key_of(epoch).ok_or(EnvelopeError::UnknownEpoch { sender, epoch })?;
+        let undecryptable = || EnvelopeError::Undecryptable(sender);
+        let mut wrapped = body[38..86].to_vec();
+        let data_key: [u8; 32] = aead(epoch_key)
+            .open_in_place(
+                Nonce::assume_unique_for_key(body[26..38].try_into().expect("12 bytes")),
+                Aad::from(associated_data(
+                    b"daftar-envelope-v1 key",
+                    workspace,
+                    sender,
+                    epoch,
+                )),
+                &mut wrapped,
+            )
+            .map_err(|_| undecryptable())?
+            .try_into()
+            .map_err(|_| undecryptable())?;
+        let data_key = Secret::new(data_key);
+        zeroize::Zeroize::zeroize(&mut wrapped);
+        let mut content = body[HEADER..].to_vec();
+        let plain = aead(&data_key)
+            .open_in_place(
+                Nonce::assume_unique_for_key(body[86..98].try_into().expect("12 bytes")),
+                Aad::from(associated_data(
+                    b"daftar-envelope-v1",
+                    workspace,
+                    sender,
+                    epoch,
+                )),
+                &mut content,
+            )
+            .map_err(|_| undecryptable())?;
+        let document = DocumentId::from_uuid(Uuid::from_bytes(
+            plain[..16].try_into().map_err(|_| undecryptable())?,
+        ));
+        Ok(OpenedEnvelope {
+            sender,
+            epoch,
+            document,
+            change: plain[16..].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (WorkspaceId, DeviceId, Secret<32>, DeviceSigningKey) {
+        (
+            WorkspaceId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001)),
+            DeviceId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0002)),
+            Secret::new([0x11; 32]),
+            DeviceSigningKey::from_seed(&Secret::new([0x22; 32])),
+        )
+    }
+
+    fn golden() -> Vec<u8> {
+        let (workspace, sender, epoch_key, signing_key) = fixture();
+        let sealer = Sealer {
+            workspace,
+            sender,
+            epoch: 3,
+            epoch_key: &epoch_key,
+            signing_key: &signing_key,
+        };
+        let document =
+            DocumentId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003));
+        let random = Randomness {
+            data_key: Secret::new([0x33; 32]),
+            wrap_nonce: [0x44; 12],
+            nonce: [0x55; 12],
+        };
+        sealer
+            .seal_with(document, b"automerge change bytes", random)
+            .unwrap()
+    }
+
+    #[test]
+    fn golden_bytes_of_format_version_1() {
+        let expected = include_str!("../tests/golden-envelope-v1.hex").trim();
+        assert_eq!(
+            hex::encode(golden()),
+            expected,
+            "envelope format v1 must not change; add a version instead"
+        );
+    }
+
+    #[test]
+    fn round_trip_and_header() {
+        let (workspace, sender, epoch_key, signing_key) = fixture();
+        let sealer = Sealer {
+            workspace,
+            sender,
+            epoch: 7,
+            epoch_key: &epoch_key,
+            signing_key: &signing_key,
+        };
+        let document = DocumentId::from_uuid(Uuid::now_v7());
+        let bytes = sealer.seal(document, b"change").unwrap();
+        let envelope = Envelope::parse(&bytes).unwrap();
+        assert_eq!((envelope.sender, envelope.epoch), (sender, 7));
+        let public = signing_key.public_key();
+        let opened = envelope
+            .open(workspace, |_| Some(public), |_| Some(&epoch_key))
+            .unwrap();
+        assert_eq!(
+            (opened.document, opened.change.as_slice()),
+            (document, &b"change"[..])
+        );
+        let again = sealer.seal(document, b"change").unwrap();
+        assert_ne!(
+            bytes, again,
+            "every envelope has its own data key and nonces"
+        );
+    }
+}

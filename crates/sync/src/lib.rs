@@ -1,0 +1,18 @@
+//! End-to-end encryption for Daftar's sync: what leaves a device, and how a lost workspace is
+//! unlocked again. No I/O: callers pass keys and bytes in, and get bytes or typed errors out.
+//!
+//! - [`envelope`]: one Automerge change of one document, sealed for the relay. The relay sees the
+//!   sender's device id, the key epoch and the size; never the document id or the change. Every
+//!   envelope is signed with the sender's Ed25519 device key, so the relay cannot forge one, and
+//!   its associated data binds the workspace, sender and epoch, so it cannot be replayed into
+//!   another workspace or attributed to another device.
+//! - [`recovery`]: the human-typable recovery key printed once at `daftar init`, with a checksum
+//!   that catches typos, and the keys derived from it.
+//!
+//! The relay, the sync state machine and the transport are built on these (issue 3).
+
+pub mod envelope;
+pub mod recovery;
+
+pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
+pub use recovery::{RecoveryKey, RecoveryKeyError};
