@@ -77,12 +77,12 @@ pub struct DeviceSigningKey(Ed25519KeyPair);
 
 impl std::fmt::Debug for DeviceSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceSigningKey(public {})", hex_of(&self.public_key()))
+        write!(
+            f,
+            "DeviceSigningKey(public {})",
+            hex::encode(self.public_key())
+        )
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl DeviceSigningKey {
@@ -101,6 +101,15 @@ impl DeviceSigningKey {
             .fill(&mut seed)
             .map_err(|_| EnvelopeError::Random)?;
         Ok(Secret::new(seed))
+    }
+
+    /// Signs `message` (used for relay requests; envelopes sign themselves in [`Sealer::seal`]).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 signatures are 64 bytes")
     }
 
     pub fn public_key(&self) -> [u8; 32] {

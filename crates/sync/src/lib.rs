@@ -9,10 +9,13 @@
 //! - [`recovery`]: the human-typable recovery key printed once at `daftar init`, with a checksum
 //!   that catches typos, and the keys derived from it.
 //!
-//! The relay, the sync state machine and the transport are built on these (issue 3).
+//! - [`relay_auth`]: how a device signs its requests to the relay, and how the relay checks them.
+//!
+//! The relay (`daftar-relay`) is built on these; the sync state machine and transport come next.
 
 pub mod envelope;
 pub mod recovery;
+pub mod relay_auth;
 
 pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
 pub use recovery::{RecoveryKey, RecoveryKeyError};

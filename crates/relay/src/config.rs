@@ -1,0 +1,134 @@
+//! Relay configuration: defaults, then a TOML file, then `DAFTAR_RELAY_*` environment variables,
+//! then command-line flags, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The settings the relay runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Settings as they appear in the file, the environment and the flags: all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<String>,
+    pub database: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("{source_name}: {value:?} is not a listen address such as 127.0.0.1:8787")]
+    Listen { source_name: String, value: String },
+    #[error("{source_name}: {value:?} is not a number of bytes")]
+    Number { source_name: String, value: String },
+}
+
+impl Layer {
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `DAFTAR_RELAY_LISTEN`, `DAFTAR_RELAY_DATABASE`, `DAFTAR_RELAY_MAX_BODY_BYTES`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let max_body_bytes = match get("DAFTAR_RELAY_MAX_BODY_BYTES") {
+            Some(v) => Some(v.parse().map_err(|_| ConfigError::Number {
+                source_name: "DAFTAR_RELAY_MAX_BODY_BYTES".into(),
+                value: v.clone(),
+            })?),
+            None => None,
+        };
+        Ok(Layer {
+            listen: get("DAFTAR_RELAY_LISTEN"),
+            database: get("DAFTAR_RELAY_DATABASE").map(PathBuf::from),
+            max_body_bytes,
+        })
+    }
+
+    fn over(self, lower: Layer) -> Layer {
+        Layer {
+            listen: self.listen.or(lower.listen),
+            database: self.database.or(lower.database),
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+        }
+    }
+}
+
+impl Config {
+    /// Combines the layers, highest priority first: flags, environment, file.
+    pub fn resolve(flags: Layer, env: Layer, file: Layer) -> Result<Config, ConfigError> {
+        let merged = flags.over(env.over(file));
+        let listen_text = merged.listen.unwrap_or_else(|| "127.0.0.1:8787".into());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Listen {
+            source_name: "listen".into(),
+            value: listen_text.clone(),
+        })?;
+        Ok(Config {
+            listen,
+            database: merged
+                .database
+                .unwrap_or_else(|| PathBuf::from("daftar-relay.db")),
+            max_body_bytes: merged.max_body_bytes.unwrap_or(8 * 1024 * 1024),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let file = Layer {
+            listen: Some("0.0.0.0:1".into()),
+            database: Some("file.db".into()),
+            max_body_bytes: Some(10),
+        };
+        let env = Layer::from_env(|k| (k == "DAFTAR_RELAY_DATABASE").then(|| "env.db".to_owned()))
+            .unwrap();
+        let flags = Layer {
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(flags, env, file).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(config.database, PathBuf::from("env.db"));
+        assert_eq!(config.max_body_bytes, 10);
+        let bad = Config::resolve(
+            Layer {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+            Layer::default(),
+            Layer::default(),
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("is not a listen address")
+        );
+    }
+}

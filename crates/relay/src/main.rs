@@ -1,0 +1,77 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use daftar_relay::config::{Config, Layer};
+use daftar_relay::storage::SqliteStorage;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Daftar's relay: stores sealed envelopes for the devices of each workspace.
+#[derive(Debug, Parser)]
+#[command(name = "daftar-relay", version)]
+struct Args {
+    /// Address to listen on, such as 127.0.0.1:8787 (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The relay's SQLite database file.
+    #[arg(long)]
+    database: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// A TOML file with `listen`, `database`, `max_body_bytes`.
+    #[arg(long, env = "DAFTAR_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAFTAR_RELAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => Layer::from_file(path)?,
+        None => Layer::default(),
+    };
+    let env = Layer::from_env(|k| std::env::var(k).ok())?;
+    let flags = Layer {
+        listen: args.listen,
+        database: args.database,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let config = Config::resolve(flags, env, file)?;
+    let storage = SqliteStorage::open(&config.database).with_context(|| {
+        format!(
+            "could not open the relay database {}",
+            config.database.display()
+        )
+    })?;
+    let app = daftar_relay::router(storage, config.max_body_bytes)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to find the port.
+    println!("daftar-relay listening on http://{address}");
+    std::io::stdout().flush()?;
+    tracing::info!(%address, database = %config.database.display(), "relay started");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

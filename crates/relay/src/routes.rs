@@ -1,0 +1,550 @@
+//! The `/v1` HTTP API. Every route but workspace creation and enrolment authenticates a device
+//! of the workspace named in the path (signed requests, see `daftar_sync::relay_auth`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use daftar_sync::relay_auth::{
+    self, DEVICE_HEADER, MAX_SKEW_MS, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::storage::{DeviceRecord, NewInvite, RelayStorage, Role, StorageError};
+
+/// An API error: an HTTP status and `{code, message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+    fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "code": self.code, "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::WorkspaceExists(_) => {
+                Self::new(StatusCode::CONFLICT, "workspace_exists", e.to_string())
+            }
+            StorageError::InviteInvalid => Self::forbidden("invite_invalid", e.to_string()),
+            StorageError::DeviceExists(_) => {
+                Self::new(StatusCode::CONFLICT, "device_exists", e.to_string())
+            }
+            StorageError::EnvelopeConflict(_) => {
+                Self::new(StatusCode::CONFLICT, "envelope_conflict", e.to_string())
+            }
+            StorageError::Backend(detail) => {
+                tracing::error!(%detail, "storage failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "the relay's storage failed; try again later",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Shared state of the server.
+pub struct AppState<S> {
+    pub storage: S,
+    /// Signatures seen within the clock-skew window, with their timestamps: a captured request
+    /// cannot be sent again.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The router, with the body limit applied to every route.
+pub fn router<S: RelayStorage>(storage: S, max_body_bytes: usize) -> Router {
+    let state = Arc::new(AppState {
+        storage,
+        seen: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/workspaces", post(create_workspace::<S>))
+        .route("/v1/workspaces/{workspace}/enrol", post(enrol::<S>))
+        .route(
+            "/v1/workspaces/{workspace}/invites",
+            post(create_invite::<S>),
+        )
+        .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
+        .route(
+            "/v1/workspaces/{workspace}/devices/{device}/revoke",
+            post(revoke::<S>),
+        )
+        .route(
+            "/v1/workspaces/{workspace}/envelopes",
+            post(push::<S>).get(pull::<S>),
+        )
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+struct Signed<'a> {
+    device: String,
+    timestamp: i64,
+    signature: &'a str,
+}
+
+fn signed_headers(headers: &HeaderMap) -> ApiResult<Signed<'_>> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::unauthenticated(
+                    "unsigned",
+                    format!(
+                        "the request has no {name} header; requests must be signed by a device"
+                    ),
+                )
+            })
+    };
+    let device = get(DEVICE_HEADER)?.to_owned();
+    let timestamp = get(TIMESTAMP_HEADER)?.parse::<i64>().map_err(|_| {
+        ApiError::unauthenticated(
+            "bad_timestamp",
+            "the timestamp header is not a number of milliseconds",
+        )
+    })?;
+    let signature = get(SIGNATURE_HEADER)?;
+    Ok(Signed {
+        device,
+        timestamp,
+        signature,
+    })
+}
+
+/// Checks time, signature and replay for a request signed by `public_key`.
+fn check_signature<S>(
+    state: &AppState<S>,
+    signed: &Signed<'_>,
+    public_key: &[u8; 32],
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> ApiResult<()> {
+    let now = now_ms();
+    if (now - signed.timestamp).abs() > MAX_SKEW_MS {
+        return Err(ApiError::unauthenticated(
+            "clock_skew",
+            "the request's timestamp is more than 5 minutes from the relay's clock; check this computer's clock",
+        ));
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if !relay_auth::verify(
+        public_key,
+        method.as_str(),
+        path,
+        signed.timestamp,
+        body,
+        signed.signature,
+    ) {
+        return Err(ApiError::unauthenticated(
+            "bad_signature",
+            "the request's signature does not verify",
+        ));
+    }
+    let mut seen = state.seen.lock().map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "lock poisoned",
+        )
+    })?;
+    seen.retain(|_, t| (now - *t).abs() <= MAX_SKEW_MS);
+    if seen
+        .insert(signed.signature.to_owned(), signed.timestamp)
+        .is_some()
+    {
+        return Err(ApiError::unauthenticated(
+            "replayed",
+            "this exact request was already received",
+        ));
+    }
+    Ok(())
+}
+
+/// Authenticates the device that signed the request as a current member of `workspace`.
+async fn member<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<DeviceRecord> {
+    let signed = signed_headers(headers)?;
+    // The same answer whether the workspace does not exist or the device is not in it, so ids
+    // cannot be probed.
+    let device = state
+        .storage
+        .device(workspace.to_owned(), signed.device.clone())
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "not_a_member",
+                "this device is not a member of that workspace",
+            )
+        })?;
+    check_signature(state, &signed, &device.public_key, method, uri, body)?;
+    if device.revoked {
+        return Err(ApiError::forbidden(
+            "revoked",
+            "this device has been revoked from the workspace",
+        ));
+    }
+    Ok(device)
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("bad_request", format!("the request body is not valid: {e}"))
+    })
+}
+
+fn key_from_hex(text: &str, what: &str) -> ApiResult<[u8; 32]> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("bad_request", format!("{what} must be 32 bytes in hex"))
+        })
+}
+
+fn uuid_text(text: &str, what: &str) -> ApiResult<String> {
+    uuid::Uuid::try_parse(text)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::bad_request("bad_request", format!("{what} must be a UUID")))
+}
+
+#[derive(Deserialize)]
+struct CreateWorkspace {
+    workspace_id: String,
+    device_id: String,
+    public_key: String,
+    /// The workspace key wrapped with the recovery key (opaque to the relay), base64.
+    recovery_wrapped_key: String,
+}
+
+async fn create_workspace<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let request: CreateWorkspace = parse_json(&body)?;
+    let workspace = uuid_text(&request.workspace_id, "workspace_id")?;
+    let device_id = uuid_text(&request.device_id, "device_id")?;
+    let public_key = key_from_hex(&request.public_key, "public_key")?;
+    let signed = signed_headers(&headers)?;
+    if signed.device != device_id {
+        return Err(ApiError::unauthenticated(
+            "bad_signature",
+            "the request must be signed by the device it enrols",
+        ));
+    }
+    check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
+    let recovery = BASE64
+        .decode(&request.recovery_wrapped_key)
+        .map_err(|_| ApiError::bad_request("bad_request", "recovery_wrapped_key must be base64"))?;
+    let owner = DeviceRecord {
+        device_id,
+        public_key,
+        role: Role::Owner,
+        revoked: false,
+        enrolled_at: now_ms(),
+    };
+    state
+        .storage
+        .create_workspace(workspace.clone(), owner, recovery)
+        .await?;
+    tracing::info!(%workspace, "workspace created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "workspace_id": workspace })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateInvite {
+    token_hash: String,
+    role: Role,
+    expires_at: i64,
+    wrapped_key: String,
+}
+
+async fn create_invite<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden(
+            "role",
+            "only owners and admins can create invites",
+        ));
+    }
+    let request: CreateInvite = parse_json(&body)?;
+    if request.role == Role::Owner && device.role != Role::Owner {
+        return Err(ApiError::forbidden(
+            "role",
+            "only an owner can invite another owner",
+        ));
+    }
+    if request.expires_at <= now_ms() {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "the invite expires in the past",
+        ));
+    }
+    let invite = NewInvite {
+        token_hash: key_from_hex(&request.token_hash, "token_hash")?,
+        role: request.role,
+        expires_at: request.expires_at,
+        wrapped_key: BASE64
+            .decode(&request.wrapped_key)
+            .map_err(|_| ApiError::bad_request("bad_request", "wrapped_key must be base64"))?,
+        created_by: device.device_id,
+    };
+    state.storage.add_invite(workspace, invite).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct Enrol {
+    device_id: String,
+    public_key: String,
+    /// The one-time token from the invite code, hex.
+    token: String,
+}
+
+async fn enrol<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let request: Enrol = parse_json(&body)?;
+    let device_id = uuid_text(&request.device_id, "device_id")?;
+    let public_key = key_from_hex(&request.public_key, "public_key")?;
+    let signed = signed_headers(&headers)?;
+    if signed.device != device_id {
+        return Err(ApiError::unauthenticated(
+            "bad_signature",
+            "the request must be signed by the device it enrols",
+        ));
+    }
+    check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
+    let token = hex::decode(&request.token)
+        .map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
+    let digest = relay_auth::token_hash(&token);
+    let (role, wrapped_key) = state
+        .storage
+        .enrol(
+            workspace.clone(),
+            digest,
+            device_id.clone(),
+            public_key,
+            now_ms(),
+        )
+        .await?;
+    tracing::info!(%workspace, device = %device_id, role = role.as_str(), "device enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "role": role, "wrapped_key": BASE64.encode(wrapped_key) })),
+    ))
+}
+
+async fn list_devices<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    Ok(Json(state.storage.devices(workspace).await?))
+}
+
+async fn revoke<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path((workspace, target)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden(
+            "role",
+            "only owners and admins can revoke devices",
+        ));
+    }
+    let target = uuid_text(&target, "device")?;
+    let record = state
+        .storage
+        .device(workspace.clone(), target.clone())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such device in this workspace",
+            )
+        })?;
+    if record.role == Role::Owner && device.role != Role::Owner {
+        return Err(ApiError::forbidden(
+            "role",
+            "only an owner can revoke an owner's device",
+        ));
+    }
+    state
+        .storage
+        .revoke(workspace.clone(), target.clone())
+        .await?;
+    tracing::info!(%workspace, device = %target, by = %device.device_id, "device revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PushRequest {
+    envelopes: Vec<PushEnvelope>,
+}
+
+#[derive(Deserialize)]
+struct PushEnvelope {
+    id: String,
+    data: String,
+}
+
+async fn push<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    if !device.role.may_push() {
+        return Err(ApiError::forbidden("role", "viewers cannot push changes"));
+    }
+    let request: PushRequest = parse_json(&body)?;
+    let mut batch = Vec::with_capacity(request.envelopes.len());
+    for envelope in request.envelopes {
+        let id = uuid_text(&envelope.id, "envelope id")?;
+        let bytes = BASE64
+            .decode(&envelope.data)
+            .map_err(|_| ApiError::bad_request("bad_request", "envelope data must be base64"))?;
+        // The relay can read the header (not the content): refuse what is not an envelope, or
+        // claims to come from another device than the one that signed the request.
+        let parsed = daftar_sync::Envelope::parse(&bytes)
+            .map_err(|e| ApiError::bad_request("bad_envelope", format!("envelope {id}: {e}")))?;
+        if parsed.sender.to_string() != device.device_id {
+            return Err(ApiError::forbidden(
+                "sender_mismatch",
+                format!("envelope {id} names another device as its sender"),
+            ));
+        }
+        batch.push((id, bytes));
+    }
+    let bytes: usize = batch.iter().map(|(_, b)| b.len()).sum();
+    let seqs = state
+        .storage
+        .push(workspace.clone(), batch, now_ms())
+        .await?;
+    tracing::info!(%workspace, device = %device.device_id, count = seqs.len(), bytes, "pushed");
+    Ok(Json(json!({ "seqs": seqs })))
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct PulledEnvelope {
+    seq: i64,
+    id: String,
+    data: String,
+}
+
+async fn pull<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    Query(query): Query<PullQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    let limit = query.limit.unwrap_or(500).clamp(1, 5000);
+    let envelopes = state.storage.pull(workspace, query.after, limit).await?;
+    let next = envelopes.last().map(|e| e.seq).unwrap_or(query.after);
+    let envelopes: Vec<PulledEnvelope> = envelopes
+        .into_iter()
+        .map(|e| PulledEnvelope {
+            seq: e.seq,
+            id: e.id,
+            data: BASE64.encode(e.bytes),
+        })
+        .collect();
+    Ok(Json(json!({ "envelopes": envelopes, "next": next })))
+}

@@ -1,0 +1,424 @@
+//! Where the relay keeps workspaces, devices, invites and the envelope log.
+//!
+//! [`RelayStorage`] is the seam for backends: the embedded SQLite one here, PostgreSQL later. It
+//! speaks in opaque bytes and ids only — the relay has nothing else to store.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A role as the relay enforces it (the devices enforce the full permission matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Accountant,
+    Clerk,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Accountant => "accountant",
+            Role::Clerk => "clerk",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "accountant" => Some(Role::Accountant),
+            "clerk" => Some(Role::Clerk),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    /// Owners and admins manage invites and devices.
+    pub fn manages_devices(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+
+    /// Everyone but viewers may push changes.
+    pub fn may_push(self) -> bool {
+        self != Role::Viewer
+    }
+}
+
+/// A device enrolled in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    #[serde(with = "hex_bytes")]
+    pub public_key: [u8; 32],
+    pub role: Role,
+    pub revoked: bool,
+    pub enrolled_at: i64,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+}
+
+/// One stored envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    pub seq: i64,
+    pub id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Why the storage refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("workspace {0} already exists")]
+    WorkspaceExists(String),
+    #[error("the invite token is unknown, already used or expired")]
+    InviteInvalid,
+    #[error("device {0} is already enrolled")]
+    DeviceExists(String),
+    #[error("envelope {0} was already pushed with different content")]
+    EnvelopeConflict(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Backend(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+/// What an invite carries until it is used.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    /// SHA-256 of the one-time token; the token itself never reaches the relay's disk.
+    pub token_hash: [u8; 32],
+    pub role: Role,
+    pub expires_at: i64,
+    /// The workspace key wrapped with a key derived from the invite's secret (opaque here).
+    pub wrapped_key: Vec<u8>,
+    pub created_by: String,
+}
+
+/// The relay's storage. Every method is scoped to one workspace id.
+pub trait RelayStorage: Send + Sync + 'static {
+    fn create_workspace(
+        &self,
+        workspace: String,
+        owner: DeviceRecord,
+        recovery_wrapped_key: Vec<u8>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn device(
+        &self,
+        workspace: String,
+        device: String,
+    ) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
+    fn devices(&self, workspace: String) -> impl Future<Output = Result<Vec<DeviceRecord>>> + Send;
+    fn revoke(
+        &self,
+        workspace: String,
+        device: String,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn add_invite(
+        &self,
+        workspace: String,
+        invite: NewInvite,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Uses an invite: enrols the device with the invite's role and returns the wrapped key.
+    fn enrol(
+        &self,
+        workspace: String,
+        token_hash: [u8; 32],
+        device: String,
+        public_key: [u8; 32],
+        now: i64,
+    ) -> impl Future<Output = Result<(Role, Vec<u8>)>> + Send;
+    /// Appends envelopes not seen before; returns each one's sequence number, in order.
+    fn push(
+        &self,
+        workspace: String,
+        envelopes: Vec<(String, Vec<u8>)>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+    fn pull(
+        &self,
+        workspace: String,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredEnvelope>>> + Send;
+    fn recovery_key(
+        &self,
+        workspace: String,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+}
+
+/// The embedded SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS workspaces (
+    id           TEXT PRIMARY KEY,
+    created_at   INTEGER NOT NULL,
+    recovery_key BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    workspace   TEXT NOT NULL REFERENCES workspaces(id),
+    id          TEXT NOT NULL,
+    public_key  BLOB NOT NULL,
+    role        TEXT NOT NULL,
+    revoked     INTEGER NOT NULL DEFAULT 0,
+    enrolled_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invites (
+    workspace   TEXT NOT NULL REFERENCES workspaces(id),
+    token_hash  BLOB NOT NULL,
+    role        TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    created_by  TEXT NOT NULL,
+    used_by     TEXT,
+    PRIMARY KEY (workspace, token_hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS envelopes (
+    workspace TEXT NOT NULL REFERENCES workspaces(id),
+    seq       INTEGER NOT NULL,
+    id        TEXT NOT NULL,
+    bytes     BLOB NOT NULL,
+    received  INTEGER NOT NULL,
+    PRIMARY KEY (workspace, seq),
+    UNIQUE (workspace, id)
+) WITHOUT ROWID;
+"#;
+
+impl SqliteStorage {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async runtime.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StorageError::Backend("storage lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+    }
+}
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let key: Vec<u8> = r.get(1)?;
+    let role: String = r.get(2)?;
+    Ok(DeviceRecord {
+        device_id: r.get(0)?,
+        public_key: key.try_into().unwrap_or([0; 32]),
+        role: Role::parse(&role).unwrap_or(Role::Viewer),
+        revoked: r.get::<_, i64>(3)? != 0,
+        enrolled_at: r.get(4)?,
+    })
+}
+
+impl RelayStorage for SqliteStorage {
+    async fn create_workspace(
+        &self,
+        workspace: String,
+        owner: DeviceRecord,
+        recovery_wrapped_key: Vec<u8>,
+    ) -> Result<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO workspaces (id, created_at, recovery_key) VALUES (?1, ?2, ?3)",
+                params![workspace, owner.enrolled_at, recovery_wrapped_key],
+            )?;
+            if inserted == 0 {
+                return Err(StorageError::WorkspaceExists(workspace));
+            }
+            tx.execute(
+                "INSERT INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, 'owner', ?4)",
+                params![workspace, owner.device_id, owner.public_key.as_slice(), owner.enrolled_at],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn device(&self, workspace: String, device: String) -> Result<Option<DeviceRecord>> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, public_key, role, revoked, enrolled_at FROM devices WHERE workspace = ?1 AND id = ?2",
+                    params![workspace, device],
+                    device_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn devices(&self, workspace: String) -> Result<Vec<DeviceRecord>> {
+        self.with(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT id, public_key, role, revoked, enrolled_at FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
+            )?;
+            let rows = statement.query_map([workspace], device_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn revoke(&self, workspace: String, device: String) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE devices SET revoked = 1 WHERE workspace = ?1 AND id = ?2",
+                params![workspace, device],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn add_invite(&self, workspace: String, invite: NewInvite) -> Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO invites (workspace, token_hash, role, expires_at, wrapped_key, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    workspace,
+                    invite.token_hash.as_slice(),
+                    invite.role.as_str(),
+                    invite.expires_at,
+                    invite.wrapped_key,
+                    invite.created_by
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enrol(
+        &self,
+        workspace: String,
+        token_hash: [u8; 32],
+        device: String,
+        public_key: [u8; 32],
+        now: i64,
+    ) -> Result<(Role, Vec<u8>)> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let invite: Option<(String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT role, wrapped_key FROM invites
+                     WHERE workspace = ?1 AND token_hash = ?2 AND used_by IS NULL AND expires_at > ?3",
+                    params![workspace, token_hash.as_slice(), now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (role, wrapped_key) = invite.ok_or(StorageError::InviteInvalid)?;
+            let role = Role::parse(&role).ok_or(StorageError::InviteInvalid)?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![workspace, device, public_key.as_slice(), role.as_str(), now],
+            )?;
+            if inserted == 0 {
+                return Err(StorageError::DeviceExists(device));
+            }
+            tx.execute(
+                "UPDATE invites SET used_by = ?3 WHERE workspace = ?1 AND token_hash = ?2",
+                params![workspace, token_hash.as_slice(), device],
+            )?;
+            tx.commit()?;
+            Ok((role, wrapped_key))
+        })
+        .await
+    }
+
+    async fn push(
+        &self,
+        workspace: String,
+        envelopes: Vec<(String, Vec<u8>)>,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let mut seqs = Vec::with_capacity(envelopes.len());
+            {
+                let mut existing = tx.prepare_cached("SELECT seq, bytes FROM envelopes WHERE workspace = ?1 AND id = ?2")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO envelopes (workspace, seq, id, bytes, received)
+                     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE workspace = ?1), ?2, ?3, ?4)
+                     RETURNING seq",
+                )?;
+                for (id, bytes) in envelopes {
+                    let seen: Option<(i64, Vec<u8>)> =
+                        existing.query_row(params![workspace, id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                    match seen {
+                        Some((seq, stored)) if stored == bytes => seqs.push(seq),
+                        Some(_) => return Err(StorageError::EnvelopeConflict(id)),
+                        None => seqs.push(insert.query_row(params![workspace, id, bytes, now], |r| r.get(0))?),
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn pull(&self, workspace: String, after: i64, limit: u32) -> Result<Vec<StoredEnvelope>> {
+        self.with(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT seq, id, bytes FROM envelopes WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![workspace, after, limit], |r| {
+                Ok(StoredEnvelope { seq: r.get(0)?, id: r.get(1)?, bytes: r.get(2)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn recovery_key(&self, workspace: String) -> Result<Option<Vec<u8>>> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT recovery_key FROM workspaces WHERE id = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+}

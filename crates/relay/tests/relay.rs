@@ -1,0 +1,454 @@
+//! The real `daftar-relay` binary on 127.0.0.1, driven over HTTP with signed requests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use daftar_domain::{DeviceId, DocumentId, WorkspaceId};
+use daftar_keys::Secret;
+use daftar_sync::relay_auth;
+use daftar_sync::{DeviceSigningKey, Sealer};
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+struct Relay {
+    child: Child,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("relay.db");
+        let mut relay = Relay::start_on(&database);
+        relay._dir = Some(dir);
+        relay
+    }
+
+    fn start_on(database: &std::path::Path) -> Relay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_daftar-relay"))
+            .args(["--listen", "127.0.0.1:0", "--database"])
+            .arg(database)
+            .env("DAFTAR_RELAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("relay starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("daftar-relay listening on ")
+            .expect("listening line")
+            .to_owned();
+        Relay {
+            child,
+            url,
+            _dir: None,
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Device {
+    id: DeviceId,
+    key: DeviceSigningKey,
+    http: Client,
+    url: String,
+}
+
+impl Device {
+    fn new(relay: &Relay) -> Device {
+        Device {
+            id: DeviceId::from_uuid(Uuid::now_v7()),
+            key: DeviceSigningKey::from_seed(&DeviceSigningKey::generate_seed().unwrap()),
+            http: Client::new(),
+            url: relay.url.clone(),
+        }
+    }
+
+    fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        timestamp: i64,
+    ) -> reqwest::blocking::RequestBuilder {
+        let headers = relay_auth::sign(&self.key, self.id, method, path, timestamp, body);
+        let url = format!("{}{path}", self.url);
+        let builder = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_vec()),
+        };
+        builder
+            .header(relay_auth::DEVICE_HEADER, headers.device)
+            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
+        let response = self.signed(method, path, &bytes, now()).send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn public_hex(&self) -> String {
+        hex::encode(self.key.public_key())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn create_workspace(owner: &Device) -> WorkspaceId {
+    let workspace = WorkspaceId::from_uuid(Uuid::now_v7());
+    let (status, body) = owner.call(
+        "POST",
+        "/v1/workspaces",
+        Some(json!({
+            "workspace_id": workspace.to_string(),
+            "device_id": owner.id.to_string(),
+            "public_key": owner.public_hex(),
+            "recovery_wrapped_key": BASE64.encode(b"opaque wrapped key"),
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    workspace
+}
+
+fn envelope(device: &Device, workspace: WorkspaceId, change: &[u8]) -> Value {
+    let epoch_key = Secret::new([5; 32]);
+    let bytes = Sealer {
+        workspace,
+        sender: device.id,
+        epoch: 1,
+        epoch_key: &epoch_key,
+        signing_key: &device.key,
+    }
+    .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
+    .unwrap();
+    json!({ "id": Uuid::now_v7().to_string(), "data": BASE64.encode(bytes) })
+}
+
+fn invite(owner: &Device, workspace: WorkspaceId, role: &str) -> String {
+    let token = Uuid::new_v4().as_bytes().to_vec();
+    let (status, body) = owner.call(
+        "POST",
+        &format!("/v1/workspaces/{workspace}/invites"),
+        Some(json!({
+            "token_hash": hex::encode(relay_auth::token_hash(&token)),
+            "role": role,
+            "expires_at": now() + 86_400_000,
+            "wrapped_key": BASE64.encode(b"workspace key wrapped with the invite secret"),
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+    hex::encode(token)
+}
+
+fn enrol(device: &Device, workspace: WorkspaceId, token: &str) -> (u16, Value) {
+    device.call(
+        "POST",
+        &format!("/v1/workspaces/{workspace}/enrol"),
+        Some(json!({ "device_id": device.id.to_string(), "public_key": device.public_hex(), "token": token })),
+    )
+}
+
+#[test]
+fn push_is_idempotent_and_pull_pages_through_the_log() {
+    let relay = Relay::start();
+    assert_eq!(
+        reqwest::blocking::get(format!("{}/healthz", relay.url))
+            .unwrap()
+            .text()
+            .unwrap(),
+        "ok"
+    );
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let path = format!("/v1/workspaces/{workspace}/envelopes");
+    let batch: Vec<Value> = (0..5)
+        .map(|i| envelope(&owner, workspace, format!("change {i}").as_bytes()))
+        .collect();
+    let (status, pushed) = owner.call("POST", &path, Some(json!({ "envelopes": batch })));
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(pushed["seqs"], json!([1, 2, 3, 4, 5]));
+    let (_, again) = owner.call("POST", &path, Some(json!({ "envelopes": batch })));
+    assert_eq!(
+        again["seqs"],
+        json!([1, 2, 3, 4, 5]),
+        "an envelope pushed twice is stored once"
+    );
+
+    let (_, page) = owner.call("GET", &format!("{path}?after=0&limit=2"), None);
+    assert_eq!(page["envelopes"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], 2);
+    let (_, rest) = owner.call("GET", &format!("{path}?after=2"), None);
+    let seqs: Vec<i64> = rest["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(
+        rest["envelopes"][0]["data"], batch[2]["data"],
+        "bytes come back unchanged"
+    );
+    let (status, body) = owner.call(
+        "POST",
+        &path,
+        Some(json!({ "envelopes": [ { "id": batch[0]["id"], "data": batch[1]["data"] } ] })),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("envelope_conflict")),
+        "an id cannot be reused for other bytes"
+    );
+}
+
+#[test]
+fn invites_enrol_once_and_roles_are_enforced() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let token = invite(&owner, workspace, "clerk");
+    let clerk = Device::new(&relay);
+    let (status, enrolled) = enrol(&clerk, workspace, &token);
+    assert_eq!(status, 201, "{enrolled}");
+    assert_eq!(enrolled["role"], "clerk");
+    assert_eq!(
+        BASE64
+            .decode(enrolled["wrapped_key"].as_str().unwrap())
+            .unwrap(),
+        b"workspace key wrapped with the invite secret"
+    );
+    let late = Device::new(&relay);
+    assert_eq!(
+        enrol(&late, workspace, &token).1["code"],
+        "invite_invalid",
+        "a token works once"
+    );
+    assert_eq!(
+        enrol(&late, workspace, &hex::encode([1u8; 16])).1["code"],
+        "invite_invalid"
+    );
+
+    let envelopes = format!("/v1/workspaces/{workspace}/envelopes");
+    let (status, _) = clerk.call(
+        "POST",
+        &envelopes,
+        Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })),
+    );
+    assert_eq!(status, 200, "clerks push");
+    let (status, body) = clerk.call("POST", &format!("/v1/workspaces/{workspace}/invites"), Some(json!({
+        "token_hash": hex::encode([0u8; 32]), "role": "admin", "expires_at": now() + 1000, "wrapped_key": ""
+    })));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role")),
+        "clerks cannot invite"
+    );
+
+    let viewer = Device::new(&relay);
+    enrol(&viewer, workspace, &invite(&owner, workspace, "viewer"));
+    let (status, body) = viewer.call(
+        "POST",
+        &envelopes,
+        Some(json!({ "envelopes": [envelope(&viewer, workspace, b"x")] })),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role")),
+        "viewers cannot push"
+    );
+    let (status, _) = viewer.call("GET", &envelopes, None);
+    assert_eq!(status, 200, "viewers read");
+
+    let (status, _) = owner.call(
+        "POST",
+        &format!("/v1/workspaces/{workspace}/devices/{}/revoke", clerk.id),
+        Some(json!({})),
+    );
+    assert_eq!(status, 204);
+    let (status, body) = clerk.call("GET", &envelopes, None);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("revoked")),
+        "a revoked device is refused at once"
+    );
+    let (_, devices) = owner.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None);
+    let revoked: Vec<bool> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["revoked"].as_bool().unwrap())
+        .collect();
+    assert_eq!(revoked, [false, true, false]);
+}
+
+#[test]
+fn workspaces_are_isolated_and_requests_must_be_signed_fresh_and_once() {
+    let relay = Relay::start();
+    let (alice, bob) = (Device::new(&relay), Device::new(&relay));
+    let (a, b) = (create_workspace(&alice), create_workspace(&bob));
+    for path in [
+        format!("/v1/workspaces/{b}/envelopes"),
+        format!("/v1/workspaces/{b}/devices"),
+    ] {
+        let (status, body) = alice.call("GET", &path, None);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("not_a_member")),
+            "{path}"
+        );
+    }
+    let (status, body) = alice.call(
+        "POST",
+        &format!("/v1/workspaces/{b}/envelopes"),
+        Some(json!({ "envelopes": [envelope(&alice, b, b"x")] })),
+    );
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_a_member")));
+    let guessed = WorkspaceId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        alice
+            .call("GET", &format!("/v1/workspaces/{guessed}/envelopes"), None)
+            .1["code"],
+        "not_a_member"
+    );
+
+    let path = format!("/v1/workspaces/{a}/envelopes");
+    let unsigned = reqwest::blocking::get(format!("{}{path}", relay.url)).unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let stale = alice
+        .signed("GET", &path, b"", now() - 10 * 60 * 1000)
+        .send()
+        .unwrap();
+    assert_eq!(stale.json::<Value>().unwrap()["code"], "clock_skew");
+    let request = alice.signed("GET", &path, b"", now());
+    let replay = request.try_clone().unwrap();
+    assert_eq!(request.send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        replay.send().unwrap().json::<Value>().unwrap()["code"],
+        "replayed"
+    );
+    let ts = now();
+    let forged_headers = relay_auth::sign(&bob.key, alice.id, "GET", &path, ts, b"");
+    let forged = Client::new()
+        .get(format!("{}{path}", relay.url))
+        .header(relay_auth::DEVICE_HEADER, forged_headers.device)
+        .header(relay_auth::TIMESTAMP_HEADER, forged_headers.timestamp)
+        .header(relay_auth::SIGNATURE_HEADER, forged_headers.signature)
+        .send()
+        .unwrap();
+    assert_eq!(
+        forged.json::<Value>().unwrap()["code"],
+        "bad_signature",
+        "bob cannot sign as alice"
+    );
+
+    let (status, body) = alice.call(
+        "POST",
+        &path,
+        Some(json!({ "envelopes": [envelope(&bob, a, b"x")] })),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("sender_mismatch")),
+        "a device pushes only its own envelopes"
+    );
+    let (status, body) = alice.call("POST", &path, Some(json!({ "envelopes": [ { "id": Uuid::now_v7().to_string(), "data": BASE64.encode(b"not an envelope") } ] })));
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_envelope")));
+    let big = vec![b'x'; 9 * 1024 * 1024];
+    let too_large = alice.signed("POST", &path, &big, now()).send().unwrap();
+    assert_eq!(
+        too_large.status().as_u16(),
+        413,
+        "bodies over the limit are refused"
+    );
+}
+
+#[test]
+fn a_relay_killed_mid_push_loses_nothing_and_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("relay.db");
+    let mut relay = Relay::start_on(&database);
+    let mut owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let path = format!("/v1/workspaces/{workspace}/envelopes");
+    let batches: Vec<Vec<Value>> = (0..20)
+        .map(|b| {
+            (0..10)
+                .map(|i| envelope(&owner, workspace, format!("{b}-{i}").as_bytes()))
+                .collect()
+        })
+        .collect();
+    for (n, batch) in batches.iter().enumerate() {
+        if n % 5 == 4 {
+            // Send a push and kill the relay with SIGKILL while it may be writing it.
+            let request = owner.signed(
+                "POST",
+                &path,
+                &serde_json::to_vec(&json!({ "envelopes": batch })).unwrap(),
+                now(),
+            );
+            let pending =
+                std::thread::spawn(move || request.send().map(|r| r.status().as_u16()).ok());
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            relay.child.kill().unwrap();
+            relay.child.wait().unwrap();
+            let _ = pending.join();
+            relay = Relay::start_on(&database);
+            owner.url = relay.url.clone();
+            continue;
+        }
+        assert_eq!(
+            owner
+                .call("POST", &path, Some(json!({ "envelopes": batch })))
+                .0,
+            200
+        );
+    }
+    // The client retries everything it is unsure of; the relay must store each envelope once.
+    for batch in &batches {
+        let (status, body) = owner.call("POST", &path, Some(json!({ "envelopes": batch })));
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, all) = owner.call("GET", &format!("{path}?limit=5000"), None);
+    let stored = all["envelopes"].as_array().unwrap();
+    let seqs: Vec<i64> = stored.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<_>>(),
+        "every envelope once, in order, without gaps"
+    );
+    let mut ids: Vec<&str> = stored.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+}
