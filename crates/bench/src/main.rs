@@ -17,18 +17,15 @@ use anyhow::{Context, Result, bail};
 use automerge::transaction::Transactable;
 use chrono::Utc;
 use daftar_domain::{
-    Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, Line, LineId, SellerProfile,
-    VatCategory,
+    Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, Line, LineId, SellerProfile, VatCategory,
 };
-use daftar_store::{
-    InitOptions, InvoiceQuery, KeyChoice, LineInput, NewInvoice, Store, SystemClock,
-};
+use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, LineInput, NewInvoice, Store, SystemClock};
 use uuid::Uuid;
 
 const PASSPHRASE: &str = "benchmark passphrase";
 const WORDS: &[&str] = &[
-    "flour", "sugar", "saffron", "cardamom", "dates", "rice", "tea", "coffee", "oud", "amber",
-    "cable", "pipe", "cement", "steel", "paint", "tiles", "lamp", "desk", "chair", "paper",
+    "flour", "sugar", "saffron", "cardamom", "dates", "rice", "tea", "coffee", "oud", "amber", "cable", "pipe",
+    "cement", "steel", "paint", "tiles", "lamp", "desk", "chair", "paper",
 ];
 
 struct Args {
@@ -38,11 +35,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        invoices: 100_000,
-        creates: 2_000,
-        write: None,
-    };
+    let mut args = Args { invoices: 100_000, creates: 2_000, write: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -77,11 +70,7 @@ fn customer(n: usize) -> Customer {
 
 fn line_input(n: usize, i: usize) -> LineInput {
     LineInput {
-        description: format!(
-            "{} {} grade {i}",
-            WORDS[(n + i) % WORDS.len()],
-            WORDS[(n * 7 + i) % WORDS.len()]
-        ),
+        description: format!("{} {} grade {i}", WORDS[(n + i) % WORDS.len()], WORDS[(n * 7 + i) % WORDS.len()]),
         quantity: daftar_domain::Quantity::from_raw(((n + i) % 9 + 1) as i64 * 1000 + 250),
         unit_price: Amount::from_raw(((n * 31 + i * 17) % 50_000 + 100) as i64),
         discount: Amount::ZERO,
@@ -91,11 +80,7 @@ fn line_input(n: usize, i: usize) -> LineInput {
 
 /// A 10-line draft like those the bulk import stores.
 fn invoice(n: usize, customers: &[Customer]) -> Invoice {
-    let mut invoice = Invoice::draft(
-        InvoiceId::from_uuid(Uuid::now_v7()),
-        InvoiceKind::Standard,
-        Utc::now(),
-    );
+    let mut invoice = Invoice::draft(InvoiceId::from_uuid(Uuid::now_v7()), InvoiceKind::Standard, Utc::now());
     invoice.customer = Some(customers[n % customers.len()].snapshot());
     invoice.notes = format!("order {n} by phone");
     invoice.lines = (0..10)
@@ -116,39 +101,26 @@ fn invoice(n: usize, customers: &[Customer]) -> Invoice {
 
 /// Floor: a fresh Automerge document built from the invoice's JSON and saved. Returns its bytes.
 fn automerge_only(invoice: &Invoice) -> Vec<u8> {
-    fn put(
-        tx: &mut automerge::transaction::Transaction<'_>,
-        obj: &automerge::ObjId,
-        value: &serde_json::Value,
-    ) {
+    fn put(tx: &mut automerge::transaction::Transaction<'_>, obj: &automerge::ObjId, value: &serde_json::Value) {
         use serde_json::Value as J;
         if let J::Object(map) = value {
             for (k, v) in map {
                 match v {
                     J::Object(_) => {
-                        let child = tx
-                            .put_object(obj, k.as_str(), automerge::ObjType::Map)
-                            .unwrap();
+                        let child = tx.put_object(obj, k.as_str(), automerge::ObjType::Map).unwrap();
                         put(tx, &child, v);
                     }
                     J::Array(items) => {
-                        let list = tx
-                            .put_object(obj, k.as_str(), automerge::ObjType::List)
-                            .unwrap();
+                        let list = tx.put_object(obj, k.as_str(), automerge::ObjType::List).unwrap();
                         for (i, item) in items.iter().enumerate() {
-                            let child =
-                                tx.insert_object(&list, i, automerge::ObjType::Map).unwrap();
+                            let child = tx.insert_object(&list, i, automerge::ObjType::Map).unwrap();
                             put(tx, &child, item);
                         }
                     }
                     J::String(s) => tx.put(obj, k.as_str(), s.as_str()).unwrap(),
                     J::Bool(b) => tx.put(obj, k.as_str(), *b).unwrap(),
-                    J::Number(n) => tx
-                        .put(obj, k.as_str(), n.as_i64().unwrap_or_default())
-                        .unwrap(),
-                    J::Null => tx
-                        .put(obj, k.as_str(), automerge::ScalarValue::Null)
-                        .unwrap(),
+                    J::Number(n) => tx.put(obj, k.as_str(), n.as_i64().unwrap_or_default()).unwrap(),
+                    J::Null => tx.put(obj, k.as_str(), automerge::ScalarValue::Null).unwrap(),
                 }
             }
         }
@@ -185,10 +157,7 @@ fn raw_commits(dir: &Path, blobs: &[Vec<u8>]) -> Result<Duration> {
     let conn = raw_connection(&dir.join("raw-single.db"))?;
     let start = Instant::now();
     for (i, blob) in blobs.iter().enumerate() {
-        conn.execute(
-            "INSERT INTO t (doc, bytes) VALUES (?1, ?2)",
-            rusqlite::params![i.to_string(), blob],
-        )?;
+        conn.execute("INSERT INTO t (doc, bytes) VALUES (?1, ?2)", rusqlite::params![i.to_string(), blob])?;
     }
     Ok(start.elapsed())
 }
@@ -196,11 +165,7 @@ fn raw_commits(dir: &Path, blobs: &[Vec<u8>]) -> Result<Duration> {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -208,18 +173,9 @@ fn peak_rss_kib() -> u64 {
 /// The cold-open probe, run in a fresh process: open, list the first page, report.
 fn probe(dir: &Path, key_hex: &str) -> Result<()> {
     let start = Instant::now();
-    let bytes: [u8; 32] = hex::decode(key_hex)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("key must be 32 bytes"))?;
-    let store = Store::open_with_key(
-        dir,
-        &daftar_keys::DatabaseKey::new(bytes),
-        Arc::new(SystemClock),
-    )?;
-    let page = store.list_invoices(&InvoiceQuery {
-        limit: Some(50),
-        ..Default::default()
-    })?;
+    let bytes: [u8; 32] = hex::decode(key_hex)?.try_into().map_err(|_| anyhow::anyhow!("key must be 32 bytes"))?;
+    let store = Store::open_with_key(dir, &daftar_keys::DatabaseKey::new(bytes), Arc::new(SystemClock))?;
+    let page = store.list_invoices(&InvoiceQuery { limit: Some(50), ..Default::default() })?;
     let elapsed = start.elapsed();
     println!("{} {} {}", elapsed.as_micros(), page.len(), peak_rss_kib());
     Ok(())
@@ -251,10 +207,7 @@ fn main() -> Result<()> {
         println!("{name:<52} {ours:>16} {floor:>16} {ratio:>8}  {goal}");
         report.push(format!("| {name} | {ours} | {floor} | {ratio} | {goal} |"));
     };
-    println!(
-        "{:<52} {:>16} {:>16} {:>8}  goal",
-        "figure", "ours", "floor", "ratio"
-    );
+    println!("{:<52} {:>16} {:>16} {:>8}  goal", "figure", "ours", "floor", "ratio");
 
     // 1. Durable single creates of 10-line invoices.
     let n = args.creates;
@@ -294,9 +247,7 @@ fn main() -> Result<()> {
     // 2. Bulk import.
     let count = args.invoices;
     let bulk: Vec<Invoice> = (0..count).map(|i| invoice(i, &customers)).collect();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let start = Instant::now();
     std::thread::scope(|s| {
         for part in bulk.chunks(count.div_ceil(threads).max(1)) {
@@ -330,19 +281,12 @@ fn main() -> Result<()> {
         })?;
         drafts.push(start.elapsed());
         let start = Instant::now();
-        let page = store.list_invoices(&InvoiceQuery {
-            limit: Some(50),
-            ..Default::default()
-        })?;
+        let page = store.list_invoices(&InvoiceQuery { limit: Some(50), ..Default::default() })?;
         list.push(start.elapsed());
         assert_eq!(page.len(), 50);
         let text = format!("{} customer {}", WORDS[i % WORDS.len()], i % 100);
         let start = Instant::now();
-        store.list_invoices(&InvoiceQuery {
-            text: Some(text),
-            limit: Some(50),
-            ..Default::default()
-        })?;
+        store.list_invoices(&InvoiceQuery { text: Some(text), limit: Some(50), ..Default::default() })?;
         search.push(start.elapsed());
     }
     let (list50, list99) = (percentile(&mut list, 0.5), percentile(&mut list, 0.99));
@@ -377,20 +321,13 @@ fn main() -> Result<()> {
     let mut rss = 0;
     for _ in 0..5 {
         let out = Command::new(&exe)
-            .args([
-                "--probe",
-                dir.to_str().unwrap(),
-                &hex::encode(key.expose_secret_bytes()),
-            ])
+            .args(["--probe", dir.to_str().unwrap(), &hex::encode(key.expose_secret_bytes())])
             .output()?;
         if !out.status.success() {
             bail!("probe failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let text = String::from_utf8(out.stdout)?;
-        let fields: Vec<u64> = text
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
+        let fields: Vec<u64> = text.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
         opens.push(Duration::from_micros(fields[0]));
         rss = rss.max(fields[2]);
     }
@@ -402,20 +339,10 @@ fn main() -> Result<()> {
         "-".into(),
         "< 150 ms",
     );
-    row(
-        "  peak RSS of that process",
-        format!("{:.1} MB", rss as f64 / 1024.0),
-        "-".into(),
-        "-".into(),
-        "< 100 MB",
-    );
+    row("  peak RSS of that process", format!("{:.1} MB", rss as f64 / 1024.0), "-".into(), "-".into(), "< 100 MB");
 
     // 5. Bytes on disk.
-    let disk: u64 = std::fs::read_dir(&dir)?
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let disk: u64 = std::fs::read_dir(&dir)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
     let raw_single = std::fs::metadata(scratch.path().join("raw-single.db"))?.len();
     row(
         "bytes on disk per invoice (database + WAL)",
@@ -437,19 +364,15 @@ fn write_report(path: &Path, rows: &[String], count: usize, creates: usize) -> R
     const END: &str = "<!-- store-bench:end -->";
     let machine = format!(
         "{} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(
-                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
-                    .split(':')
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned())
-            )
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                .split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .to_owned()))
             .unwrap_or_default()
     );
     let section = format!(

@@ -8,27 +8,23 @@ use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use daftar_domain::{Address, Customer, CustomerId, Invoice, Item, ItemId, SellerProfile};
 use daftar_store::{
-    DocKind, InitOptions, InvoiceEdit, InvoiceQuery, KeyChoice, NewInvoice, Store, SystemClock,
-    Unlock, Version,
+    DocKind, InitOptions, InvoiceEdit, InvoiceQuery, KeyChoice, NewInvoice, Store, SystemClock, Unlock, Version,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::output::{invoice_json, print_invoice, print_json, record_json};
 use crate::{
-    AddressArgs, Cli, Command, CreateInvoiceArgs, CustomerCommand, CustomerFields, DebugCommand,
-    ExportCommand, ImportCommand, InvoiceCommand, ItemCommand, ItemFields, SellerCommand,
-    StoreCommand, input,
+    AddressArgs, Cli, Command, CreateInvoiceArgs, CustomerCommand, CustomerFields, DebugCommand, ExportCommand,
+    ImportCommand, InvoiceCommand, ItemCommand, ItemFields, SellerCommand, StoreCommand, input,
 };
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
     match &cli.data_dir {
         Some(dir) => Ok(dir.clone()),
-        None => dirs::data_dir().map(|d| d.join("daftar")).ok_or_else(|| {
-            anyhow!(
-                "no data directory is known for this user; pass --data-dir or set DAFTAR_DATA_DIR"
-            )
-        }),
+        None => dirs::data_dir()
+            .map(|d| d.join("daftar"))
+            .ok_or_else(|| anyhow!("no data directory is known for this user; pass --data-dir or set DAFTAR_DATA_DIR")),
     }
 }
 
@@ -39,8 +35,7 @@ fn passphrase(confirm: bool) -> Result<String> {
     let first = rpassword::prompt_password("Passphrase: ")
         .context("the passphrase could not be read; set DAFTAR_PASSPHRASE")?;
     if confirm {
-        let again = rpassword::prompt_password("Passphrase again: ")
-            .context("the passphrase could not be read")?;
+        let again = rpassword::prompt_password("Passphrase again: ").context("the passphrase could not be read")?;
         if again != first {
             bail!("the two passphrases differ; nothing was created");
         }
@@ -51,13 +46,7 @@ fn passphrase(confirm: bool) -> Result<String> {
 fn open(cli: &Cli) -> Result<Store> {
     let dir = data_dir(cli)?;
     let needs_passphrase = dir.join(daftar_store::KEY_FILE).exists();
-    let unlock = Unlock {
-        passphrase: if needs_passphrase {
-            Some(passphrase(false)?)
-        } else {
-            None
-        },
-    };
+    let unlock = Unlock { passphrase: if needs_passphrase { Some(passphrase(false)?) } else { None } };
     Ok(Store::open(&dir, &unlock, Arc::new(SystemClock))?)
 }
 
@@ -116,9 +105,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Seller(command) => seller(&cli, command),
         Command::Store(command) => maintenance(&cli, command),
-        Command::Import(ImportCommand::Csv { customers, items }) => {
-            import(&cli, customers.as_ref(), items.as_ref())
-        }
+        Command::Import(ImportCommand::Csv { customers, items }) => import(&cli, customers.as_ref(), items.as_ref()),
         Command::Export(ExportCommand::Json { dir }) => {
             let store = open(&cli)?;
             let report = store.export_json(dir)?;
@@ -135,9 +122,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Debug(DebugCommand::WriteLoop { customer, count }) => {
-            write_loop(&cli, customer, *count)
-        }
+        Command::Debug(DebugCommand::WriteLoop { customer, count }) => write_loop(&cli, customer, *count),
     }
 }
 
@@ -145,39 +130,18 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
     let dir = data_dir(cli)?;
     let mut seller = SellerProfile {
         name: args.seller_name.trim().to_owned(),
-        name_ar: args
-            .seller_name_ar
-            .clone()
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
+        name_ar: args.seller_name_ar.clone().unwrap_or_default().trim().to_owned(),
         vat_number: args.vat_number.trim().to_owned(),
         cr_number: args.cr_number.clone().unwrap_or_default().trim().to_owned(),
         address: Address::default(),
     };
     apply_address(&mut seller.address, &args.address);
     let series = args.series.as_deref().map(str::parse).transpose()?;
-    let key = if args.key_file {
-        KeyChoice::Passphrase(passphrase(true)?)
-    } else {
-        KeyChoice::Keyring
-    };
+    let key = if args.key_file { KeyChoice::Passphrase(passphrase(true)?) } else { KeyChoice::Keyring };
     let device_name = args.device_name.clone().unwrap_or_else(|| {
-        std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "this device".into())
+        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this device".into())
     });
-    let store = Store::init(
-        &dir,
-        InitOptions {
-            seller,
-            series,
-            key,
-            device_name,
-        },
-        Arc::new(SystemClock),
-    )?;
+    let store = Store::init(&dir, InitOptions { seller, series, key, device_name }, Arc::new(SystemClock))?;
     let info = store.info();
     if cli.json {
         print_json(&json!({
@@ -188,15 +152,8 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
             "key": info.key_location,
         }));
     } else {
-        println!(
-            "Created workspace {} in {}",
-            info.workspace_id,
-            info.data_dir.display()
-        );
-        println!(
-            "This device issues invoice numbers {}",
-            info.series.number(1)
-        );
+        println!("Created workspace {} in {}", info.workspace_id, info.data_dir.display());
+        println!("This device issues invoice numbers {}", info.series.number(1));
     }
     Ok(())
 }
@@ -207,17 +164,8 @@ fn print_history(json: bool, versions: &[Version]) {
         return;
     }
     for v in versions {
-        let device = v
-            .device
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "unknown device".into());
-        println!(
-            "{:>3}  {}  {}  {}",
-            v.version,
-            v.time.format("%Y-%m-%d %H:%M:%S"),
-            device,
-            v.message
-        );
+        let device = v.device.map(|d| d.to_string()).unwrap_or_else(|| "unknown device".into());
+        println!("{:>3}  {}  {}  {}", v.version, v.time.format("%Y-%m-%d %H:%M:%S"), device, v.message);
     }
 }
 
@@ -227,11 +175,7 @@ fn customer_from(fields: &CustomerFields, customer: &mut Customer) {
     }
     if let Some(vat) = &fields.vat_number {
         let vat = vat.trim();
-        customer.vat_number = if vat.is_empty() {
-            None
-        } else {
-            Some(vat.to_owned())
-        };
+        customer.vat_number = if vat.is_empty() { None } else { Some(vat.to_owned()) };
     }
     if let Some(email) = &fields.email {
         customer.email = email.trim().to_owned();
@@ -246,16 +190,8 @@ fn show_customer(json: bool, customer: &Customer) {
     if json {
         print_json(&record_json(customer));
     } else {
-        let vat = customer
-            .vat_number
-            .as_deref()
-            .map(|v| format!("  VAT {v}"))
-            .unwrap_or_default();
-        let trash = if customer.deleted.is_some() {
-            "  (in the trash)"
-        } else {
-            ""
-        };
+        let vat = customer.vat_number.as_deref().map(|v| format!("  VAT {v}")).unwrap_or_default();
+        let trash = if customer.deleted.is_some() { "  (in the trash)" } else { "" };
         println!("{}  {}{vat}{trash}", customer.id, customer.name);
     }
 }
@@ -264,10 +200,7 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
     let mut store = open(cli)?;
     match command {
         CustomerCommand::Add(fields) => {
-            let name = fields
-                .name
-                .clone()
-                .ok_or_else(|| anyhow!("a customer needs --name"))?;
+            let name = fields.name.clone().ok_or_else(|| anyhow!("a customer needs --name"))?;
             let mut customer = Customer {
                 id: CustomerId::from_uuid(Uuid::now_v7()),
                 name,
@@ -282,11 +215,7 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
             store.create(&customer, "create")?;
             show_customer(cli.json, &customer);
         }
-        CustomerCommand::List {
-            query,
-            deleted,
-            limit,
-        } => {
+        CustomerCommand::List { query, deleted, limit } => {
             let rows = store.list_customers(query.as_deref(), *deleted, *limit)?;
             if cli.json {
                 print_json(&rows);
@@ -296,9 +225,7 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
                 }
             }
         }
-        CustomerCommand::Show { id } => {
-            show_customer(cli.json, &store.customer(store.resolve_customer(id)?)?)
-        }
+        CustomerCommand::Show { id } => show_customer(cli.json, &store.customer(store.resolve_customer(id)?)?),
         CustomerCommand::Edit { id, fields } => {
             let id = store.resolve_customer(id)?;
             let customer = store.edit::<Customer>(id.into(), |c| {
@@ -334,18 +261,8 @@ impl<'a> ItemChanges<'a> {
     fn parse(fields: &'a ItemFields) -> Result<Self> {
         Ok(ItemChanges {
             fields,
-            price: fields
-                .price
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--price")?,
-            vat_code: fields
-                .vat_category
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--vat-category")?,
+            price: fields.price.as_deref().map(str::parse).transpose().context("--price")?,
+            vat_code: fields.vat_category.as_deref().map(str::parse).transpose().context("--vat-category")?,
         })
     }
 
@@ -363,13 +280,7 @@ impl<'a> ItemChanges<'a> {
         }
         if self.vat_code.is_some() || self.fields.exemption_code.is_some() {
             let code = self.vat_code.unwrap_or(item.vat.code);
-            item.vat = match self
-                .fields
-                .exemption_code
-                .as_deref()
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-            {
+            item.vat = match self.fields.exemption_code.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
                 Some(reason) => daftar_domain::VatCategory::with_exemption(code, reason),
                 None => daftar_domain::VatCategory::of(code),
             };
@@ -381,15 +292,8 @@ fn show_item(json: bool, item: &Item) {
     if json {
         print_json(&record_json(item));
     } else {
-        let trash = if item.deleted.is_some() {
-            "  (in the trash)"
-        } else {
-            ""
-        };
-        println!(
-            "{}  {}  {}  [{}]{trash}",
-            item.id, item.name, item.unit_price, item.vat.code
-        );
+        let trash = if item.deleted.is_some() { "  (in the trash)" } else { "" };
+        println!("{}  {}  {}  [{}]{trash}", item.id, item.name, item.unit_price, item.vat.code);
     }
 }
 
@@ -397,10 +301,7 @@ fn item(cli: &Cli, command: &ItemCommand) -> Result<()> {
     let mut store = open(cli)?;
     match command {
         ItemCommand::Add(fields) => {
-            let name = fields
-                .name
-                .clone()
-                .ok_or_else(|| anyhow!("an item needs --name"))?;
+            let name = fields.name.clone().ok_or_else(|| anyhow!("an item needs --name"))?;
             if fields.price.is_none() {
                 bail!("an item needs --price");
             }
@@ -418,20 +319,13 @@ fn item(cli: &Cli, command: &ItemCommand) -> Result<()> {
             store.create(&item, "create")?;
             show_item(cli.json, &item);
         }
-        ItemCommand::List {
-            query,
-            deleted,
-            limit,
-        } => {
+        ItemCommand::List { query, deleted, limit } => {
             let rows = store.list_items(query.as_deref(), *deleted, *limit)?;
             if cli.json {
                 print_json(&rows);
             } else {
                 for i in rows {
-                    println!(
-                        "{}  {}  {}  [{}]",
-                        i.id, i.name, i.unit_price, i.vat_category
-                    );
+                    println!("{}  {}  {}  [{}]", i.id, i.name, i.unit_price, i.vat_category);
                 }
             }
         }
@@ -470,54 +364,22 @@ fn show_invoice(json: bool, invoice: &Invoice) {
 }
 
 fn new_invoice(store: &Store, args: &CreateInvoiceArgs) -> Result<NewInvoice> {
-    let lines = args
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, text)| input::line(text, i + 1))
-        .collect::<Result<Vec<_>>>()?;
+    let lines = args.lines.iter().enumerate().map(|(i, text)| input::line(text, i + 1)).collect::<Result<Vec<_>>>()?;
     let original = match (&args.original, &args.reason) {
-        (Some(original), reason) => Some((
-            store.resolve_invoice(original)?,
-            reason.clone().unwrap_or_default(),
-        )),
+        (Some(original), reason) => Some((store.resolve_invoice(original)?, reason.clone().unwrap_or_default())),
         (None, Some(_)) => bail!("--reason belongs to credit and debit notes; give --original too"),
         (None, None) => None,
     };
     Ok(NewInvoice {
         kind: args.kind.as_deref().map(str::parse).transpose()?,
-        customer: args
-            .customer
-            .as_deref()
-            .map(|c| store.resolve_customer(c))
-            .transpose()?,
+        customer: args.customer.as_deref().map(|c| store.resolve_customer(c)).transpose()?,
         lines,
         currency: args.currency.as_deref().map(str::parse).transpose()?,
-        exchange_rate: args
-            .exchange_rate
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .context("--exchange-rate")?,
-        supply_date: args
-            .supply_date
-            .as_deref()
-            .map(input::date)
-            .transpose()
-            .context("--supply-date")?,
-        due_date: args
-            .due_date
-            .as_deref()
-            .map(input::date)
-            .transpose()
-            .context("--due-date")?,
+        exchange_rate: args.exchange_rate.as_deref().map(str::parse).transpose().context("--exchange-rate")?,
+        supply_date: args.supply_date.as_deref().map(input::date).transpose().context("--supply-date")?,
+        due_date: args.due_date.as_deref().map(input::date).transpose().context("--due-date")?,
         notes: args.notes.clone().unwrap_or_default(),
-        discount: args
-            .discount
-            .as_deref()
-            .map(input::discount)
-            .transpose()
-            .context("--discount")?,
+        discount: args.discount.as_deref().map(input::discount).transpose().context("--discount")?,
         original,
     })
 }
@@ -529,33 +391,13 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             let new = new_invoice(&store, args)?;
             show_invoice(cli.json, &store.create_invoice(new)?);
         }
-        InvoiceCommand::List {
-            query,
-            status,
-            deleted,
-            customer,
-            from,
-            to,
-            limit,
-            offset,
-        } => {
+        InvoiceCommand::List { query, status, deleted, customer, from, to, limit, offset } => {
             let query = InvoiceQuery {
                 text: query.clone(),
-                status: status
-                    .as_deref()
-                    .map(str::parse)
-                    .transpose()
-                    .map_err(|e: String| anyhow!(e))?,
+                status: status.as_deref().map(str::parse).transpose().map_err(|e: String| anyhow!(e))?,
                 deleted: *deleted,
-                customer: customer
-                    .as_deref()
-                    .map(|c| store.resolve_customer(c))
-                    .transpose()?,
-                from: from
-                    .as_deref()
-                    .map(input::date)
-                    .transpose()
-                    .context("--from")?,
+                customer: customer.as_deref().map(|c| store.resolve_customer(c)).transpose()?,
+                from: from.as_deref().map(input::date).transpose().context("--from")?,
                 to: to.as_deref().map(input::date).transpose().context("--to")?,
                 limit: *limit,
                 offset: *offset,
@@ -589,28 +431,17 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             };
             show_invoice(cli.json, &invoice);
         }
-        InvoiceCommand::Edit {
-            id,
-            set,
-            add_lines,
-            set_lines,
-            remove_lines,
-        } => {
+        InvoiceCommand::Edit { id, set, add_lines, set_lines, remove_lines } => {
             let id = store.resolve_invoice(id)?;
             let mut edits = Vec::new();
             for assignment in set {
                 edits.push(input::invoice_edit(&store, assignment)?);
             }
             for text in set_lines {
-                let (n, rest) = text.split_once('|').ok_or_else(|| {
-                    anyhow!(
-                        "--set-line expects 'N|DESCRIPTION|QTY|UNIT_PRICE[|...]' (got {text:?})"
-                    )
-                })?;
-                let n: usize = n
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("--set-line: {n:?} is not a line number"))?;
+                let (n, rest) = text
+                    .split_once('|')
+                    .ok_or_else(|| anyhow!("--set-line expects 'N|DESCRIPTION|QTY|UNIT_PRICE[|...]' (got {text:?})"))?;
+                let n: usize = n.trim().parse().map_err(|_| anyhow!("--set-line: {n:?} is not a line number"))?;
                 edits.push(InvoiceEdit::SetLine(n, input::line(rest, n)?));
             }
             // Remove from the highest number down so the numbers given stay meaningful.
@@ -628,13 +459,7 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             let id = store.resolve_invoice(id)?;
             show_invoice(cli.json, &store.issue_invoice(id)?);
         }
-        InvoiceCommand::Pay {
-            id,
-            amount,
-            date,
-            method,
-            reference,
-        } => {
+        InvoiceCommand::Pay { id, amount, date, method, reference } => {
             let id = store.resolve_invoice(id)?;
             let amount = amount.parse().context("--amount")?;
             let date = match date {
@@ -642,10 +467,7 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
                 None => Utc::now().date_naive(),
             };
             let method = method.parse().map_err(|e: String| anyhow!(e))?;
-            show_invoice(
-                cli.json,
-                &store.record_payment(id, amount, date, method, reference.clone())?,
-            );
+            show_invoice(cli.json, &store.record_payment(id, amount, date, method, reference.clone())?);
         }
         InvoiceCommand::Delete { id } => {
             let id = store.resolve_invoice(id)?;
@@ -658,9 +480,7 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
         InvoiceCommand::Purge { id, yes } => {
             let id = store.resolve_invoice(id)?;
             if !yes {
-                bail!(
-                    "purging removes the draft and its whole history for good; add --yes to confirm"
-                );
+                bail!("purging removes the draft and its whole history for good; add --yes to confirm");
             }
             store.purge_invoice(id)?;
             if cli.json {
@@ -681,11 +501,8 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             } else if changes.is_empty() {
                 println!("Versions {from} and {to} are identical.");
             } else {
-                let show = |v: &Option<serde_json::Value>| {
-                    v.as_ref()
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "—".into())
-                };
+                let show =
+                    |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into());
                 for c in changes {
                     println!("{}: {} → {}", c.path, show(&c.before), show(&c.after));
                 }
@@ -703,13 +520,7 @@ fn seller(cli: &Cli, command: &SellerCommand) -> Result<()> {
     let mut store = open(cli)?;
     let settings = match command {
         SellerCommand::Show => store.settings()?,
-        SellerCommand::Edit {
-            name,
-            name_ar,
-            vat_number,
-            cr_number,
-            address,
-        } => store.update_seller(|s| {
+        SellerCommand::Edit { name, name_ar, vat_number, cr_number, address } => store.update_seller(|s| {
             let set = |field: &mut String, value: &Option<String>| {
                 if let Some(v) = value {
                     *field = v.trim().to_owned();
@@ -726,10 +537,7 @@ fn seller(cli: &Cli, command: &SellerCommand) -> Result<()> {
         print_json(&settings.seller);
     } else {
         let s = &settings.seller;
-        println!(
-            "{} {}\nVAT {}  CR {}",
-            s.name, s.name_ar, s.vat_number, s.cr_number
-        );
+        println!("{} {}\nVAT {}  CR {}", s.name, s.name_ar, s.vat_number, s.cr_number);
     }
     Ok(())
 }
@@ -767,10 +575,7 @@ fn maintenance(cli: &Cli, command: &StoreCommand) -> Result<()> {
                 }
             }
             if !report.is_ok() {
-                bail!(
-                    "the store has {} problem(s); see above",
-                    report.problems.len()
-                );
+                bail!("the store has {} problem(s); see above", report.problems.len());
             }
             if !cli.json {
                 println!("OK");
@@ -791,10 +596,7 @@ fn maintenance(cli: &Cli, command: &StoreCommand) -> Result<()> {
             } else {
                 println!(
                     "Compacted {} documents: {} change rows folded, {} → {} bytes",
-                    report.documents,
-                    report.change_rows_folded,
-                    report.bytes_before,
-                    report.bytes_after
+                    report.documents, report.change_rows_folded, report.bytes_before, report.bytes_after
                 );
             }
         }
@@ -830,24 +632,14 @@ fn write_loop(cli: &Cli, customer: &str, count: u64) -> Result<()> {
     let customer = store.resolve_customer(customer)?;
     let mut out = std::io::stdout().lock();
     for n in 0..count {
-        let line = input::line(
-            &format!("Crash-test item {n}|{}|{}.25|S", n % 7 + 1, n % 90 + 10),
-            1,
-        )?;
-        let invoice = store.create_invoice(NewInvoice {
-            customer: Some(customer),
-            lines: vec![line],
-            ..Default::default()
-        })?;
+        let line = input::line(&format!("Crash-test item {n}|{}|{}.25|S", n % 7 + 1, n % 90 + 10), 1)?;
+        let invoice =
+            store.create_invoice(NewInvoice { customer: Some(customer), lines: vec![line], ..Default::default() })?;
         writeln!(out, "{}", json!({ "created": invoice.id }))?;
         out.flush()?;
         if n % 3 == 0 {
             let issued = store.issue_invoice(invoice.id)?;
-            writeln!(
-                out,
-                "{}",
-                json!({ "issued": issued.id, "number": issued.number })
-            )?;
+            writeln!(out, "{}", json!({ "issued": issued.id, "number": issued.number }))?;
             out.flush()?;
         }
     }

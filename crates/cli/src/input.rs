@@ -4,9 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{NaiveDate, Utc};
-use daftar_domain::{
-    Address, Amount, Customer, CustomerId, Item, ItemId, Problems, VatCategory, VatCode,
-};
+use daftar_domain::{Address, Amount, Customer, CustomerId, Item, ItemId, Problems, VatCategory, VatCode};
 use daftar_store::{DiscountInput, InvoiceEdit, LineInput, Store};
 use uuid::Uuid;
 
@@ -53,11 +51,7 @@ pub fn line(text: &str, position: usize) -> Result<LineInput> {
         quantity: fields[1].parse().with_context(context)?,
         unit_price: fields[2].parse().with_context(context)?,
         vat: vat_category(field(3).unwrap_or("S"), field(5)).with_context(context)?,
-        discount: field(4)
-            .map(str::parse::<Amount>)
-            .transpose()
-            .with_context(context)?
-            .unwrap_or(Amount::ZERO),
+        discount: field(4).map(str::parse::<Amount>).transpose().with_context(context)?.unwrap_or(Amount::ZERO),
     })
 }
 
@@ -67,11 +61,7 @@ pub fn date(text: &str) -> Result<NaiveDate> {
 }
 
 fn optional<T>(value: &str, parse: impl FnOnce(&str) -> Result<T>) -> Result<Option<T>> {
-    if value.trim().is_empty() {
-        Ok(None)
-    } else {
-        parse(value).map(Some)
-    }
+    if value.trim().is_empty() { Ok(None) } else { parse(value).map(Some) }
 }
 
 /// `AMOUNT[|VAT_CATEGORY[|EXEMPTION_CODE]]` for a document discount.
@@ -82,30 +72,23 @@ pub fn discount(text: &str) -> Result<DiscountInput> {
         Some(code) => Some(vat_category(code, fields.get(2).map(String::as_str))?),
         None => None,
     };
-    Ok(DiscountInput {
-        amount,
-        vat,
-        reason: String::new(),
-    })
+    Ok(DiscountInput { amount, vat, reason: String::new() })
 }
 
-pub const SETTABLE: &str =
-    "notes, supply_date, due_date, currency, exchange_rate, customer, kind, discount";
+pub const SETTABLE: &str = "notes, supply_date, due_date, currency, exchange_rate, customer, kind, discount";
 
 /// One `--set FIELD=VALUE` of `invoice edit`; an empty value clears optional fields.
 pub fn invoice_edit(store: &Store, assignment: &str) -> Result<InvoiceEdit> {
-    let (field, value) = assignment.split_once('=').ok_or_else(|| {
-        anyhow!("--set expects FIELD=VALUE (got {assignment:?}); fields: {SETTABLE}")
-    })?;
+    let (field, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set expects FIELD=VALUE (got {assignment:?}); fields: {SETTABLE}"))?;
     let context = || format!("--set {assignment}");
     Ok(match field.trim() {
         "notes" => InvoiceEdit::Notes(value.to_owned()),
         "supply_date" => InvoiceEdit::SupplyDate(optional(value, date).with_context(context)?),
         "due_date" => InvoiceEdit::DueDate(optional(value, date).with_context(context)?),
         "currency" => InvoiceEdit::Currency(value.parse().with_context(context)?),
-        "exchange_rate" => {
-            InvoiceEdit::ExchangeRate(optional(value, |v| Ok(v.parse()?)).with_context(context)?)
-        }
+        "exchange_rate" => InvoiceEdit::ExchangeRate(optional(value, |v| Ok(v.parse()?)).with_context(context)?),
         "customer" => InvoiceEdit::Customer(store.resolve_customer(value).with_context(context)?),
         "kind" => InvoiceEdit::Kind(value.parse().with_context(context)?),
         "discount" => InvoiceEdit::Discount(optional(value, discount).with_context(context)?),
@@ -119,11 +102,7 @@ fn row_problems(line: u64, problems: &Problems) -> Vec<String> {
         .iter()
         .map(|p| {
             let column = p.field.strip_prefix("address.").unwrap_or(&p.field);
-            let column = if column.starts_with("vat.") {
-                "vat_category"
-            } else {
-                column
-            };
+            let column = if column.starts_with("vat.") { "vat_category" } else { column };
             format!("line {line}, column {column}: {}", p.message)
         })
         .collect()
@@ -147,19 +126,12 @@ fn read_csv(path: &Path, known: &[&str], required: &[&str]) -> Result<CsvRows> {
         .collect();
     for header in &headers {
         if !known.contains(&header.as_str()) {
-            bail!(
-                "{}: unknown column {header:?}; known columns: {}",
-                path.display(),
-                known.join(", ")
-            );
+            bail!("{}: unknown column {header:?}; known columns: {}", path.display(), known.join(", "));
         }
     }
     for needed in required {
         if !headers.iter().any(|h| h == needed) {
-            bail!(
-                "{}: the required column {needed:?} is missing",
-                path.display()
-            );
+            bail!("{}: the required column {needed:?} is missing", path.display());
         }
     }
     let mut rows = Vec::new();
@@ -168,7 +140,10 @@ fn read_csv(path: &Path, known: &[&str], required: &[&str]) -> Result<CsvRows> {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             match e.kind() {
                 csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                    anyhow!("{} line {line}: expected {expected_len} columns, found {len}; nothing was imported", path.display())
+                    anyhow!(
+                        "{} line {line}: expected {expected_len} columns, found {len}; nothing was imported",
+                        path.display()
+                    )
                 }
                 _ => anyhow!("{} line {line}: {e}; nothing was imported", path.display()),
             }
@@ -181,11 +156,7 @@ fn read_csv(path: &Path, known: &[&str], required: &[&str]) -> Result<CsvRows> {
 
 impl CsvRows {
     fn get<'a>(&self, record: &'a csv::StringRecord, column: &str) -> &'a str {
-        self.headers
-            .iter()
-            .position(|h| h == column)
-            .and_then(|i| record.get(i))
-            .unwrap_or("")
+        self.headers.iter().position(|h| h == column).and_then(|i| record.get(i)).unwrap_or("")
     }
 }
 
@@ -193,12 +164,7 @@ fn fail_if_any(path: &Path, errors: Vec<String>) -> Result<()> {
     if errors.is_empty() {
         return Ok(());
     }
-    bail!(
-        "{}: {} problem(s), nothing was imported:\n{}",
-        path.display(),
-        errors.len(),
-        errors.join("\n")
-    )
+    bail!("{}: {} problem(s), nothing was imported:\n{}", path.display(), errors.len(), errors.join("\n"))
 }
 
 const CUSTOMER_COLUMNS: &[&str] = &[
@@ -236,11 +202,7 @@ pub fn customers_csv(path: &Path) -> Result<Vec<Customer>> {
                 district: get("district"),
                 city: get("city"),
                 postal_code: get("postal_code"),
-                country: if country.is_empty() {
-                    "SA".into()
-                } else {
-                    country.to_ascii_uppercase()
-                },
+                country: if country.is_empty() { "SA".into() } else { country.to_ascii_uppercase() },
             },
             email: get("email"),
             phone: get("phone"),
@@ -254,39 +216,20 @@ pub fn customers_csv(path: &Path) -> Result<Vec<Customer>> {
     Ok(customers)
 }
 
-const ITEM_COLUMNS: &[&str] = &[
-    "name",
-    "name_ar",
-    "price",
-    "unit_price",
-    "vat_category",
-    "exemption_code",
-    "unit",
-];
+const ITEM_COLUMNS: &[&str] = &["name", "name_ar", "price", "unit_price", "vat_category", "exemption_code", "unit"];
 
 /// Reads and validates every item row; any problem refuses the whole file.
 pub fn items_csv(path: &Path) -> Result<Vec<Item>> {
     let csv = read_csv(path, ITEM_COLUMNS, &["name"])?;
-    if !csv
-        .headers
-        .iter()
-        .any(|h| h == "price" || h == "unit_price")
-    {
-        bail!(
-            "{}: the required column \"price\" is missing",
-            path.display()
-        );
+    if !csv.headers.iter().any(|h| h == "price" || h == "unit_price") {
+        bail!("{}: the required column \"price\" is missing", path.display());
     }
     let now = Utc::now();
     let mut errors = Vec::new();
     let mut items = Vec::new();
     for (line, record) in &csv.rows {
         let get = |c: &str| csv.get(record, c).to_owned();
-        let price_text = if get("price").is_empty() {
-            get("unit_price")
-        } else {
-            get("price")
-        };
+        let price_text = if get("price").is_empty() { get("unit_price") } else { get("price") };
         let unit_price = match price_text.parse::<Amount>() {
             Ok(price) => price,
             Err(e) => {
@@ -295,10 +238,7 @@ pub fn items_csv(path: &Path) -> Result<Vec<Item>> {
             }
         };
         let code = get("vat_category");
-        let vat = match vat_category(
-            if code.is_empty() { "S" } else { &code },
-            Some(&get("exemption_code")),
-        ) {
+        let vat = match vat_category(if code.is_empty() { "S" } else { &code }, Some(&get("exemption_code"))) {
             Ok(vat) => vat,
             Err(e) => {
                 errors.push(format!("line {line}, column vat_category: {e}"));

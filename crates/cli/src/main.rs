@@ -12,11 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "daftar",
-    version,
-    about = "Local-first, end-to-end encrypted invoicing for Saudi businesses"
-)]
+#[command(name = "daftar", version, about = "Local-first, end-to-end encrypted invoicing for Saudi businesses")]
 pub struct Cli {
     /// The data directory (default: the OS data directory, e.g. ~/.local/share/daftar).
     #[arg(long, global = true, env = "DAFTAR_DATA_DIR", value_name = "DIR")]
@@ -391,21 +387,13 @@ fn main() -> ExitCode {
         Err(error) => {
             use clap::error::ErrorKind;
             let wants_json = std::env::args().any(|a| a == "--json");
-            if !wants_json
-                || matches!(
-                    error.kind(),
-                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-                )
-            {
+            if !wants_json || matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 error.exit();
             }
             // Scripts asked for JSON: give them the same error shape as every other failure.
             let message = error.render().to_string();
             let message = message.trim().trim_start_matches("error: ");
-            eprintln!(
-                "{}",
-                serde_json::json!({ "error": { "code": "usage", "message": message } })
-            );
+            eprintln!("{}", serde_json::json!({ "error": { "code": "usage", "message": message } }));
             return ExitCode::from(2);
         }
     };

@@ -19,14 +19,8 @@ pub fn with_trash_state(mut value: Value) -> Value {
     if let Some(map) = value.as_object_mut() {
         let tombstone = map.remove("deleted").unwrap_or(Value::Null);
         map.insert("deleted".into(), Value::Bool(!tombstone.is_null()));
-        map.insert(
-            "deleted_at".into(),
-            tombstone.get("at").cloned().unwrap_or(Value::Null),
-        );
-        map.insert(
-            "deleted_by".into(),
-            tombstone.get("by").cloned().unwrap_or(Value::Null),
-        );
+        map.insert("deleted_at".into(), tombstone.get("at").cloned().unwrap_or(Value::Null));
+        map.insert("deleted_by".into(), tombstone.get("by").cloned().unwrap_or(Value::Null));
     }
     value
 }
@@ -62,50 +56,33 @@ pub fn record_json<T: Serialize>(record: &T) -> Value {
 pub fn print_invoice(invoice: &Invoice) {
     let totals = compute_totals(invoice).ok();
     let number = invoice.number.as_deref().unwrap_or("(draft)");
-    println!(
-        "{number}  {}  {}  {}",
-        invoice.kind, invoice.status, invoice.id
-    );
+    println!("{number}  {}  {}  {}", invoice.kind, invoice.status, invoice.id);
     if invoice.deleted.is_some() {
         println!("IN THE TRASH (daftar invoice restore {})", invoice.id);
     }
     if let Some(customer) = &invoice.customer {
-        let vat = customer
-            .vat_number
-            .as_deref()
-            .map(|v| format!(" (VAT {v})"))
-            .unwrap_or_default();
+        let vat = customer.vat_number.as_deref().map(|v| format!(" (VAT {v})")).unwrap_or_default();
         println!("Customer: {}{vat}", customer.name);
     }
     if let Some(original) = &invoice.original {
         println!("Corrects: {} ({})", original.number, original.reason);
     }
     for (i, line) in invoice.lines.iter().enumerate() {
-        let net = totals
-            .as_ref()
-            .map(|t| t.lines[i].net.to_string())
-            .unwrap_or_default();
+        let net = totals.as_ref().map(|t| t.lines[i].net.to_string()).unwrap_or_default();
         println!(
             "{:>3}. {}  {} × {}{}  [{} {}%]  {}",
             i + 1,
             line.description,
             line.quantity,
             line.unit_price,
-            if line.discount.is_zero() {
-                String::new()
-            } else {
-                format!(" − {}", line.discount)
-            },
+            if line.discount.is_zero() { String::new() } else { format!(" − {}", line.discount) },
             line.vat.code,
             line.vat.rate,
             net
         );
     }
     if let Some(t) = totals {
-        println!(
-            "Net {}  VAT {}  Total {} {}",
-            t.net, t.vat, t.gross, t.currency
-        );
+        println!("Net {}  VAT {}  Total {} {}", t.net, t.vat, t.gross, t.currency);
         if !t.paid.is_zero() {
             println!("Paid {}  Due {}", t.paid, t.due);
         }
@@ -120,21 +97,11 @@ pub fn error(error: &anyhow::Error, json: bool) {
     let code = error
         .downcast_ref::<StoreError>()
         .map(StoreError::code)
-        .unwrap_or_else(|| {
-            if error.downcast_ref::<std::io::Error>().is_some() {
-                "io"
-            } else {
-                "invalid"
-            }
-        });
+        .unwrap_or_else(|| if error.downcast_ref::<std::io::Error>().is_some() { "io" } else { "invalid" });
     let message = format!("{error:#}");
     let mut err = std::io::stderr().lock();
     if json {
-        let _ = writeln!(
-            err,
-            "{}",
-            json!({ "error": { "code": code, "message": message } })
-        );
+        let _ = writeln!(err, "{}", json!({ "error": { "code": code, "message": message } }));
     } else {
         let _ = writeln!(err, "error: {message}");
     }

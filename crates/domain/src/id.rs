@@ -87,12 +87,7 @@ impl fmt::Display for DocumentId {
 impl FromStr for DocumentId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(s.trim())
-            .map(Self)
-            .map_err(|_| IdParseError {
-                kind: "document",
-                got: s.to_owned(),
-            })
+        Uuid::try_parse(s.trim()).map(Self).map_err(|_| IdParseError { kind: "document", got: s.to_owned() })
     }
 }
 

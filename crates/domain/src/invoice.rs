@@ -142,9 +142,7 @@ impl FromStr for PaymentMethod {
             "bank_transfer" | "transfer" | "bank" => Ok(PaymentMethod::BankTransfer),
             "cheque" | "check" => Ok(PaymentMethod::Cheque),
             "other" => Ok(PaymentMethod::Other),
-            _ => Err(format!(
-                "payment method must be cash, card, bank_transfer, cheque or other (got {s:?})"
-            )),
+            _ => Err(format!("payment method must be cash, card, bank_transfer, cheque or other (got {s:?})")),
         }
     }
 }
@@ -228,13 +226,7 @@ const MAX_QUANTITY: Quantity = Quantity::from_raw(1_000_000_000_000);
 const MAX_UNIT_PRICE: Amount = Amount::from_raw(1_000_000_000_000);
 
 /// Checks a VAT category; with `for_issue`, also that Z/E/O carry their exemption reason.
-pub(crate) fn check_vat(
-    vat: &VatCategory,
-    who: &str,
-    field: &str,
-    problems: &mut Problems,
-    for_issue: bool,
-) {
+pub(crate) fn check_vat(vat: &VatCategory, who: &str, field: &str, problems: &mut Problems, for_issue: bool) {
     match vat.code {
         VatCode::S => {
             if vat.rate <= Rate::ZERO || vat.rate > Rate::from_raw(10_000) {
@@ -248,10 +240,7 @@ pub(crate) fn check_vat(
             if !vat.rate.is_zero() {
                 problems.push(
                     format!("{field}.rate"),
-                    format!(
-                        "{who}: VAT category {code} must have a 0% rate (got {}%)",
-                        vat.rate
-                    ),
+                    format!("{who}: VAT category {code} must have a 0% rate (got {}%)", vat.rate),
                 );
             }
             match &vat.exemption_code {
@@ -275,10 +264,7 @@ pub(crate) fn check_vat(
             }
             if for_issue
                 && vat.exemption_code.is_some()
-                && vat
-                    .exemption_reason
-                    .as_deref()
-                    .is_none_or(|r| r.trim().is_empty())
+                && vat.exemption_reason.as_deref().is_none_or(|r| r.trim().is_empty())
             {
                 problems.push(
                     format!("{field}.exemption_reason"),
@@ -329,10 +315,7 @@ impl Invoice {
     /// Refuses any change to the content of an issued invoice or one in the trash.
     pub fn ensure_editable(&self) -> Result<(), InvoiceStateError> {
         if self.is_issued() {
-            return Err(InvoiceStateError::Frozen {
-                number: self.number.clone().unwrap_or_default(),
-                id: self.id,
-            });
+            return Err(InvoiceStateError::Frozen { number: self.number.clone().unwrap_or_default(), id: self.id });
         }
         if self.deleted.is_some() {
             return Err(InvoiceStateError::Deleted { id: self.id });
@@ -357,81 +340,42 @@ impl Invoice {
             let who = format!("line {n}");
             let field = |f: &str| format!("lines[{n}].{f}");
             if line.description.trim().is_empty() {
-                problems.push(
-                    field("description"),
-                    format!("{who}: description must not be empty"),
-                );
+                problems.push(field("description"), format!("{who}: description must not be empty"));
             }
             if line.quantity <= Quantity::ZERO {
-                problems.push(
-                    field("quantity"),
-                    format!(
-                        "{who}: quantity must be greater than 0 (got {})",
-                        line.quantity
-                    ),
-                );
+                problems
+                    .push(field("quantity"), format!("{who}: quantity must be greater than 0 (got {})", line.quantity));
             } else if line.quantity > MAX_QUANTITY {
                 problems.push(
                     field("quantity"),
-                    format!(
-                        "{who}: quantity must be at most {MAX_QUANTITY} (got {})",
-                        line.quantity
-                    ),
+                    format!("{who}: quantity must be at most {MAX_QUANTITY} (got {})", line.quantity),
                 );
             }
             if line.unit_price.is_negative() {
                 problems.push(
                     field("unit_price"),
-                    format!(
-                        "{who}: unit price must not be negative (got {})",
-                        line.unit_price
-                    ),
+                    format!("{who}: unit price must not be negative (got {})", line.unit_price),
                 );
             } else if line.unit_price > MAX_UNIT_PRICE {
                 problems.push(
                     field("unit_price"),
-                    format!(
-                        "{who}: unit price must be at most {MAX_UNIT_PRICE} (got {})",
-                        line.unit_price
-                    ),
+                    format!("{who}: unit price must be at most {MAX_UNIT_PRICE} (got {})", line.unit_price),
                 );
             }
             if line.discount.is_negative() {
-                problems.push(
-                    field("discount"),
-                    format!(
-                        "{who}: discount must not be negative (got {})",
-                        line.discount
-                    ),
-                );
+                problems
+                    .push(field("discount"), format!("{who}: discount must not be negative (got {})", line.discount));
             } else if line.quantity > Quantity::ZERO
                 && !line.unit_price.is_negative()
                 && crate::tax::exact_line_net(line.quantity, line.unit_price, line.discount) < 0
             {
-                problems.push(
-                    field("discount"),
-                    format!(
-                        "{who}: discount {} is more than the line amount",
-                        line.discount
-                    ),
-                );
+                problems
+                    .push(field("discount"), format!("{who}: discount {} is more than the line amount", line.discount));
             }
-            check_vat(
-                &line.vat,
-                &who,
-                &format!("lines[{n}].vat"),
-                &mut problems,
-                for_issue,
-            );
+            check_vat(&line.vat, &who, &format!("lines[{n}].vat"), &mut problems, for_issue);
         }
         if self.lines.len() > 10_000 {
-            problems.push(
-                "lines",
-                format!(
-                    "an invoice may have at most 10000 lines (got {})",
-                    self.lines.len()
-                ),
-            );
+            problems.push("lines", format!("an invoice may have at most 10000 lines (got {})", self.lines.len()));
         }
         if let Some(customer) = &self.customer {
             if let Some(vat) = &customer.vat_number {
@@ -444,48 +388,30 @@ impl Invoice {
         match (self.currency.is_sar(), &self.exchange_rate) {
             (false, None) => problems.push(
                 "exchange_rate",
-                format!(
-                    "an invoice in {} needs an exchange rate to SAR (--exchange-rate)",
-                    self.currency
-                ),
+                format!("an invoice in {} needs an exchange rate to SAR (--exchange-rate)", self.currency),
             ),
-            (false, Some(rate)) if rate.raw() <= 0 => problems.push(
-                "exchange_rate",
-                format!("exchange rate must be greater than 0 (got {rate})"),
-            ),
-            (true, Some(rate)) if rate.raw() != ExchangeRate::SCALE => problems.push(
-                "exchange_rate",
-                format!("an invoice in SAR cannot carry an exchange rate (got {rate})"),
-            ),
+            (false, Some(rate)) if rate.raw() <= 0 => {
+                problems.push("exchange_rate", format!("exchange rate must be greater than 0 (got {rate})"))
+            }
+            (true, Some(rate)) if rate.raw() != ExchangeRate::SCALE => {
+                problems.push("exchange_rate", format!("an invoice in SAR cannot carry an exchange rate (got {rate})"))
+            }
             _ => {}
         }
         if let Some(discount) = &self.discount {
             if discount.amount.is_negative() {
                 problems.push(
                     "discount.amount",
-                    format!(
-                        "document discount must not be negative (got {})",
-                        discount.amount
-                    ),
+                    format!("document discount must not be negative (got {})", discount.amount),
                 );
             }
-            check_vat(
-                &discount.vat,
-                "document discount",
-                "discount.vat",
-                &mut problems,
-                for_issue,
-            );
+            check_vat(&discount.vat, "document discount", "discount.vat", &mut problems, for_issue);
         }
         for (index, payment) in self.payments.iter().enumerate() {
             if payment.amount <= Amount::ZERO {
                 problems.push(
                     format!("payments[{}].amount", index + 1),
-                    format!(
-                        "payment {}: amount must be greater than 0 (got {})",
-                        index + 1,
-                        payment.amount
-                    ),
+                    format!("payment {}: amount must be greater than 0 (got {})", index + 1, payment.amount),
                 );
             }
         }
@@ -500,10 +426,7 @@ impl Invoice {
                 ),
                 Some(original) if original.reason.trim().is_empty() => problems.push(
                     "original.reason",
-                    format!(
-                        "a {} must state its reason (--reason TEXT)",
-                        self.kind.as_str().replace('_', " ")
-                    ),
+                    format!("a {} must state its reason (--reason TEXT)", self.kind.as_str().replace('_', " ")),
                 ),
                 _ => {}
             }
@@ -511,11 +434,7 @@ impl Invoice {
         match compute_totals(self) {
             Ok(totals) => {
                 let discounted = self.discount.as_ref().map(|d| (d.vat.code, d.vat.rate));
-                if totals
-                    .breakdown
-                    .iter()
-                    .any(|c| Some((c.code, c.rate)) == discounted && c.taxable.is_negative())
-                {
+                if totals.breakdown.iter().any(|c| Some((c.code, c.rate)) == discounted && c.taxable.is_negative()) {
                     problems.push(
                         "discount.amount",
                         "document discount is more than the taxable amount of its VAT category",
@@ -526,24 +445,15 @@ impl Invoice {
         }
         if for_issue {
             if self.lines.is_empty() {
-                problems.push(
-                    "lines",
-                    "an invoice needs at least one line before it is issued",
-                );
+                problems.push("lines", "an invoice needs at least one line before it is issued");
             }
             if self.kind == InvoiceKind::Standard && self.customer.is_none() {
-                problems.push(
-                    "customer",
-                    "a standard tax invoice needs a customer before it is issued",
-                );
+                problems.push("customer", "a standard tax invoice needs a customer before it is issued");
             }
             if let (Some(supply), Some(due)) = (self.supply_date, self.due_date)
                 && due < supply
             {
-                problems.push(
-                    "due_date",
-                    format!("due date {due} is before the supply date {supply}"),
-                );
+                problems.push("due_date", format!("due date {due} is before the supply date {supply}"));
             }
         }
         problems
@@ -551,17 +461,9 @@ impl Invoice {
 
     /// Freezes the invoice under `number`. The caller allocates the number from the device's
     /// series in the same transaction that stores this change.
-    pub fn issue(
-        &mut self,
-        number: String,
-        at: DateTime<Utc>,
-        by: DeviceId,
-    ) -> Result<(), IssueError> {
+    pub fn issue(&mut self, number: String, at: DateTime<Utc>, by: DeviceId) -> Result<(), IssueError> {
         if self.is_issued() {
-            return Err(InvoiceStateError::AlreadyIssued {
-                number: self.number.clone().unwrap_or_default(),
-            }
-            .into());
+            return Err(InvoiceStateError::AlreadyIssued { number: self.number.clone().unwrap_or_default() }.into());
         }
         if self.deleted.is_some() {
             return Err(InvoiceStateError::Deleted { id: self.id }.into());
@@ -604,51 +506,25 @@ mod tests {
     }
 
     fn invoice(lines: Vec<Line>) -> Invoice {
-        let mut inv = Invoice::draft(
-            InvoiceId::from_uuid(Uuid::from_u128(1)),
-            InvoiceKind::Simplified,
-            DateTime::UNIX_EPOCH,
-        );
+        let mut inv =
+            Invoice::draft(InvoiceId::from_uuid(Uuid::from_u128(1)), InvoiceKind::Simplified, DateTime::UNIX_EPOCH);
         inv.lines = lines;
         inv
     }
 
     #[test]
     fn negative_quantity_message_names_line_and_value() {
-        let inv = invoice(vec![
-            line(1, "1", "10"),
-            line(2, "1", "10"),
-            line(3, "-2", "10"),
-        ]);
-        assert_eq!(
-            inv.validate().to_string(),
-            "line 3: quantity must be greater than 0 (got -2)"
-        );
+        let inv = invoice(vec![line(1, "1", "10"), line(2, "1", "10"), line(3, "-2", "10")]);
+        assert_eq!(inv.validate().to_string(), "line 3: quantity must be greater than 0 (got -2)");
     }
 
     #[test]
     fn issued_invoices_refuse_edits() {
         let mut inv = invoice(vec![line(1, "1", "10")]);
-        inv.issue(
-            "A-000001".into(),
-            DateTime::UNIX_EPOCH,
-            DeviceId::from_uuid(Uuid::nil()),
-        )
-        .unwrap();
+        inv.issue("A-000001".into(), DateTime::UNIX_EPOCH, DeviceId::from_uuid(Uuid::nil())).unwrap();
         let err = inv.ensure_editable().unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("invoice A-000001 is issued and cannot be edited"),
-            "{err}"
-        );
-        assert!(
-            inv.issue(
-                "A-000002".into(),
-                DateTime::UNIX_EPOCH,
-                DeviceId::from_uuid(Uuid::nil())
-            )
-            .is_err()
-        );
+        assert!(err.to_string().starts_with("invoice A-000001 is issued and cannot be edited"), "{err}");
+        assert!(inv.issue("A-000002".into(), DateTime::UNIX_EPOCH, DeviceId::from_uuid(Uuid::nil())).is_err());
     }
 
     #[test]
@@ -667,9 +543,6 @@ mod tests {
     fn notes_need_their_original() {
         let mut inv = invoice(vec![line(1, "1", "10")]);
         inv.kind = InvoiceKind::CreditNote;
-        assert_eq!(
-            inv.validate().to_string(),
-            "a credit note must reference the original invoice (--original ID)"
-        );
+        assert_eq!(inv.validate().to_string(), "a credit note must reference the original invoice (--original ID)");
     }
 }

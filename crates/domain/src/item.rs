@@ -32,13 +32,7 @@ impl Item {
             problems.push("name", "item name must not be empty");
         }
         if self.unit_price.is_negative() {
-            problems.push(
-                "unit_price",
-                format!(
-                    "item unit price must not be negative (got {})",
-                    self.unit_price
-                ),
-            );
+            problems.push("unit_price", format!("item unit price must not be negative (got {})", self.unit_price));
         }
         crate::invoice::check_vat(&self.vat, "item", "vat", &mut problems, false);
         problems

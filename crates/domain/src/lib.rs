@@ -30,10 +30,7 @@ pub mod series;
 pub mod tax;
 pub mod validate;
 
-pub use id::{
-    CustomerId, DeviceId, DocumentId, IdParseError, InvoiceId, ItemId, LineId, PaymentId,
-    WorkspaceId,
-};
+pub use id::{CustomerId, DeviceId, DocumentId, IdParseError, InvoiceId, ItemId, LineId, PaymentId, WorkspaceId};
 pub use invoice::{Invoice, InvoiceKind, InvoiceStatus, Line, Payment};
 pub use item::Item;
 pub use money::{Amount, Currency, ExchangeRate, Money, Quantity, Rate};

@@ -11,17 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
     #[error("{what} must be a decimal number such as {example} (got {got:?})")]
-    NotANumber {
-        what: &'static str,
-        example: &'static str,
-        got: String,
-    },
+    NotANumber { what: &'static str, example: &'static str, got: String },
     #[error("{what} allows at most {places} decimal places (got {got:?})")]
-    TooPrecise {
-        what: &'static str,
-        places: u32,
-        got: String,
-    },
+    TooPrecise { what: &'static str, places: u32, got: String },
     #[error("{what} is too large (got {got:?})")]
     TooLarge { what: &'static str, got: String },
 }
@@ -29,17 +21,8 @@ pub enum DecimalError {
 /// Parses `text` as a decimal with at most `places` fractional digits, returning it scaled by
 /// 10^places. Arabic-Indic digits and the Arabic decimal separator are accepted, since staff type
 /// amounts on Arabic keyboards.
-fn parse_scaled(
-    text: &str,
-    places: u32,
-    what: &'static str,
-    example: &'static str,
-) -> Result<i64, DecimalError> {
-    let not_a_number = || DecimalError::NotANumber {
-        what,
-        example,
-        got: text.to_owned(),
-    };
+fn parse_scaled(text: &str, places: u32, what: &'static str, example: &'static str) -> Result<i64, DecimalError> {
+    let not_a_number = || DecimalError::NotANumber { what, example, got: text.to_owned() };
     let normalised: String = text
         .trim()
         .chars()
@@ -69,16 +52,9 @@ fn parse_scaled(
     }
     let significant_fraction = fraction.trim_end_matches('0');
     if significant_fraction.len() > places as usize {
-        return Err(DecimalError::TooPrecise {
-            what,
-            places,
-            got: text.to_owned(),
-        });
+        return Err(DecimalError::TooPrecise { what, places, got: text.to_owned() });
     }
-    let too_large = || DecimalError::TooLarge {
-        what,
-        got: text.to_owned(),
-    };
+    let too_large = || DecimalError::TooLarge { what, got: text.to_owned() };
     let mut value: i128 = 0;
     for b in whole.bytes() {
         value = value * 10 + i128::from(b - b'0');
@@ -129,11 +105,7 @@ pub fn round_half_away(numerator: i128, denominator: i128) -> i128 {
     assert!(denominator > 0, "rounding denominator must be positive");
     let quotient = numerator / denominator;
     let remainder = numerator % denominator;
-    if remainder.abs() * 2 >= denominator {
-        quotient + numerator.signum()
-    } else {
-        quotient
-    }
+    if remainder.abs() * 2 >= denominator { quotient + numerator.signum() } else { quotient }
 }
 
 macro_rules! decimal_type {
@@ -237,9 +209,7 @@ impl Rate {
 pub struct Currency([u8; 3]);
 
 /// Currencies whose minor unit is not 1/100; listed so the error can say why they are refused.
-const NOT_TWO_DECIMALS: &[&str] = &[
-    "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND", "JPY", "KRW",
-];
+const NOT_TWO_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND", "JPY", "KRW"];
 
 /// The currency code given is malformed or not supported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -329,16 +299,8 @@ mod tests {
         assert_eq!("115".parse::<Amount>().unwrap().raw(), 11500);
         assert_eq!("115.5".parse::<Amount>().unwrap().to_string(), "115.50");
         assert_eq!("-0.05".parse::<Amount>().unwrap().to_string(), "-0.05");
-        assert_eq!(
-            "1.250".parse::<Amount>().unwrap().raw(),
-            125,
-            "trailing zeros are not precision"
-        );
-        assert_eq!(
-            "١٢٣٫٤٥".parse::<Amount>().unwrap().raw(),
-            12345,
-            "Arabic-Indic digits"
-        );
+        assert_eq!("1.250".parse::<Amount>().unwrap().raw(), 125, "trailing zeros are not precision");
+        assert_eq!("١٢٣٫٤٥".parse::<Amount>().unwrap().raw(), 12345, "Arabic-Indic digits");
     }
 
     #[test]
@@ -350,10 +312,7 @@ mod tests {
         for bad in ["", "abc", "1e5", "1.2.3", "--1", "1,5", ".", "NaN"] {
             assert!(bad.parse::<Amount>().is_err(), "{bad:?} must be refused");
         }
-        assert!(matches!(
-            "99999999999999999999".parse::<Amount>(),
-            Err(DecimalError::TooLarge { .. })
-        ));
+        assert!(matches!("99999999999999999999".parse::<Amount>(), Err(DecimalError::TooLarge { .. })));
     }
 
     #[test]
@@ -376,23 +335,14 @@ mod tests {
     #[test]
     fn currencies_are_validated() {
         assert_eq!("usd".parse::<Currency>().unwrap().code(), "USD");
-        assert!(matches!(
-            "KWD".parse::<Currency>(),
-            Err(CurrencyError::Unsupported(_))
-        ));
-        assert!(matches!(
-            "RIYAL".parse::<Currency>(),
-            Err(CurrencyError::Malformed(_))
-        ));
+        assert!(matches!("KWD".parse::<Currency>(), Err(CurrencyError::Unsupported(_))));
+        assert!(matches!("RIYAL".parse::<Currency>(), Err(CurrencyError::Malformed(_))));
     }
 
     #[test]
     fn amounts_serialise_as_strings() {
         let json = serde_json::to_string(&Amount::from_raw(11500)).unwrap();
         assert_eq!(json, "\"115.00\"");
-        assert!(
-            serde_json::from_str::<Amount>("115.0").is_err(),
-            "numbers are not accepted"
-        );
+        assert!(serde_json::from_str::<Amount>("115.0").is_err(), "numbers are not accepted");
     }
 }

@@ -14,21 +14,13 @@ pub struct VatNumber;
 impl VatNumber {
     pub fn is_valid(text: &str) -> bool {
         let bytes = text.as_bytes();
-        bytes.len() == 15
-            && bytes.iter().all(u8::is_ascii_digit)
-            && bytes[0] == b'3'
-            && bytes[14] == b'3'
+        bytes.len() == 15 && bytes.iter().all(u8::is_ascii_digit) && bytes[0] == b'3' && bytes[14] == b'3'
     }
 
     /// Adds a problem naming `who` (`customer`, `seller`) when `text` is not a VAT number.
     pub fn check(text: &str, who: &str, field: &str, problems: &mut Problems) {
         if !Self::is_valid(text) {
-            problems.push(
-                field,
-                format!(
-                    "{who} VAT number must be 15 digits starting and ending with 3 (got {text})"
-                ),
-            );
+            problems.push(field, format!("{who} VAT number must be 15 digits starting and ending with 3 (got {text})"));
         }
     }
 }
@@ -84,15 +76,11 @@ impl Address {
     /// Checks the fields that are filled in. With `complete`, Saudi addresses must have every
     /// national-address field (ZATCA requires them of the seller, and of B2B buyers in Saudi).
     pub fn check(&self, who: &str, complete: bool, problems: &mut Problems) {
-        let country_ok =
-            self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase());
+        let country_ok = self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase());
         if !country_ok {
             problems.push(
                 "address.country",
-                format!(
-                    "{who} country must be a two-letter code such as SA (got {})",
-                    self.country
-                ),
+                format!("{who} country must be a two-letter code such as SA (got {})", self.country),
             );
         }
         let saudi = self.country == "SA";
@@ -100,28 +88,17 @@ impl Address {
         if saudi && !self.building_number.is_empty() && !digits(&self.building_number, 4) {
             problems.push(
                 "address.building_number",
-                format!(
-                    "{who} building number must be 4 digits (got {})",
-                    self.building_number
-                ),
+                format!("{who} building number must be 4 digits (got {})", self.building_number),
             );
         }
         if saudi && !self.postal_code.is_empty() && !digits(&self.postal_code, 5) {
-            problems.push(
-                "address.postal_code",
-                format!(
-                    "{who} postal code must be 5 digits (got {})",
-                    self.postal_code
-                ),
-            );
+            problems
+                .push("address.postal_code", format!("{who} postal code must be 5 digits (got {})", self.postal_code));
         }
         if saudi && !self.additional_number.is_empty() && !digits(&self.additional_number, 4) {
             problems.push(
                 "address.additional_number",
-                format!(
-                    "{who} additional number must be 4 digits (got {})",
-                    self.additional_number
-                ),
+                format!("{who} additional number must be 4 digits (got {})", self.additional_number),
             );
         }
         if complete {
@@ -133,10 +110,8 @@ impl Address {
                 ("postal_code", &self.postal_code),
             ] {
                 if value.trim().is_empty() {
-                    problems.push(
-                        format!("address.{field}"),
-                        format!("{who} address needs a {}", field.replace('_', " ")),
-                    );
+                    problems
+                        .push(format!("address.{field}"), format!("{who} address needs a {}", field.replace('_', " ")));
                 }
             }
         }
@@ -173,10 +148,7 @@ impl SellerProfile {
         if !cr_ok {
             problems.push(
                 "cr_number",
-                format!(
-                    "seller commercial registration number must be 10 digits (got {})",
-                    self.cr_number
-                ),
+                format!("seller commercial registration number must be 10 digits (got {})", self.cr_number),
             );
         }
         self.address.check("seller", false, &mut problems);
@@ -231,26 +203,12 @@ impl Customer {
             VatNumber::check(vat, "customer", "vat_number", &mut problems);
         }
         if !self.email.is_empty() && !looks_like_email(&self.email) {
-            problems.push(
-                "email",
-                format!(
-                    "customer email must look like name@example.com (got {})",
-                    self.email
-                ),
-            );
+            problems.push("email", format!("customer email must look like name@example.com (got {})", self.email));
         }
-        if !self.phone.is_empty()
-            && !self
-                .phone
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +-()".contains(c))
-        {
+        if !self.phone.is_empty() && !self.phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c)) {
             problems.push(
                 "phone",
-                format!(
-                    "customer phone may contain only digits, spaces and + - ( ) (got {})",
-                    self.phone
-                ),
+                format!("customer phone may contain only digits, spaces and + - ( ) (got {})", self.phone),
             );
         }
         self.address.check("customer", false, &mut problems);

@@ -46,8 +46,7 @@ impl FromStr for Series {
     type Err = SeriesError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
-        if upper.is_empty() || upper.len() > 8 || !upper.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if upper.is_empty() || upper.len() > 8 || !upper.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(SeriesError(s.to_owned()));
         }
         Ok(Series(upper))
@@ -76,11 +75,7 @@ mod tests {
         let series: Series = "hq1".parse().unwrap();
         assert_eq!(series.number(42), "HQ1-000042");
         assert_eq!(series.sequence_of("HQ1-000042"), Some(42));
-        assert_eq!(
-            series.sequence_of("HQ-000042"),
-            None,
-            "another series' number"
-        );
+        assert_eq!(series.sequence_of("HQ-000042"), None, "another series' number");
         assert_eq!(series.sequence_of("HQ1-"), None);
     }
 

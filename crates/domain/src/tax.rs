@@ -57,9 +57,7 @@ impl fmt::Display for VatCode {
 
 /// The text given is not one of the four VAT category codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "VAT category must be one of S (standard 15%), Z (zero-rated), E (exempt), O (out of scope) (got {0:?})"
-)]
+#[error("VAT category must be one of S (standard 15%), Z (zero-rated), E (exempt), O (out of scope) (got {0:?})")]
 pub struct VatCodeError(pub String);
 
 impl FromStr for VatCode {
@@ -77,43 +75,19 @@ impl FromStr for VatCode {
 
 /// ZATCA's exemption reason codes and their official English texts, by category.
 pub const EXEMPTION_REASONS: &[(VatCode, &str, &str)] = &[
-    (
-        VatCode::E,
-        "VATEX-SA-29",
-        "Financial services mentioned in Article 29 of the VAT Regulations",
-    ),
-    (
-        VatCode::E,
-        "VATEX-SA-29-7",
-        "Life insurance services mentioned in Article 29 of the VAT Regulations",
-    ),
-    (
-        VatCode::E,
-        "VATEX-SA-30",
-        "Real estate transactions mentioned in Article 30 of the VAT Regulations",
-    ),
+    (VatCode::E, "VATEX-SA-29", "Financial services mentioned in Article 29 of the VAT Regulations"),
+    (VatCode::E, "VATEX-SA-29-7", "Life insurance services mentioned in Article 29 of the VAT Regulations"),
+    (VatCode::E, "VATEX-SA-30", "Real estate transactions mentioned in Article 30 of the VAT Regulations"),
     (VatCode::Z, "VATEX-SA-32", "Export of goods"),
     (VatCode::Z, "VATEX-SA-33", "Export of services"),
-    (
-        VatCode::Z,
-        "VATEX-SA-34-1",
-        "The international transport of Goods",
-    ),
-    (
-        VatCode::Z,
-        "VATEX-SA-34-2",
-        "International transport of passengers",
-    ),
+    (VatCode::Z, "VATEX-SA-34-1", "The international transport of Goods"),
+    (VatCode::Z, "VATEX-SA-34-2", "International transport of passengers"),
     (
         VatCode::Z,
         "VATEX-SA-34-3",
         "Services directly connected and incidental to a Supply of international passenger transport",
     ),
-    (
-        VatCode::Z,
-        "VATEX-SA-34-4",
-        "Supply of a qualifying means of transport",
-    ),
+    (VatCode::Z, "VATEX-SA-34-4", "Supply of a qualifying means of transport"),
     (
         VatCode::Z,
         "VATEX-SA-34-5",
@@ -123,11 +97,7 @@ pub const EXEMPTION_REASONS: &[(VatCode, &str, &str)] = &[
     (VatCode::Z, "VATEX-SA-36", "Qualifying metals"),
     (VatCode::Z, "VATEX-SA-EDU", "Private education to citizen"),
     (VatCode::Z, "VATEX-SA-HEA", "Private healthcare to citizen"),
-    (
-        VatCode::Z,
-        "VATEX-SA-MLTRY",
-        "Supply of qualified military goods",
-    ),
+    (VatCode::Z, "VATEX-SA-MLTRY", "Supply of qualified military goods"),
     (VatCode::O, "VATEX-SA-OOS", "Not subject to VAT"),
 ];
 
@@ -162,27 +132,19 @@ impl VatCategory {
     /// ZATCA defines for them.
     pub fn of(code: VatCode) -> Self {
         let (exemption_code, exemption_reason) = match code {
-            VatCode::O => (
-                Some("VATEX-SA-OOS".to_owned()),
-                exemption_text(VatCode::O, "VATEX-SA-OOS").map(str::to_owned),
-            ),
+            VatCode::O => {
+                (Some("VATEX-SA-OOS".to_owned()), exemption_text(VatCode::O, "VATEX-SA-OOS").map(str::to_owned))
+            }
             _ => (None, None),
         };
-        Self {
-            code,
-            rate: code.default_rate(),
-            exemption_code,
-            exemption_reason,
-        }
+        Self { code, rate: code.default_rate(), exemption_code, exemption_reason }
     }
 
     /// A category with an exemption reason code; the official text is filled in when known.
     pub fn with_exemption(code: VatCode, reason_code: &str) -> Self {
         let mut category = Self::of(code);
         category.exemption_code = Some(reason_code.trim().to_ascii_uppercase());
-        category.exemption_reason = exemption_text(code, reason_code)
-            .map(str::to_owned)
-            .or(category.exemption_reason);
+        category.exemption_reason = exemption_text(code, reason_code).map(str::to_owned).or(category.exemption_reason);
         category
     }
 
@@ -254,9 +216,7 @@ pub struct Totals {
 pub struct TotalsOverflow;
 
 fn to_amount(value: i128) -> Result<Amount, TotalsOverflow> {
-    i64::try_from(value)
-        .map(Amount::from_raw)
-        .map_err(|_| TotalsOverflow)
+    i64::try_from(value).map(Amount::from_raw).map_err(|_| TotalsOverflow)
 }
 
 /// quantity × unit price, exact, in units of 1/(100·1000) of the currency.
@@ -284,38 +244,20 @@ pub fn compute_totals(invoice: &Invoice) -> Result<Totals, TotalsOverflow> {
     let mut groups: Vec<(VatCategory, i128)> = Vec::new();
     let mut lines_net: i128 = 0;
     for line in &invoice.lines {
-        let gross = to_amount(round_half_away(
-            exact_product(line.quantity, line.unit_price),
-            scale,
-        ))?;
-        let net_raw = round_half_away(
-            exact_line_net(line.quantity, line.unit_price, line.discount),
-            scale,
-        );
+        let gross = to_amount(round_half_away(exact_product(line.quantity, line.unit_price), scale))?;
+        let net_raw = round_half_away(exact_line_net(line.quantity, line.unit_price, line.discount), scale);
         let net = to_amount(net_raw)?;
         lines_net += net_raw;
-        match groups
-            .iter_mut()
-            .find(|(c, _)| c.group_key() == line.vat.group_key())
-        {
+        match groups.iter_mut().find(|(c, _)| c.group_key() == line.vat.group_key()) {
             Some((_, taxable)) => *taxable += net_raw,
             None => groups.push((line.vat.clone(), net_raw)),
         }
-        lines.push(LineTotal {
-            line: line.id,
-            gross,
-            discount: line.discount,
-            net,
-            vat: vat_on(net, line.vat.rate),
-        });
+        lines.push(LineTotal { line: line.id, gross, discount: line.discount, net, vat: vat_on(net, line.vat.rate) });
     }
     let mut discount: i128 = 0;
     if let Some(doc_discount) = &invoice.discount {
         discount = i128::from(doc_discount.amount.raw());
-        match groups
-            .iter_mut()
-            .find(|(c, _)| c.group_key() == doc_discount.vat.group_key())
-        {
+        match groups.iter_mut().find(|(c, _)| c.group_key() == doc_discount.vat.group_key()) {
             Some((_, taxable)) => *taxable -= discount,
             None => groups.push((doc_discount.vat.clone(), -discount)),
         }
@@ -337,11 +279,7 @@ pub fn compute_totals(invoice: &Invoice) -> Result<Totals, TotalsOverflow> {
             vat,
         });
     }
-    let paid: i128 = invoice
-        .payments
-        .iter()
-        .map(|p| i128::from(p.amount.raw()))
-        .sum();
+    let paid: i128 = invoice.payments.iter().map(|p| i128::from(p.amount.raw())).sum();
     let gross = net_total + vat_total;
     let vat = to_amount(vat_total)?;
     let vat_sar = match (&invoice.exchange_rate, invoice.currency.is_sar()) {

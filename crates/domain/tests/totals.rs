@@ -5,8 +5,7 @@ use chrono::DateTime;
 use daftar_domain::invoice::DocumentDiscount;
 use daftar_domain::tax::{exact_line_net, vat_on};
 use daftar_domain::{
-    Amount, Invoice, InvoiceId, InvoiceKind, Line, LineId, Quantity, Rate, VatCategory, VatCode,
-    compute_totals,
+    Amount, Invoice, InvoiceId, InvoiceKind, Line, LineId, Quantity, Rate, VatCategory, VatCode, compute_totals,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -17,22 +16,13 @@ fn category() -> impl Strategy<Value = VatCategory> {
         Just(VatCategory::with_exemption(VatCode::Z, "VATEX-SA-32")),
         Just(VatCategory::with_exemption(VatCode::E, "VATEX-SA-29")),
         Just(VatCategory::of(VatCode::O)),
-        (1i64..=10_000).prop_map(|bp| VatCategory {
-            rate: Rate::from_raw(bp),
-            ..VatCategory::standard()
-        }),
+        (1i64..=10_000).prop_map(|bp| VatCategory { rate: Rate::from_raw(bp), ..VatCategory::standard() }),
     ]
 }
 
 fn line() -> impl Strategy<Value = Line> {
-    (
-        1i64..=10_000_000,
-        0i64..=100_000_000,
-        0i64..=100,
-        category(),
-        any::<u128>(),
-    )
-        .prop_map(|(qty, price, discount_pct, vat, id)| {
+    (1i64..=10_000_000, 0i64..=100_000_000, 0i64..=100, category(), any::<u128>()).prop_map(
+        |(qty, price, discount_pct, vat, id)| {
             let quantity = Quantity::from_raw(qty);
             let unit_price = Amount::from_raw(price);
             // A discount of up to 100% of the (rounded-down) line amount.
@@ -46,26 +36,20 @@ fn line() -> impl Strategy<Value = Line> {
                 discount,
                 vat,
             }
-        })
+        },
+    )
 }
 
 fn invoice(lines: Vec<Line>, discount_pct: i64) -> Invoice {
-    let mut invoice = Invoice::draft(
-        InvoiceId::from_uuid(Uuid::nil()),
-        InvoiceKind::Simplified,
-        DateTime::UNIX_EPOCH,
-    );
+    let mut invoice = Invoice::draft(InvoiceId::from_uuid(Uuid::nil()), InvoiceKind::Simplified, DateTime::UNIX_EPOCH);
     if let Some(first) = lines.first() {
-        let category_net: i64 = compute_totals(&Invoice {
-            lines: lines.clone(),
-            ..invoice.clone()
-        })
-        .unwrap()
-        .breakdown
-        .iter()
-        .find(|c| c.code == first.vat.code && c.rate == first.vat.rate)
-        .map(|c| c.taxable.raw())
-        .unwrap();
+        let category_net: i64 = compute_totals(&Invoice { lines: lines.clone(), ..invoice.clone() })
+            .unwrap()
+            .breakdown
+            .iter()
+            .find(|c| c.code == first.vat.code && c.rate == first.vat.rate)
+            .map(|c| c.taxable.raw())
+            .unwrap();
         invoice.discount = Some(DocumentDiscount {
             amount: Amount::from_raw(category_net * discount_pct / 100),
             vat: first.vat.clone(),
@@ -126,21 +110,11 @@ fn worked_example_matches_hand_computation() {
         discount: d.parse().unwrap(),
         vat,
     };
-    let mut invoice = Invoice::draft(
-        InvoiceId::from_uuid(Uuid::nil()),
-        InvoiceKind::Simplified,
-        DateTime::UNIX_EPOCH,
-    );
+    let mut invoice = Invoice::draft(InvoiceId::from_uuid(Uuid::nil()), InvoiceKind::Simplified, DateTime::UNIX_EPOCH);
     invoice.lines = vec![
         mk("3", "33.33", "0", VatCategory::standard(), 1),
         mk("2.5", "10.10", "1", VatCategory::standard(), 2),
-        mk(
-            "1",
-            "50",
-            "0",
-            VatCategory::with_exemption(VatCode::Z, "VATEX-SA-32"),
-            3,
-        ),
+        mk("1", "50", "0", VatCategory::with_exemption(VatCode::Z, "VATEX-SA-32"), 3),
     ];
     let totals = compute_totals(&invoice).unwrap();
     assert_eq!(totals.lines[1].net.to_string(), "24.25");

@@ -27,11 +27,7 @@ pub struct KdfCost {
 
 impl Default for KdfCost {
     fn default() -> Self {
-        Self {
-            m_cost_kib: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        }
+        Self { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 }
     }
 }
 
@@ -54,27 +50,18 @@ fn derive(passphrase: &str, salt: &[u8], cost: KdfCost) -> Result<Secret<32>, St
         .map_err(|e| format!("bad argon2 parameters: {e}"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into(passphrase.as_bytes(), salt, &mut out)
-        .map_err(|e| format!("argon2id failed: {e}"))?;
+    argon.hash_password_into(passphrase.as_bytes(), salt, &mut out).map_err(|e| format!("argon2id failed: {e}"))?;
     Ok(Secret::new(out))
 }
 
 fn aead_key(wrapping: &Secret<32>) -> LessSafeKey {
     // AES-256-GCM accepts any 32-byte key, so this cannot fail.
-    LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, wrapping.expose_secret_bytes()).expect("32-byte AES key"),
-    )
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, wrapping.expose_secret_bytes()).expect("32-byte AES key"))
 }
 
 /// Writes `key` to `path`, wrapped with `passphrase`. The file is written to a temporary name,
 /// synced and renamed, so a crash never leaves a half-written key file.
-pub fn create(
-    path: &Path,
-    passphrase: &str,
-    key: &DatabaseKey,
-    cost: KdfCost,
-) -> Result<(), KeyError> {
+pub fn create(path: &Path, passphrase: &str, key: &DatabaseKey, cost: KdfCost) -> Result<(), KeyError> {
     if passphrase.chars().count() < 8 {
         return Err(KeyError::WeakPassphrase);
     }
@@ -83,43 +70,25 @@ pub fn create(
     let mut nonce = [0u8; 12];
     rng.fill(&mut salt).map_err(|_| KeyError::Random)?;
     rng.fill(&mut nonce).map_err(|_| KeyError::Random)?;
-    let text =
-        seal(passphrase, key, cost, salt, nonce).map_err(|detail| KeyError::KeyFileMalformed {
-            path: path.display().to_string(),
-            detail,
-        })?;
-    let io = |action, source| KeyError::KeyFileIo {
-        action,
-        path: path.display().to_string(),
-        source,
-    };
+    let text = seal(passphrase, key, cost, salt, nonce)
+        .map_err(|detail| KeyError::KeyFileMalformed { path: path.display().to_string(), detail })?;
+    let io = |action, source| KeyError::KeyFileIo { action, path: path.display().to_string(), source };
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
         let mut file = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
-        file.write_all(text.as_bytes())
-            .map_err(|e| io("write", e))?;
+        file.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("sync", e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
     Ok(())
 }
 
-fn seal(
-    passphrase: &str,
-    key: &DatabaseKey,
-    cost: KdfCost,
-    salt: [u8; 16],
-    nonce: [u8; 12],
-) -> Result<String, String> {
+fn seal(passphrase: &str, key: &DatabaseKey, cost: KdfCost, salt: [u8; 16], nonce: [u8; 12]) -> Result<String, String> {
     let wrapping = derive(passphrase, &salt, cost)?;
     let mut buffer = key.expose_secret_bytes().to_vec();
     aead_key(&wrapping)
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(ASSOCIATED_DATA),
-            &mut buffer,
-        )
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(ASSOCIATED_DATA), &mut buffer)
         .map_err(|_| "encryption failed".to_owned())?;
     let file = KeyFile {
         format: FORMAT.into(),
@@ -145,13 +114,8 @@ pub fn open(path: &Path, passphrase: &str) -> Result<DatabaseKey, KeyError> {
         source,
     })?;
     unseal(&text, passphrase).map_err(|e| match e {
-        Unseal::Malformed(detail) => KeyError::KeyFileMalformed {
-            path: shown.clone(),
-            detail,
-        },
-        Unseal::WrongPassphrase => KeyError::WrongPassphrase {
-            path: shown.clone(),
-        },
+        Unseal::Malformed(detail) => KeyError::KeyFileMalformed { path: shown.clone(), detail },
+        Unseal::WrongPassphrase => KeyError::WrongPassphrase { path: shown.clone() },
     })
 }
 
@@ -162,11 +126,7 @@ enum Unseal {
 
 fn unseal(text: &str, passphrase: &str) -> Result<DatabaseKey, Unseal> {
     let file: KeyFile = serde_json::from_str(text).map_err(|e| Unseal::Malformed(e.to_string()))?;
-    if file.format != FORMAT
-        || file.version != 1
-        || file.kdf != "argon2id"
-        || file.aead != "aes-256-gcm"
-    {
+    if file.format != FORMAT || file.version != 1 || file.kdf != "argon2id" || file.aead != "aes-256-gcm" {
         return Err(Unseal::Malformed(format!(
             "unsupported format {} version {} ({}, {})",
             file.format, file.version, file.kdf, file.aead
@@ -176,26 +136,15 @@ fn unseal(text: &str, passphrase: &str) -> Result<DatabaseKey, Unseal> {
         hex::decode(hex_text).map_err(|e| Unseal::Malformed(format!("{name} is not hex: {e}")))
     };
     let salt = bytes("salt", &file.salt)?;
-    let nonce: [u8; 12] = bytes("nonce", &file.nonce)?
-        .try_into()
-        .map_err(|_| Unseal::Malformed("nonce must be 12 bytes".into()))?;
+    let nonce: [u8; 12] =
+        bytes("nonce", &file.nonce)?.try_into().map_err(|_| Unseal::Malformed("nonce must be 12 bytes".into()))?;
     let mut buffer = bytes("ciphertext", &file.ciphertext)?;
-    let cost = KdfCost {
-        m_cost_kib: file.m_cost_kib,
-        t_cost: file.t_cost,
-        p_cost: file.p_cost,
-    };
+    let cost = KdfCost { m_cost_kib: file.m_cost_kib, t_cost: file.t_cost, p_cost: file.p_cost };
     let wrapping = derive(passphrase, &salt, cost).map_err(Unseal::Malformed)?;
     let plain = aead_key(&wrapping)
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(ASSOCIATED_DATA),
-            &mut buffer,
-        )
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(ASSOCIATED_DATA), &mut buffer)
         .map_err(|_| Unseal::WrongPassphrase)?;
-    let key: [u8; 32] = plain
-        .try_into()
-        .map_err(|_| Unseal::Malformed("wrapped key is not 256 bits".into()))?;
+    let key: [u8; 32] = plain.try_into().map_err(|_| Unseal::Malformed("wrapped key is not 256 bits".into()))?;
     zeroize::Zeroize::zeroize(&mut buffer);
     Ok(DatabaseKey::new(key))
 }
@@ -204,32 +153,15 @@ fn unseal(text: &str, passphrase: &str) -> Result<DatabaseKey, Unseal> {
 mod tests {
     use super::*;
 
-    const CHEAP: KdfCost = KdfCost {
-        m_cost_kib: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    const CHEAP: KdfCost = KdfCost { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
 
     #[test]
     fn golden_key_file_still_opens() {
         // Produced by `seal` with the fixed inputs below; if this fails, version 1 changed.
-        let text = seal(
-            "correct horse",
-            &DatabaseKey::new([7u8; 32]),
-            CHEAP,
-            [1u8; 16],
-            [2u8; 12],
-        )
-        .unwrap();
+        let text = seal("correct horse", &DatabaseKey::new([7u8; 32]), CHEAP, [1u8; 16], [2u8; 12]).unwrap();
         let golden = include_str!("../tests/golden-key-file-v1.json");
-        assert_eq!(
-            text.trim(),
-            golden.trim(),
-            "key file format v1 must not change"
-        );
-        let key = unseal(golden, "correct horse")
-            .ok()
-            .expect("golden file opens");
+        assert_eq!(text.trim(), golden.trim(), "key file format v1 must not change");
+        let key = unseal(golden, "correct horse").ok().expect("golden file opens");
         assert_eq!(key.expose_secret_bytes(), &[7u8; 32]);
     }
 
@@ -238,27 +170,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.json");
         create(&path, "correct horse", &DatabaseKey::new([9u8; 32]), CHEAP).unwrap();
-        assert!(matches!(
-            open(&path, "wrong horse!"),
-            Err(KeyError::WrongPassphrase { .. })
-        ));
+        assert!(matches!(open(&path, "wrong horse!"), Err(KeyError::WrongPassphrase { .. })));
         std::fs::write(&path, "{not json").unwrap();
-        assert!(matches!(
-            open(&path, "correct horse"),
-            Err(KeyError::KeyFileMalformed { .. })
-        ));
+        assert!(matches!(open(&path, "correct horse"), Err(KeyError::KeyFileMalformed { .. })));
     }
 
     #[test]
     fn short_passphrases_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = create(
-            &dir.path().join("k"),
-            "short",
-            &DatabaseKey::new([0; 32]),
-            CHEAP,
-        )
-        .unwrap_err();
+        let err = create(&dir.path().join("k"), "short", &DatabaseKey::new([0; 32]), CHEAP).unwrap_err();
         assert!(matches!(err, KeyError::WeakPassphrase));
     }
 }

@@ -14,13 +14,9 @@ fn account(namespace: &str) -> String {
 
 fn map_error(err: keyring::Error, account: &str) -> KeyError {
     match err {
-        keyring::Error::NoEntry => KeyError::KeyMissing {
-            account: account.to_owned(),
-        },
+        keyring::Error::NoEntry => KeyError::KeyMissing { account: account.to_owned() },
         keyring::Error::PlatformFailure(inner) | keyring::Error::NoStorageAccess(inner) => {
-            KeyError::KeyringUnavailable {
-                detail: inner.to_string(),
-            }
+            KeyError::KeyringUnavailable { detail: inner.to_string() }
         }
         other => KeyError::Keyring(other.to_string()),
     }
@@ -35,14 +31,10 @@ fn entry(account: &str) -> Result<keyring::Entry, KeyError> {
 pub fn store(namespace: &str, key: &DatabaseKey) -> Result<(), KeyError> {
     let account = account(namespace);
     let entry = entry(&account)?;
-    entry
-        .set_secret(key.expose_secret_bytes())
-        .map_err(|e| map_error(e, &account))?;
+    entry.set_secret(key.expose_secret_bytes()).map_err(|e| map_error(e, &account))?;
     let back = load(namespace)?;
     if back.expose_secret_bytes() != key.expose_secret_bytes() {
-        return Err(KeyError::Keyring(
-            "the keyring returned a different key than was stored".into(),
-        ));
+        return Err(KeyError::Keyring("the keyring returned a different key than was stored".into()));
     }
     Ok(())
 }
@@ -50,14 +42,10 @@ pub fn store(namespace: &str, key: &DatabaseKey) -> Result<(), KeyError> {
 /// Loads the key stored under `namespace`.
 pub fn load(namespace: &str) -> Result<DatabaseKey, KeyError> {
     let account = account(namespace);
-    let mut bytes = entry(&account)?
-        .get_secret()
-        .map_err(|e| map_error(e, &account))?;
+    let mut bytes = entry(&account)?.get_secret().map_err(|e| map_error(e, &account))?;
     let result = <[u8; 32]>::try_from(bytes.as_slice())
         .map(DatabaseKey::new)
-        .map_err(|_| {
-            KeyError::Keyring(format!("the keyring entry {account} is not a 256-bit key"))
-        });
+        .map_err(|_| KeyError::Keyring(format!("the keyring entry {account} is not a 256-bit key")));
     zeroize::Zeroize::zeroize(&mut bytes);
     result
 }

@@ -34,9 +34,7 @@ pub enum KeyError {
     KeyMissing { account: String },
     #[error("the OS keyring refused the operation: {0}")]
     Keyring(String),
-    #[error(
-        "the passphrase does not unlock the key file {path}; check the passphrase (DAFTAR_PASSPHRASE)"
-    )]
+    #[error("the passphrase does not unlock the key file {path}; check the passphrase (DAFTAR_PASSPHRASE)")]
     WrongPassphrase { path: String },
     #[error("the key file {path} is damaged or not a Daftar key file: {detail}")]
     KeyFileMalformed { path: String, detail: String },
@@ -57,9 +55,7 @@ pub enum KeyError {
 pub fn generate_database_key() -> Result<DatabaseKey, KeyError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyError::Random)?;
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| KeyError::Random)?;
     Ok(DatabaseKey::new(bytes))
 }
 

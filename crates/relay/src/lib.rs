@@ -13,4 +13,4 @@ pub mod config;
 mod routes;
 pub mod storage;
 
-pub use routes::{ApiError, router};
+pub use routes::{ApiError, Limits, router};

@@ -21,7 +21,7 @@ struct Args {
     /// Largest request body, in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
-    /// A TOML file with `listen`, `database`, `max_body_bytes`.
+    /// A TOML file with `listen`, `database`, `max_body_bytes`, `rate_per_second`, `rate_burst`.
     #[arg(long, env = "DAFTAR_RELAY_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -30,8 +30,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DAFTAR_RELAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("DAFTAR_RELAY_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -45,15 +44,17 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         database: args.database,
         max_body_bytes: args.max_body_bytes,
+        ..Default::default()
     };
     let config = Config::resolve(flags, env, file)?;
-    let storage = SqliteStorage::open(&config.database).with_context(|| {
-        format!(
-            "could not open the relay database {}",
-            config.database.display()
-        )
-    })?;
-    let app = daftar_relay::router(storage, config.max_body_bytes)
+    let storage = SqliteStorage::open(&config.database)
+        .with_context(|| format!("could not open the relay database {}", config.database.display()))?;
+    let limits = daftar_relay::Limits {
+        max_body_bytes: config.max_body_bytes,
+        rate_per_second: config.rate_per_second,
+        burst: f64::from(config.rate_burst),
+    };
+    let app = daftar_relay::router(storage, limits)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");

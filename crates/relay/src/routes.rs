@@ -7,16 +7,18 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use daftar_sync::relay_auth::{
-    self, DEVICE_HEADER, MAX_SKEW_MS, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-};
+use daftar_sync::relay_auth::{self, DEVICE_HEADER, MAX_SKEW_MS, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::storage::{DeviceRecord, NewInvite, RelayStorage, Role, StorageError};
 
@@ -30,11 +32,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -49,34 +47,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "code": self.code, "message": self.message })),
-        )
-            .into_response()
+        (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response()
     }
 }
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::WorkspaceExists(_) => {
-                Self::new(StatusCode::CONFLICT, "workspace_exists", e.to_string())
-            }
+            StorageError::WorkspaceExists(_) => Self::new(StatusCode::CONFLICT, "workspace_exists", e.to_string()),
             StorageError::InviteInvalid => Self::forbidden("invite_invalid", e.to_string()),
-            StorageError::DeviceExists(_) => {
-                Self::new(StatusCode::CONFLICT, "device_exists", e.to_string())
-            }
-            StorageError::EnvelopeConflict(_) => {
-                Self::new(StatusCode::CONFLICT, "envelope_conflict", e.to_string())
-            }
+            StorageError::DeviceExists(_) => Self::new(StatusCode::CONFLICT, "device_exists", e.to_string()),
+            StorageError::EnvelopeConflict(_) => Self::new(StatusCode::CONFLICT, "envelope_conflict", e.to_string()),
             StorageError::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage",
-                    "the relay's storage failed; try again later",
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", "the relay's storage failed; try again later")
             }
         }
     }
@@ -84,81 +68,108 @@ impl From<StorageError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Limits the relay applies to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Requests per second each device may make on average…
+    pub rate_per_second: f64,
+    /// …and in a burst.
+    pub burst: f64,
+}
+
+/// A device's token bucket: `tokens` left as of `at` (ms).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: i64,
+}
+
 /// Shared state of the server.
 pub struct AppState<S> {
     pub storage: S,
+    limits: Limits,
     /// Signatures seen within the clock-skew window, with their timestamps: a captured request
     /// cannot be sent again.
     seen: Mutex<HashMap<String, i64>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    /// (workspace, newest sequence number) after every accepted push, for live subscribers.
+    heads: broadcast::Sender<(String, i64)>,
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The router, with the body limit applied to every route.
-pub fn router<S: RelayStorage>(storage: S, max_body_bytes: usize) -> Router {
+pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
+    let (heads, _) = broadcast::channel(1024);
     let state = Arc::new(AppState {
         storage,
+        limits,
         seen: Mutex::new(HashMap::new()),
+        buckets: Mutex::new(HashMap::new()),
+        heads,
     });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/workspaces", post(create_workspace::<S>))
         .route("/v1/workspaces/{workspace}/enrol", post(enrol::<S>))
-        .route(
-            "/v1/workspaces/{workspace}/invites",
-            post(create_invite::<S>),
-        )
+        .route("/v1/workspaces/{workspace}/invites", post(create_invite::<S>))
         .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
-        .route(
-            "/v1/workspaces/{workspace}/devices/{device}/revoke",
-            post(revoke::<S>),
-        )
-        .route(
-            "/v1/workspaces/{workspace}/envelopes",
-            post(push::<S>).get(pull::<S>),
-        )
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .route("/v1/workspaces/{workspace}/devices/{device}/revoke", post(revoke::<S>))
+        .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
+        .route("/v1/workspaces/{workspace}/events", get(events::<S>))
+        .route("/v1/workspaces/{workspace}/snapshot", get(get_snapshot::<S>).put(put_snapshot::<S>))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
+}
+
+/// Takes one token from the device's bucket, or refuses with 429.
+fn rate_limit<S>(state: &AppState<S>, device: &str) -> ApiResult<()> {
+    let now = now_ms();
+    let mut buckets = state
+        .buckets
+        .lock()
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"))?;
+    let Limits { rate_per_second, burst, .. } = state.limits;
+    let bucket = buckets.entry(device.to_owned()).or_insert(Bucket { tokens: burst, at: now });
+    bucket.tokens = (bucket.tokens + (now - bucket.at) as f64 / 1000.0 * rate_per_second).min(burst);
+    bucket.at = now;
+    if bucket.tokens < 1.0 {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this device; wait a moment and retry",
+        ));
+    }
+    bucket.tokens -= 1.0;
+    Ok(())
 }
 
 struct Signed<'a> {
     device: String,
     timestamp: i64,
+    nonce: &'a str,
     signature: &'a str,
 }
 
 fn signed_headers(headers: &HeaderMap) -> ApiResult<Signed<'_>> {
     let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "unsigned",
-                    format!(
-                        "the request has no {name} header; requests must be signed by a device"
-                    ),
-                )
-            })
+        headers.get(name).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "unsigned",
+                format!("the request has no {name} header; requests must be signed by a device"),
+            )
+        })
     };
     let device = get(DEVICE_HEADER)?.to_owned();
     let timestamp = get(TIMESTAMP_HEADER)?.parse::<i64>().map_err(|_| {
-        ApiError::unauthenticated(
-            "bad_timestamp",
-            "the timestamp header is not a number of milliseconds",
-        )
+        ApiError::unauthenticated("bad_timestamp", "the timestamp header is not a number of milliseconds")
     })?;
     let signature = get(SIGNATURE_HEADER)?;
-    Ok(Signed {
-        device,
-        timestamp,
-        signature,
-    })
+    let nonce = get(NONCE_HEADER)?;
+    Ok(Signed { device, timestamp, nonce, signature })
 }
 
 /// Checks time, signature and replay for a request signed by `public_key`.
@@ -178,35 +189,21 @@ fn check_signature<S>(
         ));
     }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    if !relay_auth::verify(
-        public_key,
-        method.as_str(),
-        path,
-        signed.timestamp,
+    let request = relay_auth::SignedRequest {
+        method: method.as_str(),
+        path_and_query: path,
+        timestamp_ms: signed.timestamp,
+        nonce: signed.nonce,
         body,
-        signed.signature,
-    ) {
-        return Err(ApiError::unauthenticated(
-            "bad_signature",
-            "the request's signature does not verify",
-        ));
+    };
+    if !relay_auth::verify(public_key, request, signed.signature) {
+        return Err(ApiError::unauthenticated("bad_signature", "the request's signature does not verify"));
     }
-    let mut seen = state.seen.lock().map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "lock poisoned",
-        )
-    })?;
+    let mut seen =
+        state.seen.lock().map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"))?;
     seen.retain(|_, t| (now - *t).abs() <= MAX_SKEW_MS);
-    if seen
-        .insert(signed.signature.to_owned(), signed.timestamp)
-        .is_some()
-    {
-        return Err(ApiError::unauthenticated(
-            "replayed",
-            "this exact request was already received",
-        ));
+    if seen.insert(signed.signature.to_owned(), signed.timestamp).is_some() {
+        return Err(ApiError::unauthenticated("replayed", "this exact request was already received"));
     }
     Ok(())
 }
@@ -227,35 +224,25 @@ async fn member<S: RelayStorage>(
         .storage
         .device(workspace.to_owned(), signed.device.clone())
         .await?
-        .ok_or_else(|| {
-            ApiError::forbidden(
-                "not_a_member",
-                "this device is not a member of that workspace",
-            )
-        })?;
+        .ok_or_else(|| ApiError::forbidden("not_a_member", "this device is not a member of that workspace"))?;
     check_signature(state, &signed, &device.public_key, method, uri, body)?;
     if device.revoked {
-        return Err(ApiError::forbidden(
-            "revoked",
-            "this device has been revoked from the workspace",
-        ));
+        return Err(ApiError::forbidden("revoked", "this device has been revoked from the workspace"));
     }
+    rate_limit(state, &device.device_id)?;
     Ok(device)
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request("bad_request", format!("the request body is not valid: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_request", format!("the request body is not valid: {e}")))
 }
 
 fn key_from_hex(text: &str, what: &str) -> ApiResult<[u8; 32]> {
     hex::decode(text)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request("bad_request", format!("{what} must be 32 bytes in hex"))
-        })
+        .ok_or_else(|| ApiError::bad_request("bad_request", format!("{what} must be 32 bytes in hex")))
 }
 
 fn uuid_text(text: &str, what: &str) -> ApiResult<String> {
@@ -286,31 +273,16 @@ async fn create_workspace<S: RelayStorage>(
     let public_key = key_from_hex(&request.public_key, "public_key")?;
     let signed = signed_headers(&headers)?;
     if signed.device != device_id {
-        return Err(ApiError::unauthenticated(
-            "bad_signature",
-            "the request must be signed by the device it enrols",
-        ));
+        return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
     }
     check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
     let recovery = BASE64
         .decode(&request.recovery_wrapped_key)
         .map_err(|_| ApiError::bad_request("bad_request", "recovery_wrapped_key must be base64"))?;
-    let owner = DeviceRecord {
-        device_id,
-        public_key,
-        role: Role::Owner,
-        revoked: false,
-        enrolled_at: now_ms(),
-    };
-    state
-        .storage
-        .create_workspace(workspace.clone(), owner, recovery)
-        .await?;
+    let owner = DeviceRecord { device_id, public_key, role: Role::Owner, revoked: false, enrolled_at: now_ms() };
+    state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
     tracing::info!(%workspace, "workspace created");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "workspace_id": workspace })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "workspace_id": workspace }))))
 }
 
 #[derive(Deserialize)]
@@ -331,23 +303,14 @@ async fn create_invite<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
     if !device.role.manages_devices() {
-        return Err(ApiError::forbidden(
-            "role",
-            "only owners and admins can create invites",
-        ));
+        return Err(ApiError::forbidden("role", "only owners and admins can create invites"));
     }
     let request: CreateInvite = parse_json(&body)?;
     if request.role == Role::Owner && device.role != Role::Owner {
-        return Err(ApiError::forbidden(
-            "role",
-            "only an owner can invite another owner",
-        ));
+        return Err(ApiError::forbidden("role", "only an owner can invite another owner"));
     }
     if request.expires_at <= now_ms() {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            "the invite expires in the past",
-        ));
+        return Err(ApiError::bad_request("bad_request", "the invite expires in the past"));
     }
     let invite = NewInvite {
         token_hash: key_from_hex(&request.token_hash, "token_hash")?,
@@ -383,30 +346,15 @@ async fn enrol<S: RelayStorage>(
     let public_key = key_from_hex(&request.public_key, "public_key")?;
     let signed = signed_headers(&headers)?;
     if signed.device != device_id {
-        return Err(ApiError::unauthenticated(
-            "bad_signature",
-            "the request must be signed by the device it enrols",
-        ));
+        return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
     }
     check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
-    let token = hex::decode(&request.token)
-        .map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
+    let token = hex::decode(&request.token).map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
     let digest = relay_auth::token_hash(&token);
-    let (role, wrapped_key) = state
-        .storage
-        .enrol(
-            workspace.clone(),
-            digest,
-            device_id.clone(),
-            public_key,
-            now_ms(),
-        )
-        .await?;
+    let (role, wrapped_key) =
+        state.storage.enrol(workspace.clone(), digest, device_id.clone(), public_key, now_ms()).await?;
     tracing::info!(%workspace, device = %device_id, role = role.as_str(), "device enrolled");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "role": role, "wrapped_key": BASE64.encode(wrapped_key) })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "role": role, "wrapped_key": BASE64.encode(wrapped_key) }))))
 }
 
 async fn list_devices<S: RelayStorage>(
@@ -430,33 +378,18 @@ async fn revoke<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
     if !device.role.manages_devices() {
-        return Err(ApiError::forbidden(
-            "role",
-            "only owners and admins can revoke devices",
-        ));
+        return Err(ApiError::forbidden("role", "only owners and admins can revoke devices"));
     }
     let target = uuid_text(&target, "device")?;
     let record = state
         .storage
         .device(workspace.clone(), target.clone())
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such device in this workspace",
-            )
-        })?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
     if record.role == Role::Owner && device.role != Role::Owner {
-        return Err(ApiError::forbidden(
-            "role",
-            "only an owner can revoke an owner's device",
-        ));
+        return Err(ApiError::forbidden("role", "only an owner can revoke an owner's device"));
     }
-    state
-        .storage
-        .revoke(workspace.clone(), target.clone())
-        .await?;
+    state.storage.revoke(workspace.clone(), target.clone()).await?;
     tracing::info!(%workspace, device = %target, by = %device.device_id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -504,10 +437,11 @@ async fn push<S: RelayStorage>(
         batch.push((id, bytes));
     }
     let bytes: usize = batch.iter().map(|(_, b)| b.len()).sum();
-    let seqs = state
-        .storage
-        .push(workspace.clone(), batch, now_ms())
-        .await?;
+    let seqs = state.storage.push(workspace.clone(), batch, now_ms()).await?;
+    if let Some(head) = seqs.iter().max() {
+        // No subscribers is fine: they pull on connect.
+        let _ = state.heads.send((workspace.clone(), *head));
+    }
     tracing::info!(%workspace, device = %device.device_id, count = seqs.len(), bytes, "pushed");
     Ok(Json(json!({ "seqs": seqs })))
 }
@@ -538,13 +472,73 @@ async fn pull<S: RelayStorage>(
     let limit = query.limit.unwrap_or(500).clamp(1, 5000);
     let envelopes = state.storage.pull(workspace, query.after, limit).await?;
     let next = envelopes.last().map(|e| e.seq).unwrap_or(query.after);
-    let envelopes: Vec<PulledEnvelope> = envelopes
-        .into_iter()
-        .map(|e| PulledEnvelope {
-            seq: e.seq,
-            id: e.id,
-            data: BASE64.encode(e.bytes),
-        })
-        .collect();
+    let envelopes: Vec<PulledEnvelope> =
+        envelopes.into_iter().map(|e| PulledEnvelope { seq: e.seq, id: e.id, data: BASE64.encode(e.bytes) }).collect();
     Ok(Json(json!({ "envelopes": envelopes, "next": next })))
+}
+
+/// Live subscription: a server-sent event `seq` with the log's newest sequence number now and
+/// after every accepted push, so devices pull within milliseconds of a change.
+async fn events<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    let receiver = state.heads.subscribe();
+    let head = state.storage.head(workspace.clone()).await?;
+    let first =
+        tokio_stream::once(Ok::<_, std::convert::Infallible>(Event::default().event("seq").data(head.to_string())));
+    let updates = BroadcastStream::new(receiver).filter_map(move |message| match message {
+        Ok((w, seq)) if w == workspace => Some(Ok(Event::default().event("seq").data(seq.to_string()))),
+        Ok(_) => None,
+        // A slow subscriber missed some heads; it pulls from its cursor anyway.
+        Err(_) => Some(Ok(Event::default().event("lagged").data(""))),
+    });
+    Ok(Sse::new(first.chain(updates)).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+struct SnapshotQuery {
+    seq: i64,
+}
+
+/// Stores an encrypted snapshot covering the log up to `seq`, for fast bootstrap.
+async fn put_snapshot<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    Query(query): Query<SnapshotQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    if !device.role.may_push() {
+        return Err(ApiError::forbidden("role", "viewers cannot upload snapshots"));
+    }
+    let head = state.storage.head(workspace.clone()).await?;
+    if query.seq < 0 || query.seq > head {
+        return Err(ApiError::bad_request("bad_request", format!("seq {} is beyond the log's head {head}", query.seq)));
+    }
+    let size = body.len();
+    let kept = state.storage.put_snapshot(workspace.clone(), query.seq, body.to_vec(), now_ms()).await?;
+    tracing::info!(%workspace, seq = query.seq, bytes = size, kept, "snapshot");
+    Ok(Json(json!({ "kept": kept })))
+}
+
+async fn get_snapshot<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    let (seq, bytes) = state.storage.snapshot(workspace).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_snapshot", "this workspace has no snapshot yet; pull the log")
+    })?;
+    Ok(([("x-daftar-snapshot-seq", seq.to_string())], bytes))
 }

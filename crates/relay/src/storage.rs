@@ -122,22 +122,10 @@ pub trait RelayStorage: Send + Sync + 'static {
         owner: DeviceRecord,
         recovery_wrapped_key: Vec<u8>,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn device(
-        &self,
-        workspace: String,
-        device: String,
-    ) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
+    fn device(&self, workspace: String, device: String) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
     fn devices(&self, workspace: String) -> impl Future<Output = Result<Vec<DeviceRecord>>> + Send;
-    fn revoke(
-        &self,
-        workspace: String,
-        device: String,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    fn add_invite(
-        &self,
-        workspace: String,
-        invite: NewInvite,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn revoke(&self, workspace: String, device: String) -> impl Future<Output = Result<bool>> + Send;
+    fn add_invite(&self, workspace: String, invite: NewInvite) -> impl Future<Output = Result<()>> + Send;
     /// Uses an invite: enrols the device with the invite's role and returns the wrapped key.
     fn enrol(
         &self,
@@ -160,10 +148,20 @@ pub trait RelayStorage: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredEnvelope>>> + Send;
-    fn recovery_key(
+    fn recovery_key(&self, workspace: String) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// Keeps `bytes` as the workspace's snapshot if it covers a later point of the log than the
+    /// one held. Returns whether it was kept.
+    fn put_snapshot(
         &self,
         workspace: String,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+        seq: i64,
+        bytes: Vec<u8>,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// The newest snapshot and the log position it covers.
+    fn snapshot(&self, workspace: String) -> impl Future<Output = Result<Option<(i64, Vec<u8>)>>> + Send;
+    /// The highest sequence number of the workspace's log (0 when empty).
+    fn head(&self, workspace: String) -> impl Future<Output = Result<i64>> + Send;
 }
 
 /// The embedded SQLite backend.
@@ -197,6 +195,12 @@ CREATE TABLE IF NOT EXISTS invites (
     used_by     TEXT,
     PRIMARY KEY (workspace, token_hash)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    workspace TEXT PRIMARY KEY REFERENCES workspaces(id),
+    seq       INTEGER NOT NULL,
+    bytes     BLOB NOT NULL,
+    received  INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS envelopes (
     workspace TEXT NOT NULL REFERENCES workspaces(id),
     seq       INTEGER NOT NULL,
@@ -211,13 +215,9 @@ CREATE TABLE IF NOT EXISTS envelopes (
 impl SqliteStorage {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `f` on the connection off the async runtime.
@@ -227,9 +227,7 @@ impl SqliteStorage {
     ) -> Result<T> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StorageError::Backend("storage lock poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StorageError::Backend("storage lock poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -364,17 +362,13 @@ impl RelayStorage for SqliteStorage {
         .await
     }
 
-    async fn push(
-        &self,
-        workspace: String,
-        envelopes: Vec<(String, Vec<u8>)>,
-        now: i64,
-    ) -> Result<Vec<i64>> {
+    async fn push(&self, workspace: String, envelopes: Vec<(String, Vec<u8>)>, now: i64) -> Result<Vec<i64>> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let mut seqs = Vec::with_capacity(envelopes.len());
             {
-                let mut existing = tx.prepare_cached("SELECT seq, bytes FROM envelopes WHERE workspace = ?1 AND id = ?2")?;
+                let mut existing =
+                    tx.prepare_cached("SELECT seq, bytes FROM envelopes WHERE workspace = ?1 AND id = ?2")?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO envelopes (workspace, seq, id, bytes, received)
                      VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE workspace = ?1), ?2, ?3, ?4)
@@ -412,12 +406,43 @@ impl RelayStorage for SqliteStorage {
     async fn recovery_key(&self, workspace: String) -> Result<Option<Vec<u8>>> {
         self.with(move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT recovery_key FROM workspaces WHERE id = ?1",
-                    [workspace],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT recovery_key FROM workspaces WHERE id = ?1", [workspace], |r| r.get(0))
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn put_snapshot(&self, workspace: String, seq: i64, bytes: Vec<u8>, now: i64) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO snapshots (workspace, seq, bytes, received) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes,
+                     received = excluded.received
+                 WHERE excluded.seq > snapshots.seq",
+                params![workspace, seq, bytes, now],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn snapshot(&self, workspace: String) -> Result<Option<(i64, Vec<u8>)>> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT seq, bytes FROM snapshots WHERE workspace = ?1", [workspace], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn head(&self, workspace: String) -> Result<i64> {
+        self.with(move |conn| {
+            Ok(conn.query_row(
+                "SELECT coalesce(max(seq), 0) FROM envelopes WHERE workspace = ?1",
+                [workspace],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

@@ -29,27 +29,22 @@ impl Relay {
     }
 
     fn start_on(database: &std::path::Path) -> Relay {
+        Relay::start_with(database, &[])
+    }
+
+    fn start_with(database: &std::path::Path, env: &[(&str, &str)]) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_daftar-relay"))
             .args(["--listen", "127.0.0.1:0", "--database"])
             .arg(database)
             .env("DAFTAR_RELAY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("relay starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("daftar-relay listening on ")
-            .expect("listening line")
-            .to_owned();
-        Relay {
-            child,
-            url,
-            _dir: None,
-        }
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("daftar-relay listening on ").expect("listening line").to_owned();
+        Relay { child, url, _dir: None }
     }
 }
 
@@ -77,40 +72,27 @@ impl Device {
         }
     }
 
-    fn signed(
-        &self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-        timestamp: i64,
-    ) -> reqwest::blocking::RequestBuilder {
+    fn signed(&self, method: &str, path: &str, body: &[u8], timestamp: i64) -> reqwest::blocking::RequestBuilder {
         let headers = relay_auth::sign(&self.key, self.id, method, path, timestamp, body);
         let url = format!("{}{path}", self.url);
         let builder = match method {
             "GET" => self.http.get(url),
-            _ => self
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_vec()),
+            "PUT" => self.http.put(url).body(body.to_vec()),
+            _ => self.http.post(url).header("content-type", "application/json").body(body.to_vec()),
         };
         builder
             .header(relay_auth::DEVICE_HEADER, headers.device)
             .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::NONCE_HEADER, headers.nonce)
             .header(relay_auth::SIGNATURE_HEADER, headers.signature)
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let bytes = body
-            .map(|b| serde_json::to_vec(&b).unwrap())
-            .unwrap_or_default();
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
         let response = self.signed(method, path, &bytes, now()).send().unwrap();
         let status = response.status().as_u16();
         let text = response.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     fn public_hex(&self) -> String {
@@ -119,10 +101,7 @@ impl Device {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn create_workspace(owner: &Device) -> WorkspaceId {
@@ -143,15 +122,9 @@ fn create_workspace(owner: &Device) -> WorkspaceId {
 
 fn envelope(device: &Device, workspace: WorkspaceId, change: &[u8]) -> Value {
     let epoch_key = Secret::new([5; 32]);
-    let bytes = Sealer {
-        workspace,
-        sender: device.id,
-        epoch: 1,
-        epoch_key: &epoch_key,
-        signing_key: &device.key,
-    }
-    .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
-    .unwrap();
+    let bytes = Sealer { workspace, sender: device.id, epoch: 1, epoch_key: &epoch_key, signing_key: &device.key }
+        .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
+        .unwrap();
     json!({ "id": Uuid::now_v7().to_string(), "data": BASE64.encode(bytes) })
 }
 
@@ -182,49 +155,26 @@ fn enrol(device: &Device, workspace: WorkspaceId, token: &str) -> (u16, Value) {
 #[test]
 fn push_is_idempotent_and_pull_pages_through_the_log() {
     let relay = Relay::start();
-    assert_eq!(
-        reqwest::blocking::get(format!("{}/healthz", relay.url))
-            .unwrap()
-            .text()
-            .unwrap(),
-        "ok"
-    );
+    assert_eq!(reqwest::blocking::get(format!("{}/healthz", relay.url)).unwrap().text().unwrap(), "ok");
     let owner = Device::new(&relay);
     let workspace = create_workspace(&owner);
     let path = format!("/v1/workspaces/{workspace}/envelopes");
-    let batch: Vec<Value> = (0..5)
-        .map(|i| envelope(&owner, workspace, format!("change {i}").as_bytes()))
-        .collect();
+    let batch: Vec<Value> = (0..5).map(|i| envelope(&owner, workspace, format!("change {i}").as_bytes())).collect();
     let (status, pushed) = owner.call("POST", &path, Some(json!({ "envelopes": batch })));
     assert_eq!(status, 200, "{pushed}");
     assert_eq!(pushed["seqs"], json!([1, 2, 3, 4, 5]));
     let (_, again) = owner.call("POST", &path, Some(json!({ "envelopes": batch })));
-    assert_eq!(
-        again["seqs"],
-        json!([1, 2, 3, 4, 5]),
-        "an envelope pushed twice is stored once"
-    );
+    assert_eq!(again["seqs"], json!([1, 2, 3, 4, 5]), "an envelope pushed twice is stored once");
 
     let (_, page) = owner.call("GET", &format!("{path}?after=0&limit=2"), None);
     assert_eq!(page["envelopes"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], 2);
     let (_, rest) = owner.call("GET", &format!("{path}?after=2"), None);
-    let seqs: Vec<i64> = rest["envelopes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
+    let seqs: Vec<i64> = rest["envelopes"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [3, 4, 5]);
-    assert_eq!(
-        rest["envelopes"][0]["data"], batch[2]["data"],
-        "bytes come back unchanged"
-    );
-    let (status, body) = owner.call(
-        "POST",
-        &path,
-        Some(json!({ "envelopes": [ { "id": batch[0]["id"], "data": batch[1]["data"] } ] })),
-    );
+    assert_eq!(rest["envelopes"][0]["data"], batch[2]["data"], "bytes come back unchanged");
+    let (status, body) =
+        owner.call("POST", &path, Some(json!({ "envelopes": [ { "id": batch[0]["id"], "data": batch[1]["data"] } ] })));
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("envelope_conflict")),
@@ -243,72 +193,40 @@ fn invites_enrol_once_and_roles_are_enforced() {
     assert_eq!(status, 201, "{enrolled}");
     assert_eq!(enrolled["role"], "clerk");
     assert_eq!(
-        BASE64
-            .decode(enrolled["wrapped_key"].as_str().unwrap())
-            .unwrap(),
+        BASE64.decode(enrolled["wrapped_key"].as_str().unwrap()).unwrap(),
         b"workspace key wrapped with the invite secret"
     );
     let late = Device::new(&relay);
-    assert_eq!(
-        enrol(&late, workspace, &token).1["code"],
-        "invite_invalid",
-        "a token works once"
-    );
-    assert_eq!(
-        enrol(&late, workspace, &hex::encode([1u8; 16])).1["code"],
-        "invite_invalid"
-    );
+    assert_eq!(enrol(&late, workspace, &token).1["code"], "invite_invalid", "a token works once");
+    assert_eq!(enrol(&late, workspace, &hex::encode([1u8; 16])).1["code"], "invite_invalid");
 
     let envelopes = format!("/v1/workspaces/{workspace}/envelopes");
-    let (status, _) = clerk.call(
-        "POST",
-        &envelopes,
-        Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })),
-    );
+    let (status, _) = clerk.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })));
     assert_eq!(status, 200, "clerks push");
-    let (status, body) = clerk.call("POST", &format!("/v1/workspaces/{workspace}/invites"), Some(json!({
-        "token_hash": hex::encode([0u8; 32]), "role": "admin", "expires_at": now() + 1000, "wrapped_key": ""
-    })));
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("role")),
-        "clerks cannot invite"
+    let (status, body) = clerk.call(
+        "POST",
+        &format!("/v1/workspaces/{workspace}/invites"),
+        Some(json!({
+            "token_hash": hex::encode([0u8; 32]), "role": "admin", "expires_at": now() + 1000, "wrapped_key": ""
+        })),
     );
+    assert_eq!((status, body["code"].as_str()), (403, Some("role")), "clerks cannot invite");
 
     let viewer = Device::new(&relay);
     enrol(&viewer, workspace, &invite(&owner, workspace, "viewer"));
-    let (status, body) = viewer.call(
-        "POST",
-        &envelopes,
-        Some(json!({ "envelopes": [envelope(&viewer, workspace, b"x")] })),
-    );
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("role")),
-        "viewers cannot push"
-    );
+    let (status, body) =
+        viewer.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&viewer, workspace, b"x")] })));
+    assert_eq!((status, body["code"].as_str()), (403, Some("role")), "viewers cannot push");
     let (status, _) = viewer.call("GET", &envelopes, None);
     assert_eq!(status, 200, "viewers read");
 
-    let (status, _) = owner.call(
-        "POST",
-        &format!("/v1/workspaces/{workspace}/devices/{}/revoke", clerk.id),
-        Some(json!({})),
-    );
+    let (status, _) =
+        owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/revoke", clerk.id), Some(json!({})));
     assert_eq!(status, 204);
     let (status, body) = clerk.call("GET", &envelopes, None);
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("revoked")),
-        "a revoked device is refused at once"
-    );
+    assert_eq!((status, body["code"].as_str()), (403, Some("revoked")), "a revoked device is refused at once");
     let (_, devices) = owner.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None);
-    let revoked: Vec<bool> = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["revoked"].as_bool().unwrap())
-        .collect();
+    let revoked: Vec<bool> = devices.as_array().unwrap().iter().map(|d| d["revoked"].as_bool().unwrap()).collect();
     assert_eq!(revoked, [false, true, false]);
 }
 
@@ -317,16 +235,9 @@ fn workspaces_are_isolated_and_requests_must_be_signed_fresh_and_once() {
     let relay = Relay::start();
     let (alice, bob) = (Device::new(&relay), Device::new(&relay));
     let (a, b) = (create_workspace(&alice), create_workspace(&bob));
-    for path in [
-        format!("/v1/workspaces/{b}/envelopes"),
-        format!("/v1/workspaces/{b}/devices"),
-    ] {
+    for path in [format!("/v1/workspaces/{b}/envelopes"), format!("/v1/workspaces/{b}/devices")] {
         let (status, body) = alice.call("GET", &path, None);
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (403, Some("not_a_member")),
-            "{path}"
-        );
+        assert_eq!((status, body["code"].as_str()), (403, Some("not_a_member")), "{path}");
     }
     let (status, body) = alice.call(
         "POST",
@@ -335,62 +246,46 @@ fn workspaces_are_isolated_and_requests_must_be_signed_fresh_and_once() {
     );
     assert_eq!((status, body["code"].as_str()), (403, Some("not_a_member")));
     let guessed = WorkspaceId::from_uuid(Uuid::now_v7());
-    assert_eq!(
-        alice
-            .call("GET", &format!("/v1/workspaces/{guessed}/envelopes"), None)
-            .1["code"],
-        "not_a_member"
-    );
+    assert_eq!(alice.call("GET", &format!("/v1/workspaces/{guessed}/envelopes"), None).1["code"], "not_a_member");
 
     let path = format!("/v1/workspaces/{a}/envelopes");
     let unsigned = reqwest::blocking::get(format!("{}{path}", relay.url)).unwrap();
     assert_eq!(unsigned.status().as_u16(), 401);
-    let stale = alice
-        .signed("GET", &path, b"", now() - 10 * 60 * 1000)
-        .send()
-        .unwrap();
+    let stale = alice.signed("GET", &path, b"", now() - 10 * 60 * 1000).send().unwrap();
     assert_eq!(stale.json::<Value>().unwrap()["code"], "clock_skew");
     let request = alice.signed("GET", &path, b"", now());
     let replay = request.try_clone().unwrap();
     assert_eq!(request.send().unwrap().status().as_u16(), 200);
-    assert_eq!(
-        replay.send().unwrap().json::<Value>().unwrap()["code"],
-        "replayed"
-    );
+    assert_eq!(replay.send().unwrap().json::<Value>().unwrap()["code"], "replayed");
     let ts = now();
     let forged_headers = relay_auth::sign(&bob.key, alice.id, "GET", &path, ts, b"");
     let forged = Client::new()
         .get(format!("{}{path}", relay.url))
         .header(relay_auth::DEVICE_HEADER, forged_headers.device)
         .header(relay_auth::TIMESTAMP_HEADER, forged_headers.timestamp)
+        .header(relay_auth::NONCE_HEADER, forged_headers.nonce)
         .header(relay_auth::SIGNATURE_HEADER, forged_headers.signature)
         .send()
         .unwrap();
-    assert_eq!(
-        forged.json::<Value>().unwrap()["code"],
-        "bad_signature",
-        "bob cannot sign as alice"
-    );
+    assert_eq!(forged.json::<Value>().unwrap()["code"], "bad_signature", "bob cannot sign as alice");
 
-    let (status, body) = alice.call(
-        "POST",
-        &path,
-        Some(json!({ "envelopes": [envelope(&bob, a, b"x")] })),
-    );
+    let (status, body) = alice.call("POST", &path, Some(json!({ "envelopes": [envelope(&bob, a, b"x")] })));
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("sender_mismatch")),
         "a device pushes only its own envelopes"
     );
-    let (status, body) = alice.call("POST", &path, Some(json!({ "envelopes": [ { "id": Uuid::now_v7().to_string(), "data": BASE64.encode(b"not an envelope") } ] })));
+    let (status, body) = alice.call(
+        "POST",
+        &path,
+        Some(
+            json!({ "envelopes": [ { "id": Uuid::now_v7().to_string(), "data": BASE64.encode(b"not an envelope") } ] }),
+        ),
+    );
     assert_eq!((status, body["code"].as_str()), (400, Some("bad_envelope")));
     let big = vec![b'x'; 9 * 1024 * 1024];
     let too_large = alice.signed("POST", &path, &big, now()).send().unwrap();
-    assert_eq!(
-        too_large.status().as_u16(),
-        413,
-        "bodies over the limit are refused"
-    );
+    assert_eq!(too_large.status().as_u16(), 413, "bodies over the limit are refused");
 }
 
 #[test]
@@ -402,23 +297,14 @@ fn a_relay_killed_mid_push_loses_nothing_and_stores_nothing_twice() {
     let workspace = create_workspace(&owner);
     let path = format!("/v1/workspaces/{workspace}/envelopes");
     let batches: Vec<Vec<Value>> = (0..20)
-        .map(|b| {
-            (0..10)
-                .map(|i| envelope(&owner, workspace, format!("{b}-{i}").as_bytes()))
-                .collect()
-        })
+        .map(|b| (0..10).map(|i| envelope(&owner, workspace, format!("{b}-{i}").as_bytes())).collect())
         .collect();
     for (n, batch) in batches.iter().enumerate() {
         if n % 5 == 4 {
             // Send a push and kill the relay with SIGKILL while it may be writing it.
-            let request = owner.signed(
-                "POST",
-                &path,
-                &serde_json::to_vec(&json!({ "envelopes": batch })).unwrap(),
-                now(),
-            );
-            let pending =
-                std::thread::spawn(move || request.send().map(|r| r.status().as_u16()).ok());
+            let request =
+                owner.signed("POST", &path, &serde_json::to_vec(&json!({ "envelopes": batch })).unwrap(), now());
+            let pending = std::thread::spawn(move || request.send().map(|r| r.status().as_u16()).ok());
             std::thread::sleep(std::time::Duration::from_millis(2));
             relay.child.kill().unwrap();
             relay.child.wait().unwrap();
@@ -427,12 +313,7 @@ fn a_relay_killed_mid_push_loses_nothing_and_stores_nothing_twice() {
             owner.url = relay.url.clone();
             continue;
         }
-        assert_eq!(
-            owner
-                .call("POST", &path, Some(json!({ "envelopes": batch })))
-                .0,
-            200
-        );
+        assert_eq!(owner.call("POST", &path, Some(json!({ "envelopes": batch }))).0, 200);
     }
     // The client retries everything it is unsure of; the relay must store each envelope once.
     for batch in &batches {
@@ -442,13 +323,80 @@ fn a_relay_killed_mid_push_loses_nothing_and_stores_nothing_twice() {
     let (_, all) = owner.call("GET", &format!("{path}?limit=5000"), None);
     let stored = all["envelopes"].as_array().unwrap();
     let seqs: Vec<i64> = stored.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(
-        seqs,
-        (1..=200).collect::<Vec<_>>(),
-        "every envelope once, in order, without gaps"
-    );
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "every envelope once, in order, without gaps");
     let mut ids: Vec<&str> = stored.iter().map(|e| e["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 200);
+}
+
+#[test]
+fn a_live_subscriber_hears_of_a_push_at_once() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let events = owner.signed("GET", &format!("/v1/workspaces/{workspace}/events"), b"", now()).send().unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let mut lines = BufReader::new(events).lines();
+    let mut next_data = || loop {
+        let line = lines.next().expect("stream open").unwrap();
+        if let Some(data) = line.strip_prefix("data:") {
+            return data.trim().to_owned();
+        }
+    };
+    assert_eq!(next_data(), "0", "the first event is the current head");
+    let started = std::time::Instant::now();
+    let (status, _) = owner.call(
+        "POST",
+        &format!("/v1/workspaces/{workspace}/envelopes"),
+        Some(json!({ "envelopes": [envelope(&owner, workspace, b"x")] })),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(next_data(), "1");
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(2), "push to event took {elapsed:?}");
+}
+
+#[test]
+fn snapshots_keep_the_newest_and_stay_within_the_log() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let path = format!("/v1/workspaces/{workspace}/snapshot");
+    let put = |seq: i64, bytes: &[u8]| {
+        let request = format!("{path}?seq={seq}");
+        let response = owner.signed("PUT", &request, bytes, now()).send().unwrap();
+        (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+    assert_eq!(owner.call("GET", &path, None).1["code"], "no_snapshot");
+    let batch: Vec<Value> = (0..3).map(|i| envelope(&owner, workspace, &[i])).collect();
+    owner.call("POST", &format!("/v1/workspaces/{workspace}/envelopes"), Some(json!({ "envelopes": batch })));
+    assert_eq!(put(2, b"snapshot at 2"), (200, json!({ "kept": true })));
+    assert_eq!(put(1, b"older"), (200, json!({ "kept": false })), "an older snapshot never replaces a newer one");
+    assert_eq!(put(9, b"future").1["code"], "bad_request", "a snapshot cannot claim more than the log holds");
+    let response = owner.signed("GET", &path, b"", now()).send().unwrap();
+    assert_eq!(response.headers()["x-daftar-snapshot-seq"], "2");
+    assert_eq!(response.bytes().unwrap().as_ref(), b"snapshot at 2");
+}
+
+#[test]
+fn each_device_is_rate_limited_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(
+        &dir.path().join("relay.db"),
+        &[("DAFTAR_RELAY_RATE_PER_SECOND", "0.5"), ("DAFTAR_RELAY_RATE_BURST", "5")],
+    );
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let path = format!("/v1/workspaces/{workspace}/devices");
+    let statuses: Vec<u16> = (0..7).map(|_| owner.call("GET", &path, None).0).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    assert_eq!(owner.call("GET", &path, None).1["code"], "rate_limited");
+    let other = Device::new(&relay);
+    let other_workspace = create_workspace(&other);
+    assert_eq!(
+        other.call("GET", &format!("/v1/workspaces/{other_workspace}/devices"), None).0,
+        200,
+        "limits are per device"
+    );
 }

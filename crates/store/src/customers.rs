@@ -38,11 +38,7 @@ pub struct TrashEntry {
 }
 
 fn like_pattern(text: Option<&str>) -> String {
-    let escaped = text
-        .unwrap_or_default()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = text.unwrap_or_default().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -65,11 +61,7 @@ impl Store {
              ORDER BY name COLLATE NOCASE, id LIMIT ?3",
         )?;
         let rows = statement.query_map(
-            rusqlite::params![
-                i64::from(deleted),
-                like_pattern(text),
-                limit.map(|l| l as i64).unwrap_or(-1)
-            ],
+            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
             |r| {
                 Ok(CustomerSummary {
                     id: r.get(0)?,
@@ -86,31 +78,20 @@ impl Store {
     }
 
     pub fn resolve_customer(&self, text: &str) -> Result<CustomerId> {
-        Ok(CustomerId::from_uuid(
-            *self.resolve(DocKind::Customer, text)?.as_uuid(),
-        ))
+        Ok(CustomerId::from_uuid(*self.resolve(DocKind::Customer, text)?.as_uuid()))
     }
 
     pub fn item(&self, id: ItemId) -> Result<Item> {
         self.get(id.into())
     }
 
-    pub fn list_items(
-        &self,
-        text: Option<&str>,
-        deleted: bool,
-        limit: Option<usize>,
-    ) -> Result<Vec<ItemSummary>> {
+    pub fn list_items(&self, text: Option<&str>, deleted: bool, limit: Option<usize>) -> Result<Vec<ItemSummary>> {
         let mut statement = self.conn.prepare_cached(
             "SELECT id, name, unit_price, vat_code, deleted FROM item_index
              WHERE deleted = ?1 AND name LIKE ?2 ESCAPE '\\' ORDER BY name COLLATE NOCASE, id LIMIT ?3",
         )?;
         let rows = statement.query_map(
-            rusqlite::params![
-                i64::from(deleted),
-                like_pattern(text),
-                limit.map(|l| l as i64).unwrap_or(-1)
-            ],
+            rusqlite::params![i64::from(deleted), like_pattern(text), limit.map(|l| l as i64).unwrap_or(-1)],
             |r| {
                 Ok(ItemSummary {
                     id: r.get(0)?,
@@ -125,9 +106,7 @@ impl Store {
     }
 
     pub fn resolve_item(&self, text: &str) -> Result<ItemId> {
-        Ok(ItemId::from_uuid(
-            *self.resolve(DocKind::Item, text)?.as_uuid(),
-        ))
+        Ok(ItemId::from_uuid(*self.resolve(DocKind::Item, text)?.as_uuid()))
     }
 
     /// Everything in the trash: invoices, customers and items.
@@ -139,11 +118,7 @@ impl Store {
         )?;
         let rows = statement.query_map([], |r| {
             let kind: String = r.get(0)?;
-            Ok(TrashEntry {
-                kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice),
-                id: r.get(1)?,
-                label: r.get(2)?,
-            })
+            Ok(TrashEntry { kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice), id: r.get(1)?, label: r.get(2)? })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

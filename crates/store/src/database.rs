@@ -53,29 +53,18 @@ impl Profile {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotInitialised {
-                    dir: dir.to_owned(),
-                });
+                return Err(StoreError::NotInitialised { dir: dir.to_owned() });
             }
             Err(source) => {
-                return Err(StoreError::Io {
-                    action: "read",
-                    path,
-                    source,
-                });
+                return Err(StoreError::Io { action: "read", path, source });
             }
         };
-        let profile: Profile = serde_json::from_str(&text).map_err(|e| StoreError::BadProfile {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        let profile: Profile = serde_json::from_str(&text)
+            .map_err(|e| StoreError::BadProfile { path: path.clone(), detail: e.to_string() })?;
         if profile.format != Self::FORMAT || profile.version != 1 {
             return Err(StoreError::BadProfile {
                 path,
-                detail: format!(
-                    "unknown format {} version {}",
-                    profile.format, profile.version
-                ),
+                detail: format!("unknown format {} version {}", profile.format, profile.version),
             });
         }
         Ok(profile)
@@ -91,11 +80,7 @@ impl Profile {
 
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let io = |action, source| StoreError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    };
+    let io = |action, source| StoreError::Io { action, path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     file.write_all(bytes).map_err(|e| io("write", e))?;
@@ -114,10 +99,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Result<Connection> {
     let path = dir.join(DATABASE_FILE);
     if !create && !path.exists() {
-        return Err(StoreError::Corrupt {
-            path,
-            detail: "the database file is missing".into(),
-        });
+        return Err(StoreError::Corrupt { path, detail: "the database file is missing".into() });
     }
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
@@ -132,16 +114,11 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
         "PRAGMA cipher_log_level = NONE; PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
         hex_key.as_str()
     ))?;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        path: path.clone(),
-        detail,
-    };
+    let corrupt = |detail: String| StoreError::Corrupt { path: path.clone(), detail };
     // First read: fails with SQLITE_NOTADB when the key is wrong or the file is damaged. The
     // caller has already checked the key against `daftar.json`, so here it means damage.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(|e| corrupt(e.to_string()))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| corrupt(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -158,9 +135,5 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
 
 /// Canonical form of a data directory path, used for messages and keyring namespaces.
 pub(crate) fn canonical_dir(dir: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(dir).map_err(|source| StoreError::Io {
-        action: "open",
-        path: dir.to_owned(),
-        source,
-    })
+    std::fs::canonicalize(dir).map_err(|source| StoreError::Io { action: "open", path: dir.to_owned(), source })
 }

@@ -50,11 +50,7 @@ fn to_scalar(value: &Json) -> ScalarValue {
 }
 
 /// Writes `new` into a map that was created in this transaction and is still empty: no reads.
-fn fill_map<T: Transactable>(
-    tx: &mut T,
-    obj: &automerge::ObjId,
-    new: &Map<String, Json>,
-) -> DocResult<()> {
+fn fill_map<T: Transactable>(tx: &mut T, obj: &automerge::ObjId, new: &Map<String, Json>) -> DocResult<()> {
     for (key, value) in new {
         match value {
             Json::Null => {}
@@ -97,10 +93,7 @@ fn reconcile_map<T: Transactable + ReadDoc>(
     new: &Map<String, Json>,
 ) -> DocResult<()> {
     let existing: Vec<String> = tx.keys(obj).collect();
-    for key in existing
-        .iter()
-        .filter(|k| new.get(k.as_str()).is_none_or(Json::is_null))
-    {
+    for key in existing.iter().filter(|k| new.get(k.as_str()).is_none_or(Json::is_null)) {
         tx.delete(obj, key.as_str())?;
     }
     for (key, value) in new {
@@ -139,11 +132,7 @@ fn record_id(value: &Json) -> Option<&str> {
     value.as_object()?.get("id")?.as_str()
 }
 
-fn element_id<T: ReadDoc>(
-    tx: &T,
-    list: &automerge::ObjId,
-    index: usize,
-) -> DocResult<Option<String>> {
+fn element_id<T: ReadDoc>(tx: &T, list: &automerge::ObjId, index: usize) -> DocResult<Option<String>> {
     Ok(match tx.get(list, index)? {
         Some((Value::Object(ObjType::Map), id)) => match tx.get(&id, "id")? {
             Some((Value::Scalar(s), _)) => s.to_str().map(str::to_owned),
@@ -153,12 +142,7 @@ fn element_id<T: ReadDoc>(
     })
 }
 
-fn insert_value<T: Transactable>(
-    tx: &mut T,
-    list: &automerge::ObjId,
-    index: usize,
-    value: &Json,
-) -> DocResult<()> {
+fn insert_value<T: Transactable>(tx: &mut T, list: &automerge::ObjId, index: usize, value: &Json) -> DocResult<()> {
     match value {
         Json::Object(map) => {
             let child = tx.insert_object(list, index, ObjType::Map)?;
@@ -172,11 +156,7 @@ fn insert_value<T: Transactable>(
     }
 }
 
-fn reconcile_list<T: Transactable + ReadDoc>(
-    tx: &mut T,
-    list: &automerge::ObjId,
-    new: &[Json],
-) -> DocResult<()> {
+fn reconcile_list<T: Transactable + ReadDoc>(tx: &mut T, list: &automerge::ObjId, new: &[Json]) -> DocResult<()> {
     let keyed = !new.is_empty() && new.iter().all(|v| record_id(v).is_some());
     if keyed {
         // Delete elements whose id is gone (from the end, so indexes stay valid).
@@ -189,11 +169,7 @@ fn reconcile_list<T: Transactable + ReadDoc>(
         }
         for (index, value) in new.iter().enumerate() {
             let id = record_id(value).unwrap_or_default();
-            let here = if index < tx.length(list) {
-                element_id(tx, list, index)?
-            } else {
-                None
-            };
+            let here = if index < tx.length(list) { element_id(tx, list, index)? } else { None };
             if here.as_deref() == Some(id) {
                 if let (Some((_, child)), Json::Object(map)) = (tx.get(list, index)?, value) {
                     reconcile_map(tx, &child, map)?;
@@ -221,12 +197,8 @@ fn reconcile_list<T: Transactable + ReadDoc>(
         }
         let current = tx.get(list, index)?.map(|(v, id)| (v.to_owned(), id));
         match (value, current) {
-            (Json::Object(map), Some((Value::Object(ObjType::Map), id))) => {
-                reconcile_map(tx, &id, map)?
-            }
-            (Json::Array(items), Some((Value::Object(ObjType::List), id))) => {
-                reconcile_list(tx, &id, items)?
-            }
+            (Json::Object(map), Some((Value::Object(ObjType::Map), id))) => reconcile_map(tx, &id, map)?,
+            (Json::Array(items), Some((Value::Object(ObjType::List), id))) => reconcile_list(tx, &id, items)?,
             (Json::Object(_) | Json::Array(_), _) => {
                 tx.delete(list, index)?;
                 insert_value(tx, list, index, value)?;
@@ -255,9 +227,7 @@ fn hydrated_to_json(value: &automerge::hydrate::Value) -> Json {
             ScalarValue::Str(s) => Json::String(s.to_string()),
             ScalarValue::Int(i) => Json::from(*i),
             ScalarValue::Uint(u) => Json::from(*u),
-            ScalarValue::F64(f) => serde_json::Number::from_f64(*f)
-                .map(Json::Number)
-                .unwrap_or(Json::Null),
+            ScalarValue::F64(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
             ScalarValue::Counter(c) => Json::from(i64::from(c)),
             ScalarValue::Timestamp(t) => Json::from(*t),
             ScalarValue::Boolean(b) => Json::Bool(*b),
@@ -287,10 +257,8 @@ pub(crate) fn read_record<T: DeserializeOwned>(
     doc: &Automerge,
     heads: Option<&[ChangeHash]>,
 ) -> Result<T> {
-    serde_json::from_value(to_json(doc, heads)).map_err(|e| StoreError::Document {
-        id,
-        detail: format!("its content does not match the expected shape: {e}"),
-    })
+    serde_json::from_value(to_json(doc, heads))
+        .map_err(|e| StoreError::Document { id, detail: format!("its content does not match the expected shape: {e}") })
 }
 
 pub(crate) fn to_json_value<T: Serialize>(record: &T) -> Json {
@@ -317,8 +285,5 @@ pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
-    bytes
-        .chunks_exact(32)
-        .map(|c| ChangeHash(c.try_into().expect("32-byte chunk")))
-        .collect()
+    bytes.chunks_exact(32).map(|c| ChangeHash(c.try_into().expect("32-byte chunk"))).collect()
 }

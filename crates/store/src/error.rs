@@ -11,15 +11,11 @@ pub enum StoreError {
         "there is no Daftar workspace in {dir}; create one with `daftar init` (or point --data-dir / DAFTAR_DATA_DIR at an existing one)"
     )]
     NotInitialised { dir: PathBuf },
-    #[error(
-        "{dir} already holds a Daftar workspace; use another --data-dir to create a second one"
-    )]
+    #[error("{dir} already holds a Daftar workspace; use another --data-dir to create a second one")]
     AlreadyInitialised { dir: PathBuf },
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error(
-        "the data directory {dir} is protected by a passphrase; set DAFTAR_PASSPHRASE or enter it when asked"
-    )]
+    #[error("the data directory {dir} is protected by a passphrase; set DAFTAR_PASSPHRASE or enter it when asked")]
     PassphraseNeeded { dir: PathBuf },
     #[error(
         "the database key does not match the database in {dir}; it belongs to another data directory. Check --data-dir, or restore this directory from a backup"
@@ -34,11 +30,7 @@ pub enum StoreError {
     #[error(
         "the database in {dir} was written by a newer Daftar (schema {found}, this build knows up to {supported}); upgrade Daftar"
     )]
-    SchemaTooNew {
-        dir: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    SchemaTooNew { dir: PathBuf, found: i64, supported: i64 },
     #[error(
         "another Daftar process is writing to {dir} and has not finished within {seconds} s; wait for it or close it, then try again"
     )]
@@ -46,11 +38,7 @@ pub enum StoreError {
     #[error("no {kind} with id {id}")]
     NotFound { kind: &'static str, id: String },
     #[error("no {kind} matches {prefix:?} uniquely; {count} do, give more characters of the id")]
-    Ambiguous {
-        kind: &'static str,
-        prefix: String,
-        count: usize,
-    },
+    Ambiguous { kind: &'static str, prefix: String, count: usize },
     #[error("{0}")]
     Invalid(Problems),
     #[error("the invoice cannot be issued yet:\n{0}")]
@@ -65,17 +53,10 @@ pub enum StoreError {
     AlreadyDeleted { kind: &'static str, id: String },
     #[error("issued invoice {number} can never be deleted or purged; cancel it with a credit note")]
     IssuedIsPermanent { number: String },
-    #[error(
-        "only drafts in the trash can be purged; delete invoice {id} first (daftar invoice delete {id})"
-    )]
+    #[error("only drafts in the trash can be purged; delete invoice {id} first (daftar invoice delete {id})")]
     PurgeNeedsTrash { id: String },
     #[error("{kind} {id} has {count} versions; version {version} does not exist")]
-    NoSuchVersion {
-        kind: &'static str,
-        id: String,
-        version: usize,
-        count: usize,
-    },
+    NoSuchVersion { kind: &'static str, id: String, version: usize, count: usize },
     #[error("document {id} could not be read: {detail}")]
     Document { id: DocumentId, detail: String },
     #[error("database error: {0}")]
@@ -117,9 +98,7 @@ impl StoreError {
             StoreError::Key(K::KeyMissing { .. }) => "key_missing",
             StoreError::Key(K::WrongPassphrase { .. }) | StoreError::WrongKey { .. } => "wrong_key",
             StoreError::Key(_) | StoreError::PassphraseNeeded { .. } => "key_error",
-            StoreError::Corrupt { .. }
-            | StoreError::BadProfile { .. }
-            | StoreError::Document { .. } => "corrupt",
+            StoreError::Corrupt { .. } | StoreError::BadProfile { .. } | StoreError::Document { .. } => "corrupt",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::Busy { .. } => "busy",
             StoreError::NotFound { .. } | StoreError::NoSuchVersion { .. } => "not_found",

@@ -27,20 +27,11 @@ fn record_id(value: &Json) -> Option<&str> {
 
 /// Flattens `value` into leaf paths. Records in lists are keyed by `#id` so they match across
 /// versions; `positions` remembers each id's 1-based position for display.
-fn flatten(
-    value: &Json,
-    path: String,
-    out: &mut BTreeMap<String, Json>,
-    positions: &mut HashMap<String, usize>,
-) {
+fn flatten(value: &Json, path: String, out: &mut BTreeMap<String, Json>, positions: &mut HashMap<String, usize>) {
     match value {
         Json::Object(map) if !map.is_empty() => {
             for (key, child) in map {
-                let child_path = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 flatten(child, child_path, out, positions);
             }
         }
@@ -63,25 +54,14 @@ fn flatten(
     }
 }
 
-fn display_path(
-    path: &str,
-    after: &HashMap<String, usize>,
-    before: &HashMap<String, usize>,
-) -> String {
+fn display_path(path: &str, after: &HashMap<String, usize>, before: &HashMap<String, usize>) -> String {
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(start) = rest.find("[#") {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find(']')
-            .map(|e| start + e)
-            .unwrap_or(rest.len());
+        let end = rest[start..].find(']').map(|e| start + e).unwrap_or(rest.len());
         let id = &rest[start + 2..end];
-        let position = after
-            .get(id)
-            .or_else(|| before.get(id))
-            .copied()
-            .unwrap_or(0);
+        let position = after.get(id).or_else(|| before.get(id)).copied().unwrap_or(0);
         out.push_str(&format!("[{position}]"));
         rest = rest.get(end + 1..).unwrap_or("");
     }
@@ -113,10 +93,8 @@ impl Store {
     /// The fields that differ between versions `from` and `to` (1-based) of a document.
     pub fn diff(&self, id: DocumentId, from: usize, to: usize) -> Result<Vec<FieldChange>> {
         self.read(|conn| {
-            let loaded = load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound {
-                kind: "document",
-                id: id.to_string(),
-            })?;
+            let loaded =
+                load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: id.to_string() })?;
             let changes = loaded.doc.get_changes(&[]);
             for version in [from, to] {
                 if version == 0 || version > changes.len() {
@@ -145,17 +123,10 @@ mod tests {
         let before = json!({"lines": [{"id": "a", "q": "1"}, {"id": "b", "q": "2"}], "notes": "x"});
         let after = json!({"lines": [{"id": "b", "q": "3"}], "notes": "x"});
         let changes = diff_json(&before, &after);
-        let paths: Vec<_> = changes
-            .iter()
-            .map(|c| (c.path.as_str(), c.after.clone()))
-            .collect();
+        let paths: Vec<_> = changes.iter().map(|c| (c.path.as_str(), c.after.clone())).collect();
         assert_eq!(
             paths,
-            vec![
-                ("lines[1].id", None),
-                ("lines[1].q", None),
-                ("lines[1].q", Some(json!("3")))
-            ],
+            vec![("lines[1].id", None), ("lines[1].q", None), ("lines[1].q", Some(json!("3")))],
             "line a was removed (shown at its old position 1) and line b (now line 1) changed"
         );
     }

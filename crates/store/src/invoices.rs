@@ -3,8 +3,8 @@
 use chrono::NaiveDate;
 use daftar_domain::invoice::{BillingReference, DocumentDiscount, PaymentMethod};
 use daftar_domain::{
-    Amount, Currency, Customer, CustomerId, DocumentId, ExchangeRate, Invoice, InvoiceId,
-    InvoiceKind, InvoiceStatus, Line, LineId, Payment, PaymentId, Quantity, VatCategory,
+    Amount, Currency, Customer, CustomerId, DocumentId, ExchangeRate, Invoice, InvoiceId, InvoiceKind, InvoiceStatus,
+    Line, LineId, Payment, PaymentId, Quantity, VatCategory,
 };
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -122,10 +122,7 @@ fn resolve_discount(input: DiscountInput, lines: &[Line]) -> Result<DocumentDisc
         Some(vat) => vat,
         None => {
             let mut categories = lines.iter().map(|l| &l.vat);
-            match (
-                categories.next(),
-                categories.all(|c| Some(c) == lines.first().map(|l| &l.vat)),
-            ) {
+            match (categories.next(), categories.all(|c| Some(c) == lines.first().map(|l| &l.vat))) {
                 (Some(first), true) => first.clone(),
                 (None, _) => VatCategory::standard(),
                 _ => {
@@ -139,23 +136,13 @@ fn resolve_discount(input: DiscountInput, lines: &[Line]) -> Result<DocumentDisc
             }
         }
     };
-    Ok(DocumentDiscount {
-        amount: input.amount,
-        vat,
-        reason: input.reason,
-    })
+    Ok(DocumentDiscount { amount: input.amount, vat, reason: input.reason })
 }
 
 fn line_index(invoice: &Invoice, n: usize) -> Result<usize> {
     if n == 0 || n > invoice.lines.len() {
         let mut problems = daftar_domain::Problems::new();
-        problems.push(
-            "lines",
-            format!(
-                "invoice has {} lines; there is no line {n}",
-                invoice.lines.len()
-            ),
-        );
+        problems.push("lines", format!("invoice has {} lines; there is no line {n}", invoice.lines.len()));
         return Err(problems.into());
     }
     Ok(n - 1)
@@ -168,9 +155,7 @@ fn live_customer(conn: &Connection, cache: &DocCache, id: CustomerId) -> Result<
         let mut problems = daftar_domain::Problems::new();
         problems.push(
             "customer",
-            format!(
-                "customer {id} is in the trash; restore it first (daftar customer restore {id})"
-            ),
+            format!("customer {id} is in the trash; restore it first (daftar customer restore {id})"),
         );
         return Err(problems.into());
     }
@@ -200,7 +185,10 @@ impl Store {
                 let (_, original) = load_record::<Invoice>(tx, cache, original_id.into())?;
                 let number = original.number.clone().filter(|_| original.is_issued()).ok_or_else(|| {
                     let mut problems = daftar_domain::Problems::new();
-                    problems.push("original", format!("invoice {original_id} is a draft; only issued invoices can be corrected with a note"));
+                    problems.push(
+                        "original",
+                        format!("invoice {original_id} is a draft; only issued invoices can be corrected with a note"),
+                    );
                     StoreError::Invalid(problems)
                 })?;
                 invoice.original = Some(BillingReference { invoice_id: original_id, number, reason });
@@ -231,8 +219,7 @@ impl Store {
                     match edit {
                         InvoiceEdit::Kind(kind) => invoice.kind = kind,
                         InvoiceEdit::Customer(customer) => {
-                            invoice.customer =
-                                Some(live_customer(tx, &DocCache::default(), customer)?.snapshot())
+                            invoice.customer = Some(live_customer(tx, &DocCache::default(), customer)?.snapshot())
                         }
                         InvoiceEdit::Notes(notes) => invoice.notes = notes,
                         InvoiceEdit::SupplyDate(date) => invoice.supply_date = date,
@@ -240,18 +227,13 @@ impl Store {
                         InvoiceEdit::Currency(currency) => invoice.currency = currency,
                         InvoiceEdit::ExchangeRate(rate) => invoice.exchange_rate = rate,
                         InvoiceEdit::Discount(discount) => {
-                            invoice.discount = discount
-                                .map(|d| resolve_discount(d, &invoice.lines))
-                                .transpose()?;
+                            invoice.discount = discount.map(|d| resolve_discount(d, &invoice.lines)).transpose()?;
                         }
                         InvoiceEdit::AddLine(line) => invoice.lines.push(line.into_line()),
                         InvoiceEdit::SetLine(n, input) => {
                             let index = line_index(invoice, n)?;
                             let id = invoice.lines[index].id;
-                            invoice.lines[index] = Line {
-                                id,
-                                ..input.into_line()
-                            };
+                            invoice.lines[index] = Line { id, ..input.into_line() };
                         }
                         InvoiceEdit::RemoveLine(n) => {
                             let index = line_index(invoice, n)?;
@@ -283,10 +265,7 @@ impl Store {
                 if invoice.deleted.is_some() {
                     return Err(daftar_domain::invoice::InvoiceStateError::Deleted { id }.into());
                 }
-                invoice
-                    .validate_for_issue()
-                    .into_result()
-                    .map_err(StoreError::NotIssuable)?;
+                invoice.validate_for_issue().into_result().map_err(StoreError::NotIssuable)?;
                 let next: i64 = tx.query_row(
                     "INSERT INTO series_counters (series, last) VALUES (?1, 1)
                      ON CONFLICT (series) DO UPDATE SET last = last + 1 RETURNING last",
@@ -334,9 +313,7 @@ impl Store {
     pub fn delete_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
         self.delete(id.into(), |invoice: &Invoice| {
             if invoice.is_issued() {
-                return Err(StoreError::IssuedIsPermanent {
-                    number: invoice.number.clone().unwrap_or_default(),
-                });
+                return Err(StoreError::IssuedIsPermanent { number: invoice.number.clone().unwrap_or_default() });
             }
             Ok(())
         })
@@ -348,9 +325,7 @@ impl Store {
 
     /// Makes a draft look as it did at `version`, as a new change.
     pub fn revert_invoice(&mut self, id: InvoiceId, version: usize) -> Result<Invoice> {
-        self.revert(id.into(), version, |invoice: &Invoice| {
-            Ok(invoice.ensure_editable()?)
-        })
+        self.revert(id.into(), version, |invoice: &Invoice| Ok(invoice.ensure_editable()?))
     }
 
     /// Removes a deleted draft and its whole history for good, and records that it did.
@@ -387,10 +362,7 @@ impl Store {
     pub fn list_invoices(&self, query: &InvoiceQuery) -> Result<Vec<InvoiceSummary>> {
         // With search words, FTS5 drives the query in descending rowid (= creation) order and
         // the LIMIT stops it after one page; without, it is a walk down the primary key.
-        let expression = query
-            .text
-            .as_deref()
-            .and_then(crate::search::match_expression);
+        let expression = query.text.as_deref().and_then(crate::search::match_expression);
         if expression.is_some() {
             self.flush_search()?;
         }
@@ -424,60 +396,43 @@ impl Store {
             arg(&mut sql, " AND i.status = ?", Box::new(status.as_str()));
         }
         if let Some(customer) = query.customer {
-            arg(
-                &mut sql,
-                " AND i.customer_id = ?",
-                Box::new(customer.to_string()),
-            );
+            arg(&mut sql, " AND i.customer_id = ?", Box::new(customer.to_string()));
         }
         if let Some(from) = query.from {
-            arg(
-                &mut sql,
-                " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) >= ?",
-                Box::new(from.to_string()),
-            );
+            arg(&mut sql, " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) >= ?", Box::new(from.to_string()));
         }
         if let Some(to) = query.to {
-            arg(
-                &mut sql,
-                " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) <= ?",
-                Box::new(to.to_string()),
-            );
+            arg(&mut sql, " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) <= ?", Box::new(to.to_string()));
         }
         sql.push_str(order);
         let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
         arg(&mut sql, " LIMIT ?", Box::new(limit));
         arg(&mut sql, " OFFSET ?", Box::new(query.offset as i64));
         let mut statement = self.conn.prepare_cached(&sql)?;
-        let rows = statement.query_map(
-            rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-            |r| {
-                Ok(InvoiceSummary {
-                    id: r.get(0)?,
-                    number: r.get(1)?,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
-                    customer_id: r.get(4)?,
-                    customer: r.get(5)?,
-                    issued_at: r.get(6)?,
-                    due_date: r.get(7)?,
-                    created_at: r.get(8)?,
-                    currency: r.get(9)?,
-                    net: Amount::from_raw(r.get(10)?),
-                    vat: Amount::from_raw(r.get(11)?),
-                    gross: Amount::from_raw(r.get(12)?),
-                    due: Amount::from_raw(r.get(13)?),
-                    deleted: r.get::<_, i64>(14)? != 0,
-                })
-            },
-        )?;
+        let rows = statement.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
+            Ok(InvoiceSummary {
+                id: r.get(0)?,
+                number: r.get(1)?,
+                kind: r.get(2)?,
+                status: r.get(3)?,
+                customer_id: r.get(4)?,
+                customer: r.get(5)?,
+                issued_at: r.get(6)?,
+                due_date: r.get(7)?,
+                created_at: r.get(8)?,
+                currency: r.get(9)?,
+                net: Amount::from_raw(r.get(10)?),
+                vat: Amount::from_raw(r.get(11)?),
+                gross: Amount::from_raw(r.get(12)?),
+                due: Amount::from_raw(r.get(13)?),
+                deleted: r.get::<_, i64>(14)? != 0,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Resolves what a person typed (id, id prefix, or number) to an invoice id.
     pub fn resolve_invoice(&self, text: &str) -> Result<InvoiceId> {
-        Ok(InvoiceId::from_uuid(
-            *self.resolve(DocKind::Invoice, text)?.as_uuid(),
-        ))
+        Ok(InvoiceId::from_uuid(*self.resolve(DocKind::Invoice, text)?.as_uuid()))
     }
 }

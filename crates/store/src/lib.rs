@@ -36,9 +36,7 @@ pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
 pub use error::{Result, StoreError};
 pub use history::FieldChange;
-pub use invoices::{
-    DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice,
-};
+pub use invoices::{DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice};
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;

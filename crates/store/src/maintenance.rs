@@ -60,10 +60,8 @@ fn document_ids(conn: &Connection) -> Result<Vec<(DocumentId, DocKind)>> {
             path: "documents".into(),
             detail: format!("document id {id:?} is not a UUID"),
         })?;
-        let kind = DocKind::parse(&kind).ok_or_else(|| StoreError::Document {
-            id,
-            detail: format!("unknown kind {kind:?}"),
-        })?;
+        let kind = DocKind::parse(&kind)
+            .ok_or_else(|| StoreError::Document { id, detail: format!("unknown kind {kind:?}") })?;
         out.push((id, kind));
     }
     Ok(out)
@@ -88,11 +86,7 @@ fn check_record<R: Record>(
     };
     let invalid = record.validate();
     if !invalid.is_empty() {
-        problems.push(format!(
-            "{} {id} is not valid: {}",
-            R::KIND.as_str(),
-            invalid.to_string().replace('\n', "; ")
-        ));
+        problems.push(format!("{} {id} is not valid: {}", R::KIND.as_str(), invalid.to_string().replace('\n', "; ")));
     }
     match record.index_matches(conn) {
         Ok(true) => {}
@@ -180,11 +174,9 @@ impl Store {
             if settings_seen != 1 {
                 report.problems.push(format!("expected one workspace settings document, found {settings_seen}"));
             }
-            for (table, expected) in [
-                ("invoice_index", report.invoices),
-                ("customer_index", report.customers),
-                ("item_index", report.items),
-            ] {
+            for (table, expected) in
+                [("invoice_index", report.invoices), ("customer_index", report.customers), ("item_index", report.items)]
+            {
                 let rows = count(conn, &format!("SELECT count(*) FROM {table}"))?;
                 if rows != expected {
                     report.problems.push(format!(
@@ -194,7 +186,11 @@ impl Store {
             }
             for (number, ids) in &numbers {
                 if ids.len() > 1 {
-                    report.problems.push(format!("invoice number {number} is used by {} invoices: {}", ids.len(), ids.join(", ")));
+                    report.problems.push(format!(
+                        "invoice number {number} is used by {} invoices: {}",
+                        ids.len(),
+                        ids.join(", ")
+                    ));
                 }
             }
             let mut counters = conn.prepare("SELECT series, last FROM series_counters")?;
@@ -254,9 +250,7 @@ impl Store {
     pub fn compact(&mut self) -> Result<CompactReport> {
         let candidates: Vec<String> = {
             let mut statement = self.conn.prepare("SELECT DISTINCT doc_id FROM changes")?;
-            statement
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
         let mut report = CompactReport::default();
         for batch in candidates.chunks(256) {
@@ -304,24 +298,12 @@ impl Store {
     /// Writes every record, deleted ones included, as pretty JSON files under `dir`
     /// (`settings.json`, `invoices/ID.json` with computed totals, `customers/`, `items/`).
     pub fn export_json(&self, dir: &Path) -> Result<ExportReport> {
-        let io = |action, path: &Path, source| StoreError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map_err(|e| io("read", dir, e))?
-                .next()
-                .is_some()
-        {
+        let io = |action, path: &Path, source| StoreError::Io { action, path: path.to_owned(), source };
+        if dir.exists() && std::fs::read_dir(dir).map_err(|e| io("read", dir, e))?.next().is_some() {
             return Err(StoreError::Io {
                 action: "export into",
                 path: dir.to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "the folder is not empty",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the folder is not empty"),
             });
         }
         for sub in ["invoices", "customers", "items"] {
@@ -345,14 +327,9 @@ impl Store {
                     }
                     DocKind::Invoice => {
                         let invoice: Invoice = document::read_record(id, &loaded.doc, None)?;
-                        if let (Ok(totals), Some(map)) = (
-                            daftar_domain::compute_totals(&invoice),
-                            json.as_object_mut(),
-                        ) {
-                            map.insert(
-                                "totals".into(),
-                                serde_json::to_value(totals).expect("totals serialise"),
-                            );
+                        if let (Ok(totals), Some(map)) = (daftar_domain::compute_totals(&invoice), json.as_object_mut())
+                        {
+                            map.insert("totals".into(), serde_json::to_value(totals).expect("totals serialise"));
                         }
                         report.invoices += 1;
                         "invoices"
@@ -386,10 +363,7 @@ impl Store {
         }
         problems.into_result()?;
         let ctx = self.ctx();
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .max(1);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
         let chunk = records.len().div_ceil(threads).max(1);
         let built: Vec<(DocumentId, Automerge)> = std::thread::scope(|scope| {
             let workers: Vec<_> = records

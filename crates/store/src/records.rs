@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use daftar_domain::{
-    Customer, DeviceId, DocumentId, Invoice, Item, Problems, SellerProfile, Series, Tombstone,
-    WorkspaceId, compute_totals,
+    Customer, DeviceId, DocumentId, Invoice, Item, Problems, SellerProfile, Series, Tombstone, WorkspaceId,
+    compute_totals,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
@@ -169,16 +169,8 @@ impl InvoiceRow {
             number: invoice.number.clone(),
             kind: invoice.kind.as_str().to_owned(),
             status: invoice.status.as_str().to_owned(),
-            customer_id: invoice
-                .customer
-                .as_ref()
-                .and_then(|c| c.id)
-                .map(|id| id.to_string()),
-            customer_name: invoice
-                .customer
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
+            customer_id: invoice.customer.as_ref().and_then(|c| c.id).map(|id| id.to_string()),
+            customer_name: invoice.customer.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             issued_at: invoice.issued_at.map(|t| t.to_rfc3339()),
             supply_date: invoice.supply_date.map(|d| d.to_string()),
             due_date: invoice.due_date.map(|d| d.to_string()),
@@ -234,12 +226,7 @@ impl InvoiceSearchText {
             .as_ref()
             .map(|c| format!("{} {}", c.name, c.vat_number.as_deref().unwrap_or_default()))
             .unwrap_or_default();
-        let lines = invoice
-            .lines
-            .iter()
-            .map(|l| l.description.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let lines = invoice.lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>().join("\n");
         InvoiceSearchText {
             number: invoice.number.clone().unwrap_or_default(),
             customer,
@@ -261,21 +248,12 @@ impl Record for Invoice {
         self.deleted = tombstone;
     }
     fn validate(&self) -> Problems {
-        if self.is_issued() {
-            self.validate_for_issue()
-        } else {
-            Invoice::validate(self)
-        }
+        if self.is_issued() { self.validate_for_issue() } else { Invoice::validate(self) }
     }
     fn index(&self, conn: &Connection, search: SearchWrite) -> Result<()> {
         let row = InvoiceRow::of(self);
-        let existing: Option<i64> = conn
-            .query_row(
-                "SELECT rowid FROM invoice_index WHERE id = ?1",
-                [&row.id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let existing: Option<i64> =
+            conn.query_row("SELECT rowid FROM invoice_index WHERE id = ?1", [&row.id], |r| r.get(0)).optional()?;
         let values = params![
             row.id,
             row.number,
@@ -315,9 +293,9 @@ impl Record for Invoice {
                 // Two ids from the same millisecond with the same 12 random bits are possible
                 // (on different devices); the later one takes the next free key.
                 let mut key = sort_key(self.id.as_uuid());
-                while insert.execute(rusqlite::params_from_iter(
-                    values.iter().copied().chain([&key as &dyn rusqlite::ToSql]),
-                ))? == 0
+                while insert
+                    .execute(rusqlite::params_from_iter(values.iter().copied().chain([&key as &dyn rusqlite::ToSql])))?
+                    == 0
                 {
                     key += 1;
                 }
@@ -333,14 +311,19 @@ impl Record for Invoice {
                      ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
                          lines = excluded.lines, notes = excluded.notes",
                 )?
-                .execute(params![rowid, text.number, text.customer, text.lines, text.notes, replace])?;
+                .execute(params![
+                    rowid,
+                    text.number,
+                    text.customer,
+                    text.lines,
+                    text.notes,
+                    replace
+                ])?;
             }
             SearchWrite::Direct => {
                 if replace == 1 {
-                    conn.prepare_cached("DELETE FROM search_queue WHERE rowid = ?1")?
-                        .execute([rowid])?;
-                    conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?
-                        .execute([rowid])?;
+                    conn.prepare_cached("DELETE FROM search_queue WHERE rowid = ?1")?.execute([rowid])?;
+                    conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?.execute([rowid])?;
                 }
                 conn.prepare_cached(
                     "INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -366,17 +349,12 @@ impl Record for Invoice {
         // expected text finds this row.
         let text = InvoiceSearchText::of(self);
         let queued: Option<(String, String, String, String)> = conn
-            .query_row(
-                "SELECT number, customer, lines, notes FROM search_queue WHERE rowid = ?1",
-                [rowid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            .query_row("SELECT number, customer, lines, notes FROM search_queue WHERE rowid = ?1", [rowid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         if let Some(queued) = queued {
-            return Ok(
-                queued == (text.number, text.customer, text.lines, text.notes)
-                    && row == InvoiceRow::of(self),
-            );
+            return Ok(queued == (text.number, text.customer, text.lines, text.notes) && row == InvoiceRow::of(self));
         }
         let probe = [text.number, text.customer, text.lines, text.notes].join(" ");
         let found = match crate::search::prefix_expression(&probe) {
@@ -495,15 +473,7 @@ impl Record for Item {
             .query_row(
                 "SELECT id, name, unit_price, vat_code, deleted FROM item_index WHERE id = ?1",
                 [self.id.to_string()],
-                |r| {
-                    Ok(ItemRow(
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ))
-                },
+                |r| Ok(ItemRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         Ok(stored == Some(ItemRow::of(self)))

@@ -133,16 +133,11 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(crate) fn migrate(conn: &Connection, dir: &Path) -> Result<()> {
-    let read_version = |conn: &Connection| -> Result<i64> {
-        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    };
+    let read_version =
+        |conn: &Connection| -> Result<i64> { Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?) };
     let check = |version: i64| {
         if version > SCHEMA_VERSION {
-            Err(StoreError::SchemaTooNew {
-                dir: dir.to_owned(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            })
+            Err(StoreError::SchemaTooNew { dir: dir.to_owned(), found: version, supported: SCHEMA_VERSION })
         } else {
             Ok(())
         }

@@ -7,10 +7,7 @@
 /// over 100,000 invoices, docs/BENCHMARKS.md). Words are split the way the `unicode61` tokenizer
 /// splits them, and each is quoted, so FTS5 syntax (`AND`, `*`, `"`, `:`) in the input is inert.
 pub(crate) fn match_expression(text: &str) -> Option<String> {
-    let words: Vec<&str> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     let (last, earlier) = words.split_last()?;
     let mut terms: Vec<String> = earlier.iter().map(|w| format!("\"{w}\"")).collect();
     terms.push(format!("\"{last}\"*"));
@@ -20,24 +17,14 @@ pub(crate) fn match_expression(text: &str) -> Option<String> {
 /// The expression that finds `text` anywhere in an indexed document, every word as a prefix
 /// (used by `store verify` to check a document's own text is findable).
 pub(crate) fn prefix_expression(text: &str) -> Option<String> {
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{w}\"*"))
-        .collect();
-    if terms.is_empty() {
-        None
-    } else {
-        Some(terms.join(" "))
-    }
+    let terms: Vec<String> =
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| format!("\"{w}\"*")).collect();
+    if terms.is_empty() { None } else { Some(terms.join(" ")) }
 }
 
 /// Moves queued search text into `invoice_search`, inside the caller's transaction.
 fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)",
-        [],
-    )?;
+    conn.execute("DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)", [])?;
     let moved = conn.execute(
         "INSERT INTO invoice_search (rowid, number, customer, lines, notes)
          SELECT rowid, number, customer, lines, notes FROM search_queue",
@@ -50,9 +37,7 @@ fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
 /// Moves queued search text into `invoice_search` in a transaction of its own. Returns how many
 /// rows moved. Must not be called inside another transaction.
 pub(crate) fn flush_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
-    let pending: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM search_queue)", [], |r| {
-        r.get(0)
-    })?;
+    let pending: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM search_queue)", [], |r| r.get(0))?;
     if !pending {
         return Ok(0);
     }
@@ -75,15 +60,9 @@ mod tests {
 
     #[test]
     fn syntax_in_the_input_is_quoted_away() {
-        assert_eq!(
-            match_expression("A-0001 acme\"*"),
-            Some("\"A\" \"0001\" \"acme\"*".into())
-        );
+        assert_eq!(match_expression("A-0001 acme\"*"), Some("\"A\" \"0001\" \"acme\"*".into()));
         assert_eq!(match_expression("  -- "), None);
-        assert_eq!(
-            match_expression("شركة النو"),
-            Some("\"شركة\" \"النو\"*".into())
-        );
+        assert_eq!(match_expression("شركة النو"), Some("\"شركة\" \"النو\"*".into()));
         assert_eq!(prefix_expression("sa nu"), Some("\"sa\"* \"nu\"*".into()));
     }
 }

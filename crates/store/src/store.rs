@@ -118,9 +118,7 @@ impl DocCache {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("info", &self.info).finish_non_exhaustive()
     }
 }
 
@@ -142,66 +140,43 @@ pub(crate) struct Loaded {
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
 }
 
 fn corrupt_meta(dir: &Path, what: &str) -> StoreError {
-    StoreError::Corrupt {
-        path: dir.join(DATABASE_FILE),
-        detail: format!("the workspace record has no valid {what}"),
-    }
+    StoreError::Corrupt { path: dir.join(DATABASE_FILE), detail: format!("the workspace record has no valid {what}") }
 }
 
 /// Loads a document: its snapshot (if compacted) plus its change rows in arrival order.
 pub(crate) fn load_doc(conn: &Connection, id: DocumentId) -> Result<Option<Loaded>> {
     let key = id.to_string();
-    let Some(kind) = conn
-        .query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()?
+    let Some(kind) =
+        conn.query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get::<_, String>(0)).optional()?
     else {
         return Ok(None);
     };
-    let kind = DocKind::parse(&kind).ok_or_else(|| StoreError::Document {
-        id,
-        detail: format!("unknown document kind {kind:?}"),
-    })?;
+    let kind = DocKind::parse(&kind)
+        .ok_or_else(|| StoreError::Document { id, detail: format!("unknown document kind {kind:?}") })?;
     let broken = |detail: String| StoreError::Document { id, detail };
-    let snapshot: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT bytes FROM snapshots WHERE doc_id = ?1",
-            [&key],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let snapshot: Option<Vec<u8>> =
+        conn.query_row("SELECT bytes FROM snapshots WHERE doc_id = ?1", [&key], |r| r.get(0)).optional()?;
     let mut doc = match snapshot {
-        Some(bytes) => {
-            Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?
-        }
+        Some(bytes) => Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?,
         None => Automerge::new(),
     };
-    let mut statement =
-        conn.prepare_cached("SELECT hash, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut statement = conn.prepare_cached("SELECT hash, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
     let mut changes = Vec::new();
     let mut rows = statement.query([&key])?;
     while let Some(row) = rows.next()? {
         let hash: Vec<u8> = row.get(0)?;
         let bytes: Vec<u8> = row.get(1)?;
-        let change = Change::from_bytes(bytes)
-            .map_err(|e| broken(format!("a stored change does not decode: {e}")))?;
+        let change = Change::from_bytes(bytes).map_err(|e| broken(format!("a stored change does not decode: {e}")))?;
         if change.hash().0.as_slice() != hash.as_slice() {
-            return Err(broken(format!(
-                "change {} is stored under another hash",
-                change.hash()
-            )));
+            return Err(broken(format!("change {} is stored under another hash", change.hash())));
         }
         changes.push(change);
     }
-    doc.apply_changes(changes)
-        .map_err(|e| broken(format!("changes do not apply: {e}")))?;
+    doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
     Ok(Some(Loaded { doc, kind }))
 }
 
@@ -216,15 +191,10 @@ pub(crate) fn commit_json(
 ) -> Result<bool> {
     let before = doc.get_heads();
     doc.set_actor(actor_for(ctx.device));
-    let options = CommitOptions::default()
-        .with_message(message.to_owned())
-        .with_time(ctx.now.timestamp_millis());
+    let options = CommitOptions::default().with_message(message.to_owned()).with_time(ctx.now.timestamp_millis());
     let outcome = doc
         .transact_with(|_| options, |tx| document::reconcile_root(tx, json))
-        .map_err(|failure| StoreError::Document {
-            id,
-            detail: failure.error.to_string(),
-        })?;
+        .map_err(|failure| StoreError::Document { id, detail: failure.error.to_string() })?;
     if outcome.hash.is_none() {
         return Ok(false);
     }
@@ -248,20 +218,11 @@ pub(crate) fn store_changes(
 ) -> Result<()> {
     insert_changes(conn, id, doc, before, ctx)?;
     conn.prepare_cached("UPDATE documents SET heads = ?2 WHERE id = ?1")?
-        .execute(params![
-            id.to_string(),
-            document::encode_heads(&doc.get_heads())
-        ])?;
+        .execute(params![id.to_string(), document::encode_heads(&doc.get_heads())])?;
     Ok(())
 }
 
-fn insert_changes(
-    conn: &Connection,
-    id: DocumentId,
-    doc: &Automerge,
-    before: &[ChangeHash],
-    ctx: Ctx,
-) -> Result<()> {
+fn insert_changes(conn: &Connection, id: DocumentId, doc: &Automerge, before: &[ChangeHash], ctx: Ctx) -> Result<()> {
     let key = id.to_string();
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -286,34 +247,19 @@ pub(crate) fn insert_document(
     doc: &Automerge,
     ctx: Ctx,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        id.to_string(),
-        kind.as_str(),
-        ctx.now.timestamp_millis(),
-        document::encode_heads(&doc.get_heads())
-    ])?;
+    conn.prepare_cached("INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)")?.execute(
+        params![id.to_string(), kind.as_str(), ctx.now.timestamp_millis(), document::encode_heads(&doc.get_heads())],
+    )?;
     insert_changes(conn, id, doc, &[], ctx)
 }
 
 /// The heads of the document as of version `version` (1-based; history is topologically
 /// ordered, so every prefix is causally complete).
-pub(crate) fn heads_at<C: std::borrow::Borrow<Change>>(
-    changes: &[C],
-    version: usize,
-) -> Vec<ChangeHash> {
+pub(crate) fn heads_at<C: std::borrow::Borrow<Change>>(changes: &[C], version: usize) -> Vec<ChangeHash> {
     let prefix = &changes[..version];
-    let depended: std::collections::HashSet<ChangeHash> = prefix
-        .iter()
-        .flat_map(|c| c.borrow().deps().iter().copied())
-        .collect();
-    prefix
-        .iter()
-        .map(|c| c.borrow().hash())
-        .filter(|h| !depended.contains(h))
-        .collect()
+    let depended: std::collections::HashSet<ChangeHash> =
+        prefix.iter().flat_map(|c| c.borrow().deps().iter().copied()).collect();
+    prefix.iter().map(|c| c.borrow().hash()).filter(|h| !depended.contains(h)).collect()
 }
 
 impl Store {
@@ -329,18 +275,14 @@ impl Store {
         {
             // Only this user may list or open the data directory.
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |source| StoreError::Io {
-                    action: "protect",
-                    path: dir.to_owned(),
-                    source,
-                },
-            )?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| StoreError::Io {
+                action: "protect",
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         if dir.join(PROFILE_FILE).exists() || dir.join(DATABASE_FILE).exists() {
-            return Err(StoreError::AlreadyInitialised {
-                dir: dir.to_owned(),
-            });
+            return Err(StoreError::AlreadyInitialised { dir: dir.to_owned() });
         }
         let dir = database::canonical_dir(dir)?;
         let key = daftar_keys::generate_database_key()?;
@@ -379,9 +321,7 @@ impl Store {
         let now = clock.now();
         let workspace_id = WorkspaceId::from_uuid(Uuid::now_v7());
         let device_id = DeviceId::from_uuid(Uuid::now_v7());
-        let series = options
-            .series
-            .unwrap_or_else(|| "A".parse().expect("valid series"));
+        let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
         conn.execute_batch("BEGIN IMMEDIATE")?;
         for (k, v) in [
             ("workspace_id", workspace_id.to_string()),
@@ -390,10 +330,7 @@ impl Store {
         ] {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, &v])?;
         }
-        conn.execute(
-            "INSERT INTO series_counters (series, last) VALUES (?1, 0)",
-            [series.as_str()],
-        )?;
+        conn.execute("INSERT INTO series_counters (series, last) VALUES (?1, 0)", [series.as_str()])?;
         conn.execute_batch("COMMIT")?;
         let info = WorkspaceInfo {
             workspace_id,
@@ -402,33 +339,16 @@ impl Store {
             data_dir: dir.to_owned(),
             key_location: location.clone(),
         };
-        let mut store = Store {
-            conn,
-            info,
-            clock,
-            cache: DocCache::default(),
-            unflushed: Default::default(),
-        };
+        let mut store = Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default() };
         let settings = WorkspaceSettings {
             id: workspace_id,
             seller: options.seller,
-            devices: vec![DeviceEntry {
-                id: device_id,
-                series,
-                name: options.device_name,
-                added_at: now,
-            }],
+            devices: vec![DeviceEntry { id: device_id, series, name: options.device_name, added_at: now }],
             created_at: now,
         };
         store.create(&settings, "create workspace")?;
         // The profile is written last: until it exists, the directory is not a workspace.
-        Profile {
-            format: Profile::FORMAT.into(),
-            version: 1,
-            key: location,
-            key_check: key_check(key),
-        }
-        .write(dir)?;
+        Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
         Ok(store)
     }
 
@@ -439,10 +359,8 @@ impl Store {
         let key = match &profile.key {
             KeyLocation::Keyring { namespace } => keyring_store::load(namespace)?,
             KeyLocation::KeyFile => {
-                let passphrase = unlock
-                    .passphrase
-                    .as_deref()
-                    .ok_or_else(|| StoreError::PassphraseNeeded { dir: dir.clone() })?;
+                let passphrase =
+                    unlock.passphrase.as_deref().ok_or_else(|| StoreError::PassphraseNeeded { dir: dir.clone() })?;
                 key_file::open(&dir.join(KEY_FILE), passphrase)?
             }
         };
@@ -457,31 +375,12 @@ impl Store {
             return Err(StoreError::WrongKey { dir });
         }
         let conn = database::open_connection(&dir, key, false)?;
-        let read =
-            |k: &str| -> Result<String> { meta(&conn, k)?.ok_or_else(|| corrupt_meta(&dir, k)) };
-        let workspace_id = read("workspace_id")?
-            .parse()
-            .map_err(|_| corrupt_meta(&dir, "workspace id"))?;
-        let device_id = read("device_id")?
-            .parse()
-            .map_err(|_| corrupt_meta(&dir, "device id"))?;
-        let series = read("series")?
-            .parse()
-            .map_err(|_| corrupt_meta(&dir, "series"))?;
-        let info = WorkspaceInfo {
-            workspace_id,
-            device_id,
-            series,
-            data_dir: dir,
-            key_location: profile.key,
-        };
-        Ok(Store {
-            conn,
-            info,
-            clock,
-            cache: DocCache::default(),
-            unflushed: Default::default(),
-        })
+        let read = |k: &str| -> Result<String> { meta(&conn, k)?.ok_or_else(|| corrupt_meta(&dir, k)) };
+        let workspace_id = read("workspace_id")?.parse().map_err(|_| corrupt_meta(&dir, "workspace id"))?;
+        let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
+        let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
+        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
+        Ok(Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default() })
     }
 
     pub fn info(&self) -> &WorkspaceInfo {
@@ -489,35 +388,23 @@ impl Store {
     }
 
     pub(crate) fn ctx(&self) -> Ctx {
-        Ctx {
-            device: self.info.device_id,
-            now: self.clock.now(),
-        }
+        Ctx { device: self.info.device_id, now: self.clock.now() }
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it is stored, durably
     /// (`synchronous = FULL`), or none of it. Another process's writer makes this wait up to
     /// [`database::BUSY_TIMEOUT`] and then fail with [`StoreError::Busy`].
-    pub(crate) fn write<T>(
-        &mut self,
-        f: impl FnOnce(&Transaction<'_>, Ctx, &DocCache) -> Result<T>,
-    ) -> Result<T> {
+    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, Ctx, &DocCache) -> Result<T>) -> Result<T> {
         let ctx = self.ctx();
         let dir = self.info.data_dir.clone();
         let busy = |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Busy {
-                    dir: dir.clone(),
-                    seconds: database::BUSY_TIMEOUT.as_secs(),
-                }
+                StoreError::Busy { dir: dir.clone(), seconds: database::BUSY_TIMEOUT.as_secs() }
             }
             _ => StoreError::Sqlite(e),
         };
         let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(busy)?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(busy)?;
             let value = f(&tx, ctx, &self.cache)?;
             tx.commit().map_err(busy)?;
             Ok(value)
@@ -553,10 +440,7 @@ impl Store {
             && let Ok(pages) = self.damaged_pages()
             && !pages.is_empty()
         {
-            return StoreError::Corrupt {
-                path: self.info.data_dir.join(DATABASE_FILE),
-                detail: pages.join("; "),
-            };
+            return StoreError::Corrupt { path: self.info.data_dir.join(DATABASE_FILE), detail: pages.join("; ") };
         }
         error
     }
@@ -600,14 +484,7 @@ impl Store {
             let (mut doc, mut record) = load_record::<R>(tx, cache, id)?;
             let value = f(&mut record, tx, ctx)?;
             record.validate().into_result()?;
-            if commit_json(
-                tx,
-                id,
-                &mut doc,
-                &document::to_json_value(&record),
-                &message(&record),
-                ctx,
-            )? {
+            if commit_json(tx, id, &mut doc, &document::to_json_value(&record), &message(&record), ctx)? {
                 record.index(tx, SearchWrite::Queue)?;
             }
             cache.put(id, doc);
@@ -616,25 +493,15 @@ impl Store {
     }
 
     /// Moves a record to the trash.
-    pub fn delete<R: Record>(
-        &mut self,
-        id: DocumentId,
-        guard: impl FnOnce(&R) -> Result<()>,
-    ) -> Result<R> {
+    pub fn delete<R: Record>(&mut self, id: DocumentId, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
         self.update(
             id,
             |record: &mut R, _, ctx| {
                 if record.tombstone().is_some() {
-                    return Err(StoreError::AlreadyDeleted {
-                        kind: R::KIND.as_str(),
-                        id: id.to_string(),
-                    });
+                    return Err(StoreError::AlreadyDeleted { kind: R::KIND.as_str(), id: id.to_string() });
                 }
                 guard(record)?;
-                record.set_tombstone(Some(Tombstone {
-                    by: ctx.device,
-                    at: ctx.now,
-                }));
+                record.set_tombstone(Some(Tombstone { by: ctx.device, at: ctx.now }));
                 Ok(())
             },
             |_| "delete".to_owned(),
@@ -644,19 +511,12 @@ impl Store {
 
     /// Changes a record with `f`, which may refuse by returning an error. Records in the trash
     /// must be restored before they are edited.
-    pub fn edit<R: Record>(
-        &mut self,
-        id: DocumentId,
-        f: impl FnOnce(&mut R) -> Result<()>,
-    ) -> Result<R> {
+    pub fn edit<R: Record>(&mut self, id: DocumentId, f: impl FnOnce(&mut R) -> Result<()>) -> Result<R> {
         self.update(
             id,
             |record: &mut R, _, _| {
                 if record.tombstone().is_some() {
-                    return Err(StoreError::InTrash {
-                        kind: R::KIND.as_str(),
-                        id: id.to_string(),
-                    });
+                    return Err(StoreError::InTrash { kind: R::KIND.as_str(), id: id.to_string() });
                 }
                 f(record)
             },
@@ -671,10 +531,7 @@ impl Store {
             id,
             |record: &mut R, _, _| {
                 if record.tombstone().is_none() {
-                    return Err(StoreError::NotDeleted {
-                        kind: R::KIND.as_str(),
-                        id: id.to_string(),
-                    });
+                    return Err(StoreError::NotDeleted { kind: R::KIND.as_str(), id: id.to_string() });
                 }
                 record.set_tombstone(None);
                 Ok(())
@@ -687,10 +544,8 @@ impl Store {
     /// Every version of a document, oldest first.
     pub fn history(&self, id: DocumentId) -> Result<Vec<Version>> {
         self.read(|conn| {
-            let loaded = load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound {
-                kind: "document",
-                id: id.to_string(),
-            })?;
+            let loaded =
+                load_doc(conn, id)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: id.to_string() })?;
             Ok(loaded
                 .doc
                 .get_changes(&[])
@@ -751,19 +606,12 @@ impl Store {
     /// at least 4 characters, or (for invoices) an invoice number.
     pub fn resolve(&self, kind: DocKind, text: &str) -> Result<DocumentId> {
         let text = text.trim();
-        let not_found = || StoreError::NotFound {
-            kind: kind.as_str(),
-            id: text.to_owned(),
-        };
+        let not_found = || StoreError::NotFound { kind: kind.as_str(), id: text.to_owned() };
         if let Ok(uuid) = Uuid::try_parse(text) {
             let id = DocumentId::from_uuid(uuid);
             let exists: Option<String> = self
                 .conn
-                .query_row(
-                    "SELECT kind FROM documents WHERE id = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT kind FROM documents WHERE id = ?1", [id.to_string()], |r| r.get(0))
                 .optional()?;
             return match exists {
                 Some(k) if k == kind.as_str() => Ok(id),
@@ -775,11 +623,7 @@ impl Store {
             // partial number index serves the lookup.
             let by_number: Option<String> = self
                 .conn
-                .query_row(
-                    "SELECT id FROM invoice_index WHERE number = ?1",
-                    [text.to_ascii_uppercase()],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT id FROM invoice_index WHERE number = ?1", [text.to_ascii_uppercase()], |r| r.get(0))
                 .optional()?;
             if let Some(id) = by_number {
                 return id.parse().map_err(|_| not_found());
@@ -789,22 +633,15 @@ impl Store {
         if !prefix_ok {
             return Err(not_found());
         }
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id FROM documents WHERE kind = ?1 AND id LIKE ?2 || '%' LIMIT 3",
-        )?;
+        let mut statement =
+            self.conn.prepare_cached("SELECT id FROM documents WHERE kind = ?1 AND id LIKE ?2 || '%' LIMIT 3")?;
         let matches: Vec<String> = statement
-            .query_map(params![kind.as_str(), text.to_ascii_lowercase()], |r| {
-                r.get(0)
-            })?
+            .query_map(params![kind.as_str(), text.to_ascii_lowercase()], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         match matches.as_slice() {
             [one] => one.parse().map_err(|_| not_found()),
             [] => Err(not_found()),
-            many => Err(StoreError::Ambiguous {
-                kind: kind.as_str(),
-                prefix: text.to_owned(),
-                count: many.len(),
-            }),
+            many => Err(StoreError::Ambiguous { kind: kind.as_str(), prefix: text.to_owned(), count: many.len() }),
         }
     }
 
@@ -814,10 +651,7 @@ impl Store {
     }
 
     /// Changes the seller profile.
-    pub fn update_seller(
-        &mut self,
-        f: impl FnOnce(&mut SellerProfile),
-    ) -> Result<WorkspaceSettings> {
+    pub fn update_seller(&mut self, f: impl FnOnce(&mut SellerProfile)) -> Result<WorkspaceSettings> {
         let id = self.info.workspace_id.into();
         self.update(
             id,
@@ -832,15 +666,8 @@ impl Store {
 }
 
 /// Loads a document and deserialises it as `R`, refusing documents of another kind.
-pub(crate) fn load_record<R: Record>(
-    conn: &Connection,
-    cache: &DocCache,
-    id: DocumentId,
-) -> Result<(Automerge, R)> {
-    let not_found = || StoreError::NotFound {
-        kind: R::KIND.as_str(),
-        id: id.to_string(),
-    };
+pub(crate) fn load_record<R: Record>(conn: &Connection, cache: &DocCache, id: DocumentId) -> Result<(Automerge, R)> {
+    let not_found = || StoreError::NotFound { kind: R::KIND.as_str(), id: id.to_string() };
     let loaded = cache.take(conn, id)?.ok_or_else(not_found)?;
     if loaded.kind != R::KIND {
         cache.put(id, loaded.doc);
@@ -851,12 +678,7 @@ pub(crate) fn load_record<R: Record>(
 }
 
 /// Inserts a new document holding `record`, its first change, and its index rows.
-pub(crate) fn insert_record<R: Record>(
-    conn: &Connection,
-    record: &R,
-    message: &str,
-    ctx: Ctx,
-) -> Result<()> {
+pub(crate) fn insert_record<R: Record>(conn: &Connection, record: &R, message: &str, ctx: Ctx) -> Result<()> {
     let doc = build_document(record, message, ctx)?;
     insert_document(conn, record.document_id(), R::KIND, &doc, ctx)?;
     record.index(conn, SearchWrite::Queue)?;
@@ -868,14 +690,9 @@ pub(crate) fn build_document<R: Record>(record: &R, message: &str, ctx: Ctx) -> 
     let id = record.document_id();
     let mut doc = Automerge::new();
     doc.set_actor(actor_for(ctx.device));
-    let options = CommitOptions::default()
-        .with_message(message.to_owned())
-        .with_time(ctx.now.timestamp_millis());
+    let options = CommitOptions::default().with_message(message.to_owned()).with_time(ctx.now.timestamp_millis());
     let json = document::to_json_value(record);
     doc.transact_with(|_| options, |tx| document::fill_root(tx, &json))
-        .map_err(|failure| StoreError::Document {
-            id,
-            detail: failure.error.to_string(),
-        })?;
+        .map_err(|failure| StoreError::Document { id, detail: failure.error.to_string() })?;
     Ok(doc)
 }

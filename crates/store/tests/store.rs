@@ -4,19 +4,14 @@ use std::sync::Arc;
 
 use daftar_domain::{Amount, Customer, CustomerId, InvoiceStatus, SellerProfile, VatCategory};
 use daftar_store::{
-    InitOptions, InvoiceEdit, InvoiceQuery, KeyChoice, LineInput, NewInvoice, Store, StoreError,
-    SystemClock, Unlock,
+    InitOptions, InvoiceEdit, InvoiceQuery, KeyChoice, LineInput, NewInvoice, Store, StoreError, SystemClock, Unlock,
 };
 use uuid::Uuid;
 
 const PASSPHRASE: &str = "correct horse battery";
 
 fn seller() -> SellerProfile {
-    SellerProfile {
-        name: "Acme Trading".into(),
-        vat_number: "300000000000003".into(),
-        ..Default::default()
-    }
+    SellerProfile { name: "Acme Trading".into(), vat_number: "300000000000003".into(), ..Default::default() }
 }
 
 fn init(dir: &std::path::Path) -> Store {
@@ -34,14 +29,7 @@ fn init(dir: &std::path::Path) -> Store {
 }
 
 fn reopen(dir: &std::path::Path) -> Store {
-    Store::open(
-        dir,
-        &Unlock {
-            passphrase: Some(PASSPHRASE.into()),
-        },
-        Arc::new(SystemClock),
-    )
-    .expect("open")
+    Store::open(dir, &Unlock { passphrase: Some(PASSPHRASE.into()) }, Arc::new(SystemClock)).expect("open")
 }
 
 fn customer(store: &mut Store, name: &str) -> CustomerId {
@@ -81,26 +69,13 @@ fn invoices_survive_reopen_with_history_and_gapless_numbers() {
             ..Default::default()
         })
         .unwrap();
-    store
-        .edit_invoice(
-            invoice.id,
-            vec![InvoiceEdit::AddLine(line("Delivery", "1", "15"))],
-        )
-        .unwrap();
+    store.edit_invoice(invoice.id, vec![InvoiceEdit::AddLine(line("Delivery", "1", "15"))]).unwrap();
     let issued = store.issue_invoice(invoice.id).unwrap();
     assert_eq!(issued.number.as_deref(), Some("A-000001"));
     let second = store
-        .create_invoice(NewInvoice {
-            customer: Some(acme),
-            lines: vec![line("x", "1", "1")],
-            ..Default::default()
-        })
+        .create_invoice(NewInvoice { customer: Some(acme), lines: vec![line("x", "1", "1")], ..Default::default() })
         .unwrap();
-    assert_eq!(
-        store.issue_invoice(second.id).unwrap().number.as_deref(),
-        Some("A-000002"),
-        "numbers are consecutive"
-    );
+    assert_eq!(store.issue_invoice(second.id).unwrap().number.as_deref(), Some("A-000002"), "numbers are consecutive");
     drop(store);
 
     let mut store = reopen(dir.path());
@@ -113,29 +88,17 @@ fn invoices_survive_reopen_with_history_and_gapless_numbers() {
     let first: daftar_domain::Invoice = store.get_at(invoice.id.into(), 1).unwrap();
     assert_eq!(first.lines.len(), 1, "version 1 had one line");
     let diff = store.diff(invoice.id.into(), 1, 2).unwrap();
-    assert!(
-        diff.iter().any(|c| c.path == "lines[2].description"),
-        "{diff:?}"
-    );
+    assert!(diff.iter().any(|c| c.path == "lines[2].description"), "{diff:?}");
 
-    let refused = store
-        .edit_invoice(invoice.id, vec![InvoiceEdit::Notes("changed".into())])
-        .unwrap_err();
+    let refused = store.edit_invoice(invoice.id, vec![InvoiceEdit::Notes("changed".into())]).unwrap_err();
     assert!(matches!(refused, StoreError::State(_)), "{refused}");
-    assert!(
-        store.delete_invoice(invoice.id).is_err(),
-        "issued invoices cannot be deleted"
-    );
+    assert!(store.delete_invoice(invoice.id).is_err(), "issued invoices cannot be deleted");
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 
     let compacted = store.compact().unwrap();
     assert!(compacted.documents >= 3);
-    assert_eq!(
-        store.history(invoice.id.into()).unwrap(),
-        history,
-        "compaction keeps every version"
-    );
+    assert_eq!(store.history(invoice.id.into()).unwrap(), history, "compaction keeps every version");
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -152,59 +115,25 @@ fn delete_restore_revert_and_search() {
             ..Default::default()
         })
         .unwrap();
-    store
-        .edit_invoice(
-            invoice.id,
-            vec![InvoiceEdit::SetLine(1, line("Saffron", "3", "100"))],
-        )
-        .unwrap();
-    let found = store
-        .list_invoices(&InvoiceQuery {
-            text: Some("saffron nou".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    store.edit_invoice(invoice.id, vec![InvoiceEdit::SetLine(1, line("Saffron", "3", "100"))]).unwrap();
+    let found = store.list_invoices(&InvoiceQuery { text: Some("saffron nou".into()), ..Default::default() }).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].gross.to_string(), "345.00");
 
     store.delete_invoice(invoice.id).unwrap();
-    assert!(
-        store
-            .list_invoices(&InvoiceQuery::default())
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .list_invoices(&InvoiceQuery {
-                deleted: true,
-                ..Default::default()
-            })
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(matches!(
-        store.edit_invoice(invoice.id, vec![]),
-        Err(StoreError::State(_))
-    ));
+    assert!(store.list_invoices(&InvoiceQuery::default()).unwrap().is_empty());
+    assert_eq!(store.list_invoices(&InvoiceQuery { deleted: true, ..Default::default() }).unwrap().len(), 1);
+    assert!(matches!(store.edit_invoice(invoice.id, vec![]), Err(StoreError::State(_))));
     store.restore_invoice(invoice.id).unwrap();
 
     let reverted = store.revert_invoice(invoice.id, 1).unwrap();
     assert_eq!(reverted.lines[0].quantity.to_string(), "1");
-    assert_eq!(
-        store.history(invoice.id.into()).unwrap().len(),
-        5,
-        "create, edit, delete, restore, revert"
-    );
+    assert_eq!(store.history(invoice.id.into()).unwrap().len(), 5, "create, edit, delete, restore, revert");
     assert!(store.verify().unwrap().is_ok());
 
     store.delete_invoice(invoice.id).unwrap();
     store.purge_invoice(invoice.id).unwrap();
-    assert!(matches!(
-        store.invoice(invoice.id),
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.invoice(invoice.id), Err(StoreError::NotFound { .. })));
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -212,36 +141,17 @@ fn delete_restore_revert_and_search() {
 fn wrong_passphrase_and_damaged_database_are_told_apart() {
     let dir = tempfile::tempdir().unwrap();
     drop(init(dir.path()));
-    let wrong = Store::open(
-        dir.path(),
-        &Unlock {
-            passphrase: Some("not the passphrase".into()),
-        },
-        Arc::new(SystemClock),
-    );
-    assert!(matches!(
-        wrong,
-        Err(StoreError::Key(
-            daftar_keys::KeyError::WrongPassphrase { .. }
-        ))
-    ));
+    let wrong =
+        Store::open(dir.path(), &Unlock { passphrase: Some("not the passphrase".into()) }, Arc::new(SystemClock));
+    assert!(matches!(wrong, Err(StoreError::Key(daftar_keys::KeyError::WrongPassphrase { .. }))));
     let db = dir.path().join("daftar.db");
     let mut bytes = std::fs::read(&db).unwrap();
     for b in &mut bytes[..64] {
         *b ^= 0xFF;
     }
     std::fs::write(&db, bytes).unwrap();
-    let damaged = Store::open(
-        dir.path(),
-        &Unlock {
-            passphrase: Some(PASSPHRASE.into()),
-        },
-        Arc::new(SystemClock),
-    );
-    assert!(
-        matches!(damaged, Err(StoreError::Corrupt { .. })),
-        "{damaged:?}"
-    );
+    let damaged = Store::open(dir.path(), &Unlock { passphrase: Some(PASSPHRASE.into()) }, Arc::new(SystemClock));
+    assert!(matches!(damaged, Err(StoreError::Corrupt { .. })), "{damaged:?}");
 }
 
 #[test]
@@ -251,10 +161,7 @@ fn nothing_readable_in_the_database_or_its_wal_while_open() {
     let name = "Qasr Al Tamr Dates";
     customer(&mut store, name);
     store
-        .create_invoice(NewInvoice {
-            lines: vec![line("Medjool premium box", "4", "87.65")],
-            ..Default::default()
-        })
+        .create_invoice(NewInvoice { lines: vec![line("Medjool premium box", "4", "87.65")], ..Default::default() })
         .unwrap();
     // The store is still open: the WAL holds the latest pages.
     let mut seen_wal = false;

@@ -54,17 +54,11 @@ pub enum EnvelopeError {
     BadLength,
     #[error("the envelope is signed by device {0}, which is not a known device of this workspace")]
     UnknownSender(DeviceId),
-    #[error(
-        "the signature of the envelope from device {0} does not verify: it was altered or forged"
-    )]
+    #[error("the signature of the envelope from device {0} does not verify: it was altered or forged")]
     BadSignature(DeviceId),
-    #[error(
-        "the envelope from device {sender} uses key epoch {epoch}, which this device does not hold"
-    )]
+    #[error("the envelope from device {sender} uses key epoch {epoch}, which this device does not hold")]
     UnknownEpoch { sender: DeviceId, epoch: u32 },
-    #[error(
-        "the envelope from device {0} does not decrypt with the workspace key: wrong key or tampered content"
-    )]
+    #[error("the envelope from device {0} does not decrypt with the workspace key: wrong key or tampered content")]
     Undecryptable(DeviceId),
     #[error("a change of {0} bytes is larger than an envelope carries ({MAX_CHANGE_BYTES} bytes)")]
     TooLarge(usize),
@@ -77,47 +71,30 @@ pub struct DeviceSigningKey(Ed25519KeyPair);
 
 impl std::fmt::Debug for DeviceSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "DeviceSigningKey(public {})",
-            hex::encode(self.public_key())
-        )
+        write!(f, "DeviceSigningKey(public {})", hex::encode(self.public_key()))
     }
 }
 
 impl DeviceSigningKey {
     pub fn from_seed(seed: &Secret<32>) -> Self {
         // A 32-byte seed is always a valid Ed25519 private key.
-        Self(
-            Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes())
-                .expect("32-byte Ed25519 seed"),
-        )
+        Self(Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes()).expect("32-byte Ed25519 seed"))
     }
 
     /// A new random seed for a new device.
     pub fn generate_seed() -> Result<Secret<32>, EnvelopeError> {
         let mut seed = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| EnvelopeError::Random)?;
+        SystemRandom::new().fill(&mut seed).map_err(|_| EnvelopeError::Random)?;
         Ok(Secret::new(seed))
     }
 
     /// Signs `message` (used for relay requests; envelopes sign themselves in [`Sealer::seal`]).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0
-            .sign(message)
-            .as_ref()
-            .try_into()
-            .expect("Ed25519 signatures are 64 bytes")
+        self.0.sign(message).as_ref().try_into().expect("Ed25519 signatures are 64 bytes")
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        self.0
-            .public_key()
-            .as_ref()
-            .try_into()
-            .expect("Ed25519 public keys are 32 bytes")
+        self.0.public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes")
     }
 }
 
@@ -148,9 +125,7 @@ fn associated_data(label: &[u8], workspace: WorkspaceId, sender: DeviceId, epoch
 }
 
 fn aead(key: &Secret<32>) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, key.expose_secret_bytes()).expect("32-byte AES key"),
-    )
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose_secret_bytes()).expect("32-byte AES key"))
 }
 
 fn signed_message(workspace: WorkspaceId, body: &[u8]) -> Vec<u8> {
@@ -171,23 +146,10 @@ impl Sealer<'_> {
         for buffer in [&mut data_key[..], &mut wrap_nonce[..], &mut nonce[..]] {
             rng.fill(buffer).map_err(|_| EnvelopeError::Random)?;
         }
-        self.seal_with(
-            document,
-            change,
-            Randomness {
-                data_key: Secret::new(data_key),
-                wrap_nonce,
-                nonce,
-            },
-        )
+        self.seal_with(document, change, Randomness { data_key: Secret::new(data_key), wrap_nonce, nonce })
     }
 
-    fn seal_with(
-        &self,
-        document: DocumentId,
-        change: &[u8],
-        random: Randomness,
-    ) -> Result<Vec<u8>, EnvelopeError> {
+    fn seal_with(&self, document: DocumentId, change: &[u8], random: Randomness) -> Result<Vec<u8>, EnvelopeError> {
         if change.len() > MAX_CHANGE_BYTES {
             return Err(EnvelopeError::TooLarge(change.len()));
         }
@@ -196,12 +158,7 @@ impl Sealer<'_> {
         aead(self.epoch_key)
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(random.wrap_nonce),
-                Aad::from(associated_data(
-                    b"daftar-envelope-v1 key",
-                    workspace,
-                    sender,
-                    epoch,
-                )),
+                Aad::from(associated_data(b"daftar-envelope-v1 key", workspace, sender, epoch)),
                 &mut wrapped,
             )
             .map_err(|_| EnvelopeError::Random)?;
@@ -211,12 +168,7 @@ impl Sealer<'_> {
         aead(&random.data_key)
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(random.nonce),
-                Aad::from(associated_data(
-                    b"daftar-envelope-v1",
-                    workspace,
-                    sender,
-                    epoch,
-                )),
+                Aad::from(associated_data(b"daftar-envelope-v1", workspace, sender, epoch)),
                 &mut content,
             )
             .map_err(|_| EnvelopeError::Random)?;
@@ -273,14 +225,9 @@ impl<'a> Envelope<'a> {
         if HEADER.checked_add(n).and_then(|v| v.checked_add(SIGNATURE)) != Some(bytes.len()) {
             return Err(EnvelopeError::BadLength);
         }
-        let sender =
-            DeviceId::from_uuid(Uuid::from_bytes(bytes[6..22].try_into().expect("16 bytes")));
+        let sender = DeviceId::from_uuid(Uuid::from_bytes(bytes[6..22].try_into().expect("16 bytes")));
         let epoch = u32::from_be_bytes(bytes[22..26].try_into().expect("4 bytes"));
-        Ok(Envelope {
-            bytes,
-            sender,
-            epoch,
-        })
+        Ok(Envelope { bytes, sender, epoch })
     }
 
     /// Verifies the signature against the sender's public key (`public_key_of`), then decrypts
@@ -303,12 +250,7 @@ impl<'a> Envelope<'a> {
         let data_key: [u8; 32] = aead(epoch_key)
             .open_in_place(
                 Nonce::assume_unique_for_key(body[26..38].try_into().expect("12 bytes")),
-                Aad::from(associated_data(
-                    b"daftar-envelope-v1 key",
-                    workspace,
-                    sender,
-                    epoch,
-                )),
+                Aad::from(associated_data(b"daftar-envelope-v1 key", workspace, sender, epoch)),
                 &mut wrapped,
             )
             .map_err(|_| undecryptable())?
@@ -320,24 +262,12 @@ impl<'a> Envelope<'a> {
         let plain = aead(&data_key)
             .open_in_place(
                 Nonce::assume_unique_for_key(body[86..98].try_into().expect("12 bytes")),
-                Aad::from(associated_data(
-                    b"daftar-envelope-v1",
-                    workspace,
-                    sender,
-                    epoch,
-                )),
+                Aad::from(associated_data(b"daftar-envelope-v1", workspace, sender, epoch)),
                 &mut content,
             )
             .map_err(|_| undecryptable())?;
-        let document = DocumentId::from_uuid(Uuid::from_bytes(
-            plain[..16].try_into().map_err(|_| undecryptable())?,
-        ));
-        Ok(OpenedEnvelope {
-            sender,
-            epoch,
-            document,
-            change: plain[16..].to_vec(),
-        })
+        let document = DocumentId::from_uuid(Uuid::from_bytes(plain[..16].try_into().map_err(|_| undecryptable())?));
+        Ok(OpenedEnvelope { sender, epoch, document, change: plain[16..].to_vec() })
     }
 }
 
@@ -356,61 +286,30 @@ mod tests {
 
     fn golden() -> Vec<u8> {
         let (workspace, sender, epoch_key, signing_key) = fixture();
-        let sealer = Sealer {
-            workspace,
-            sender,
-            epoch: 3,
-            epoch_key: &epoch_key,
-            signing_key: &signing_key,
-        };
-        let document =
-            DocumentId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003));
-        let random = Randomness {
-            data_key: Secret::new([0x33; 32]),
-            wrap_nonce: [0x44; 12],
-            nonce: [0x55; 12],
-        };
-        sealer
-            .seal_with(document, b"automerge change bytes", random)
-            .unwrap()
+        let sealer = Sealer { workspace, sender, epoch: 3, epoch_key: &epoch_key, signing_key: &signing_key };
+        let document = DocumentId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003));
+        let random = Randomness { data_key: Secret::new([0x33; 32]), wrap_nonce: [0x44; 12], nonce: [0x55; 12] };
+        sealer.seal_with(document, b"automerge change bytes", random).unwrap()
     }
 
     #[test]
     fn golden_bytes_of_format_version_1() {
         let expected = include_str!("../tests/golden-envelope-v1.hex").trim();
-        assert_eq!(
-            hex::encode(golden()),
-            expected,
-            "envelope format v1 must not change; add a version instead"
-        );
+        assert_eq!(hex::encode(golden()), expected, "envelope format v1 must not change; add a version instead");
     }
 
     #[test]
     fn round_trip_and_header() {
         let (workspace, sender, epoch_key, signing_key) = fixture();
-        let sealer = Sealer {
-            workspace,
-            sender,
-            epoch: 7,
-            epoch_key: &epoch_key,
-            signing_key: &signing_key,
-        };
+        let sealer = Sealer { workspace, sender, epoch: 7, epoch_key: &epoch_key, signing_key: &signing_key };
         let document = DocumentId::from_uuid(Uuid::now_v7());
         let bytes = sealer.seal(document, b"change").unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!((envelope.sender, envelope.epoch), (sender, 7));
         let public = signing_key.public_key();
-        let opened = envelope
-            .open(workspace, |_| Some(public), |_| Some(&epoch_key))
-            .unwrap();
-        assert_eq!(
-            (opened.document, opened.change.as_slice()),
-            (document, &b"change"[..])
-        );
+        let opened = envelope.open(workspace, |_| Some(public), |_| Some(&epoch_key)).unwrap();
+        assert_eq!((opened.document, opened.change.as_slice()), (document, &b"change"[..]));
         let again = sealer.seal(document, b"change").unwrap();
-        assert_ne!(
-            bytes, again,
-            "every envelope has its own data key and nonces"
-        );
+        assert_ne!(bytes, again, "every envelope has its own data key and nonces");
     }
 }

@@ -16,17 +16,13 @@ const CHARS: usize = 36;
 /// A typed recovery key could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoveryKeyError {
-    #[error(
-        "a recovery key has 36 letters and digits in six groups (got {0}); check that none is missing"
-    )]
+    #[error("a recovery key has 36 letters and digits in six groups (got {0}); check that none is missing")]
     WrongLength(usize),
     #[error(
         "{character:?} (position {position}) cannot be part of a recovery key; it uses digits and the letters A–Z without U"
     )]
     InvalidCharacter { character: char, position: usize },
-    #[error(
-        "the recovery key has a typo: its checksum does not match. Compare each group with the printed key"
-    )]
+    #[error("the recovery key has a typo: its checksum does not match. Compare each group with the printed key")]
     Checksum,
     #[error("the system random number generator failed")]
     Random,
@@ -77,20 +73,14 @@ impl ring::hkdf::KeyType for Len32 {
 impl RecoveryKey {
     pub fn generate() -> Result<Self, RecoveryKeyError> {
         let mut bytes = [0u8; SECRET_BYTES];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| RecoveryKeyError::Random)?;
+        SystemRandom::new().fill(&mut bytes).map_err(|_| RecoveryKeyError::Random)?;
         Ok(Self(Secret::new(bytes)))
     }
 
     /// The printable form, `XXXXXX-XXXXXX-XXXXXX-XXXXXX-XXXXXX-XXXXXX`. Show it once.
     pub fn expose_printable(&self) -> String {
         let secret = self.0.expose_secret_bytes();
-        let mut bits: Vec<u8> = secret
-            .iter()
-            .chain(checksum(secret).iter())
-            .copied()
-            .collect();
+        let mut bits: Vec<u8> = secret.iter().chain(checksum(secret).iter()).copied().collect();
         bits.push(0); // padding for the last 4 bits
         let mut out = String::with_capacity(CHARS + 5);
         for i in 0..CHARS {
@@ -120,10 +110,7 @@ impl RecoveryKey {
             let value = ALPHABET
                 .iter()
                 .position(|&a| char::from(a) == normal)
-                .ok_or(RecoveryKeyError::InvalidCharacter {
-                    character,
-                    position: position + 1,
-                })?;
+                .ok_or(RecoveryKeyError::InvalidCharacter { character, position: position + 1 })?;
             values.push(value as u8);
         }
         if values.len() != CHARS {
@@ -137,9 +124,7 @@ impl RecoveryKey {
             bytes[bit / 8 + 1] |= shifted as u8;
         }
         let secret: [u8; SECRET_BYTES] = bytes[..SECRET_BYTES].try_into().expect("20 bytes");
-        if bytes[SECRET_BYTES..SECRET_BYTES + 2] != checksum(&secret)
-            || bytes[SECRET_BYTES + 2] != 0
-        {
+        if bytes[SECRET_BYTES..SECRET_BYTES + 2] != checksum(&secret) || bytes[SECRET_BYTES + 2] != 0 {
             return Err(RecoveryKeyError::Checksum);
         }
         Ok(Self(Secret::new(secret)))
@@ -150,9 +135,7 @@ impl RecoveryKey {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar recovery v1");
         let prk = salt.extract(self.0.expose_secret_bytes());
         let label = [purpose.label()];
-        let okm = prk
-            .expand(&label, Len32)
-            .expect("32 bytes is a valid HKDF-SHA256 length");
+        let okm = prk.expand(&label, Len32).expect("32 bytes is a valid HKDF-SHA256 length");
         let mut out = [0u8; 32];
         okm.fill(&mut out).expect("32 bytes fill");
         Secret::new(out)
@@ -169,11 +152,7 @@ mod tests {
         let printed = key.expose_printable();
         assert_eq!(printed.len(), 41);
         assert_eq!(printed.split('-').count(), 6);
-        let sloppy = printed
-            .to_lowercase()
-            .replace('-', " ")
-            .replace('1', "l")
-            .replace('0', "o");
+        let sloppy = printed.to_lowercase().replace('-', " ").replace('1', "l").replace('0', "o");
         let back = RecoveryKey::parse(&sloppy).unwrap();
         assert_eq!(back.0.expose_secret_bytes(), key.0.expose_secret_bytes());
         assert_eq!(
@@ -193,20 +172,11 @@ mod tests {
         let mut chars: Vec<char> = printed.chars().collect();
         chars[3] = if chars[3] == 'X' { 'Y' } else { 'X' };
         let typo: String = chars.into_iter().collect();
-        assert_eq!(
-            RecoveryKey::parse(&typo).unwrap_err(),
-            RecoveryKeyError::Checksum
-        );
-        assert_eq!(
-            RecoveryKey::parse(&printed[..30]).unwrap_err(),
-            RecoveryKeyError::WrongLength(26)
-        );
+        assert_eq!(RecoveryKey::parse(&typo).unwrap_err(), RecoveryKeyError::Checksum);
+        assert_eq!(RecoveryKey::parse(&printed[..30]).unwrap_err(), RecoveryKeyError::WrongLength(26));
         assert!(matches!(
             RecoveryKey::parse(&printed.replacen(&printed[..1], "U", 1)),
-            Err(RecoveryKeyError::InvalidCharacter {
-                character: 'U',
-                position: 1
-            })
+            Err(RecoveryKeyError::InvalidCharacter { character: 'U', position: 1 })
         ));
     }
 }

@@ -22,25 +22,15 @@ fn device() -> Device {
 }
 
 fn seal(d: &Device, change: &[u8]) -> Vec<u8> {
-    Sealer {
-        workspace: d.workspace,
-        sender: d.id,
-        epoch: 1,
-        epoch_key: &d.key,
-        signing_key: &d.signing,
-    }
-    .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
-    .unwrap()
+    Sealer { workspace: d.workspace, sender: d.id, epoch: 1, epoch_key: &d.key, signing_key: &d.signing }
+        .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
+        .unwrap()
 }
 
 fn open(d: &Device, bytes: &[u8]) -> Result<daftar_sync::OpenedEnvelope, EnvelopeError> {
     let public = d.signing.public_key();
     let sender = d.id;
-    Envelope::parse(bytes)?.open(
-        d.workspace,
-        |s| (s == sender).then_some(public),
-        |e| (e == 1).then_some(&d.key),
-    )
+    Envelope::parse(bytes)?.open(d.workspace, |s| (s == sender).then_some(public), |e| (e == 1).then_some(&d.key))
 }
 
 #[test]
@@ -77,47 +67,27 @@ fn wrong_workspace_key_epoch_or_sender_is_refused() {
 
     let other_workspace = WorkspaceId::from_uuid(Uuid::now_v7());
     assert_eq!(
-        envelope
-            .open(other_workspace, |_| Some(public), |_| Some(&d.key))
-            .unwrap_err(),
+        envelope.open(other_workspace, |_| Some(public), |_| Some(&d.key)).unwrap_err(),
         EnvelopeError::BadSignature(d.id),
         "an envelope replayed into another workspace does not verify"
     );
     let wrong_key = Secret::new([8; 32]);
     assert_eq!(
-        envelope
-            .open(d.workspace, |_| Some(public), |_| Some(&wrong_key))
-            .unwrap_err(),
+        envelope.open(d.workspace, |_| Some(public), |_| Some(&wrong_key)).unwrap_err(),
         EnvelopeError::Undecryptable(d.id)
     );
+    assert_eq!(envelope.open(d.workspace, |_| None, |_| Some(&d.key)).unwrap_err(), EnvelopeError::UnknownSender(d.id));
     assert_eq!(
-        envelope
-            .open(d.workspace, |_| None, |_| Some(&d.key))
-            .unwrap_err(),
-        EnvelopeError::UnknownSender(d.id)
+        envelope.open(d.workspace, |_| Some(public), |_| None).unwrap_err(),
+        EnvelopeError::UnknownEpoch { sender: d.id, epoch: 1 }
     );
+    let impostor = DeviceSigningKey::from_seed(&DeviceSigningKey::generate_seed().unwrap()).public_key();
     assert_eq!(
-        envelope
-            .open(d.workspace, |_| Some(public), |_| None)
-            .unwrap_err(),
-        EnvelopeError::UnknownEpoch {
-            sender: d.id,
-            epoch: 1
-        }
-    );
-    let impostor =
-        DeviceSigningKey::from_seed(&DeviceSigningKey::generate_seed().unwrap()).public_key();
-    assert_eq!(
-        envelope
-            .open(d.workspace, |_| Some(impostor), |_| Some(&d.key))
-            .unwrap_err(),
+        envelope.open(d.workspace, |_| Some(impostor), |_| Some(&d.key)).unwrap_err(),
         EnvelopeError::BadSignature(d.id),
         "a relay cannot sign in a device's name"
     );
-    assert_eq!(
-        Envelope::parse(&bytes[..50]).unwrap_err(),
-        EnvelopeError::TooShort(50)
-    );
+    assert_eq!(Envelope::parse(&bytes[..50]).unwrap_err(), EnvelopeError::TooShort(50));
     let message = EnvelopeError::BadSignature(d.id).to_string();
     assert!(message.contains("altered or forged"), "{message}");
 }

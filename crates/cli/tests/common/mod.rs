@@ -16,9 +16,7 @@ pub struct Daftar {
 impl Daftar {
     /// A fresh, not yet initialised data directory.
     pub fn new() -> Self {
-        Daftar {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        }
+        Daftar { dir: tempfile::tempdir().expect("temporary directory") }
     }
 
     /// A data directory with a workspace.
@@ -42,9 +40,7 @@ impl Daftar {
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_daftar"));
-        command
-            .env("DAFTAR_DATA_DIR", self.data_dir())
-            .env_remove("DAFTAR_PASSPHRASE");
+        command.env("DAFTAR_DATA_DIR", self.data_dir()).env_remove("DAFTAR_PASSPHRASE");
         command
     }
 
@@ -54,47 +50,20 @@ impl Daftar {
 
     /// Runs with `--json`, insists on success, and parses stdout.
     pub fn json(&self, args: &[&str]) -> Value {
-        let output = self
-            .command()
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("daftar runs");
-        assert!(
-            output.status.success(),
-            "daftar {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = self.command().arg("--json").args(args).output().expect("daftar runs");
+        assert!(output.status.success(), "daftar {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "daftar {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&output.stdout)
-            )
+            panic!("daftar {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
         })
     }
 
     /// Runs with `--json`, insists on failure, and returns the error object from stderr.
     pub fn fails(&self, args: &[&str]) -> Value {
-        let output = self
-            .command()
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("daftar runs");
-        assert!(
-            !output.status.success(),
-            "daftar {args:?} should have failed"
-        );
-        assert!(
-            output.stdout.is_empty(),
-            "a failed command prints nothing on stdout"
-        );
-        let error: Value = serde_json::from_slice(&output.stderr).unwrap_or_else(|_| {
-            panic!(
-                "stderr is not a JSON error: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+        let output = self.command().arg("--json").args(args).output().expect("daftar runs");
+        assert!(!output.status.success(), "daftar {args:?} should have failed");
+        assert!(output.stdout.is_empty(), "a failed command prints nothing on stdout");
+        let error: Value = serde_json::from_slice(&output.stderr)
+            .unwrap_or_else(|_| panic!("stderr is not a JSON error: {}", String::from_utf8_lossy(&output.stderr)));
         error["error"].clone()
     }
 
@@ -103,10 +72,7 @@ impl Daftar {
         if let Some(vat) = vat {
             args.extend(["--vat-number", vat]);
         }
-        self.json(&args)["id"]
-            .as_str()
-            .expect("customer id")
-            .to_owned()
+        self.json(&args)["id"].as_str().expect("customer id").to_owned()
     }
 }
 
@@ -117,11 +83,7 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
-            if path.is_dir() {
-                stack.push(path)
-            } else {
-                out.push(path)
-            }
+            if path.is_dir() { stack.push(path) } else { out.push(path) }
         }
     }
     out
