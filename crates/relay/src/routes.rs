@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::storage::{DeviceRecord, NewInvite, RelayStorage, Role, StorageError};
+use crate::storage::{DeviceRecord, NewInvite, Recovery, RelayStorage, Role, StorageError};
 
 /// An API error: an HTTP status and `{code, message}`.
 #[derive(Debug)]
@@ -115,6 +115,7 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/workspaces", post(create_workspace::<S>))
         .route("/v1/workspaces/{workspace}/enrol", post(enrol::<S>))
+        .route("/v1/workspaces/{workspace}/recover", post(recover::<S>))
         .route("/v1/workspaces/{workspace}/invites", post(create_invite::<S>))
         .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}/revoke", post(revoke::<S>))
@@ -258,6 +259,8 @@ struct CreateWorkspace {
     public_key: String,
     /// The workspace key wrapped with the recovery key (opaque to the relay), base64.
     recovery_wrapped_key: String,
+    /// Public half of the key derived from the recovery key, hex; it signs recovery requests.
+    recovery_public_key: String,
 }
 
 async fn create_workspace<S: RelayStorage>(
@@ -276,9 +279,12 @@ async fn create_workspace<S: RelayStorage>(
         return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
     }
     check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
-    let recovery = BASE64
-        .decode(&request.recovery_wrapped_key)
-        .map_err(|_| ApiError::bad_request("bad_request", "recovery_wrapped_key must be base64"))?;
+    let recovery = Recovery {
+        public_key: key_from_hex(&request.recovery_public_key, "recovery_public_key")?,
+        wrapped_key: BASE64
+            .decode(&request.recovery_wrapped_key)
+            .map_err(|_| ApiError::bad_request("bad_request", "recovery_wrapped_key must be base64"))?,
+    };
     let owner = DeviceRecord { device_id, public_key, role: Role::Owner, revoked: false, enrolled_at: now_ms() };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
     tracing::info!(%workspace, "workspace created");
@@ -541,4 +547,55 @@ async fn get_snapshot<S: RelayStorage>(
         ApiError::new(StatusCode::NOT_FOUND, "no_snapshot", "this workspace has no snapshot yet; pull the log")
     })?;
     Ok(([("x-daftar-snapshot-seq", seq.to_string())], bytes))
+}
+
+/// The device header value of requests signed with the recovery key.
+pub const RECOVERY_SIGNER: &str = "recovery";
+
+#[derive(Deserialize)]
+struct Recover {
+    device_id: String,
+    public_key: String,
+}
+
+/// Rebuilds access to a workspace whose devices are all lost: a request signed with the key
+/// derived from the recovery key enrols a new owner device and receives the recovery-wrapped
+/// workspace key (which only the recovery key can unwrap).
+async fn recover<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let wrong_key = || {
+        ApiError::unauthenticated(
+            "bad_recovery_key",
+            "the recovery key does not match this workspace; check it for typos and check the workspace id",
+        )
+    };
+    let signed = signed_headers(&headers)?;
+    if signed.device != RECOVERY_SIGNER {
+        return Err(wrong_key());
+    }
+    // Attempts are limited per workspace, so the recovery key cannot be guessed online.
+    rate_limit(&state, &format!("recovery:{workspace}"))?;
+    let (public, wrapped) = state.storage.recovery(workspace.clone()).await?.ok_or_else(wrong_key)?;
+    check_signature(&state, &signed, &public, &method, &uri, &body).map_err(|e| match e.code {
+        "bad_signature" => wrong_key(),
+        _ => e,
+    })?;
+    let request: Recover = parse_json(&body)?;
+    let device = DeviceRecord {
+        device_id: uuid_text(&request.device_id, "device_id")?,
+        public_key: key_from_hex(&request.public_key, "public_key")?,
+        role: Role::Owner,
+        revoked: false,
+        enrolled_at: now_ms(),
+    };
+    let device_id = device.device_id.clone();
+    state.storage.add_device(workspace.clone(), device).await?;
+    tracing::info!(%workspace, device = %device_id, "workspace recovered onto a new device");
+    Ok((StatusCode::CREATED, Json(json!({ "role": Role::Owner, "recovery_wrapped_key": BASE64.encode(wrapped) }))))
 }

@@ -102,6 +102,15 @@ impl From<rusqlite::Error> for StorageError {
 
 type Result<T> = std::result::Result<T, StorageError>;
 
+/// What the relay keeps to let a holder of the recovery key rebuild the workspace.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Public half of the key derived from the recovery key; recovery requests are signed with it.
+    pub public_key: [u8; 32],
+    /// The workspace key wrapped with a key derived from the recovery key (opaque here).
+    pub wrapped_key: Vec<u8>,
+}
+
 /// What an invite carries until it is used.
 #[derive(Debug, Clone)]
 pub struct NewInvite {
@@ -120,7 +129,7 @@ pub trait RelayStorage: Send + Sync + 'static {
         &self,
         workspace: String,
         owner: DeviceRecord,
-        recovery_wrapped_key: Vec<u8>,
+        recovery: Recovery,
     ) -> impl Future<Output = Result<()>> + Send;
     fn device(&self, workspace: String, device: String) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
     fn devices(&self, workspace: String) -> impl Future<Output = Result<Vec<DeviceRecord>>> + Send;
@@ -148,7 +157,10 @@ pub trait RelayStorage: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredEnvelope>>> + Send;
-    fn recovery_key(&self, workspace: String) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// The recovery public key and the recovery-wrapped workspace key.
+    fn recovery(&self, workspace: String) -> impl Future<Output = Result<Option<([u8; 32], Vec<u8>)>>> + Send;
+    /// Enrols a device directly (recovery), failing if its id is taken.
+    fn add_device(&self, workspace: String, device: DeviceRecord) -> impl Future<Output = Result<()>> + Send;
     /// Keeps `bytes` as the workspace's snapshot if it covers a later point of the log than the
     /// one held. Returns whether it was kept.
     fn put_snapshot(
@@ -172,9 +184,10 @@ pub struct SqliteStorage {
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS workspaces (
-    id           TEXT PRIMARY KEY,
-    created_at   INTEGER NOT NULL,
-    recovery_key BLOB NOT NULL
+    id                  TEXT PRIMARY KEY,
+    created_at          INTEGER NOT NULL,
+    recovery_public_key BLOB NOT NULL,
+    recovery_key        BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     workspace   TEXT NOT NULL REFERENCES workspaces(id),
@@ -235,6 +248,17 @@ impl SqliteStorage {
     }
 }
 
+fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> Result<()> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![workspace, device.device_id, device.public_key.as_slice(), device.role.as_str(), device.enrolled_at],
+    )?;
+    if inserted == 0 {
+        return Err(StorageError::DeviceExists(device.device_id.clone()));
+    }
+    Ok(())
+}
+
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let key: Vec<u8> = r.get(1)?;
     let role: String = r.get(2)?;
@@ -248,29 +272,25 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 }
 
 impl RelayStorage for SqliteStorage {
-    async fn create_workspace(
-        &self,
-        workspace: String,
-        owner: DeviceRecord,
-        recovery_wrapped_key: Vec<u8>,
-    ) -> Result<()> {
+    async fn create_workspace(&self, workspace: String, owner: DeviceRecord, recovery: Recovery) -> Result<()> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO workspaces (id, created_at, recovery_key) VALUES (?1, ?2, ?3)",
-                params![workspace, owner.enrolled_at, recovery_wrapped_key],
+                "INSERT OR IGNORE INTO workspaces (id, created_at, recovery_public_key, recovery_key) VALUES (?1, ?2, ?3, ?4)",
+                params![workspace, owner.enrolled_at, recovery.public_key.as_slice(), recovery.wrapped_key],
             )?;
             if inserted == 0 {
                 return Err(StorageError::WorkspaceExists(workspace));
             }
-            tx.execute(
-                "INSERT INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, 'owner', ?4)",
-                params![workspace, owner.device_id, owner.public_key.as_slice(), owner.enrolled_at],
-            )?;
+            insert_device(&tx, &workspace, &owner)?;
             tx.commit()?;
             Ok(())
         })
         .await
+    }
+
+    async fn add_device(&self, workspace: String, device: DeviceRecord) -> Result<()> {
+        self.with(move |conn| insert_device(conn, &workspace, &device)).await
     }
 
     async fn device(&self, workspace: String, device: String) -> Result<Option<DeviceRecord>> {
@@ -403,11 +423,14 @@ impl RelayStorage for SqliteStorage {
         .await
     }
 
-    async fn recovery_key(&self, workspace: String) -> Result<Option<Vec<u8>>> {
+    async fn recovery(&self, workspace: String) -> Result<Option<([u8; 32], Vec<u8>)>> {
         self.with(move |conn| {
-            Ok(conn
-                .query_row("SELECT recovery_key FROM workspaces WHERE id = ?1", [workspace], |r| r.get(0))
-                .optional()?)
+            let row: Option<(Vec<u8>, Vec<u8>)> = conn
+                .query_row("SELECT recovery_public_key, recovery_key FROM workspaces WHERE id = ?1", [workspace], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(row.and_then(|(public, wrapped)| Some((<[u8; 32]>::try_from(public).ok()?, wrapped))))
         })
         .await
     }

@@ -114,6 +114,7 @@ fn create_workspace(owner: &Device) -> WorkspaceId {
             "device_id": owner.id.to_string(),
             "public_key": owner.public_hex(),
             "recovery_wrapped_key": BASE64.encode(b"opaque wrapped key"),
+            "recovery_public_key": hex::encode(recovery_key_of(workspace).relay_signing_key().public_key()),
         })),
     );
     assert_eq!(status, 201, "{body}");
@@ -399,4 +400,60 @@ fn each_device_is_rate_limited_on_its_own() {
         200,
         "limits are per device"
     );
+}
+
+/// Each test workspace's recovery key, derived deterministically so tests can recover.
+fn recovery_key_of(workspace: WorkspaceId) -> daftar_sync::RecoveryKey {
+    RECOVERY.with(|keys| {
+        let printable = keys
+            .borrow_mut()
+            .entry(workspace)
+            .or_insert_with(|| daftar_sync::RecoveryKey::generate().unwrap().expose_printable())
+            .clone();
+        daftar_sync::RecoveryKey::parse(&printable).unwrap()
+    })
+}
+
+thread_local! {
+    static RECOVERY: std::cell::RefCell<std::collections::HashMap<WorkspaceId, String>> = Default::default();
+}
+
+#[test]
+fn the_recovery_key_enrols_a_new_owner_when_every_device_is_lost() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let path = format!("/v1/workspaces/{workspace}/envelopes");
+    owner.call("POST", &path, Some(json!({ "envelopes": [envelope(&owner, workspace, b"invoice")] })));
+
+    let replacement = Device::new(&relay);
+    let body =
+        serde_json::to_vec(&json!({ "device_id": replacement.id.to_string(), "public_key": replacement.public_hex() }))
+            .unwrap();
+    let recover_path = format!("/v1/workspaces/{workspace}/recover");
+    let send = |key: &DeviceSigningKey| {
+        let headers = relay_auth::sign(key, DeviceId::from_uuid(Uuid::nil()), "POST", &recover_path, now(), &body);
+        let response = Client::new()
+            .post(format!("{}{recover_path}", relay.url))
+            .header(relay_auth::DEVICE_HEADER, "recovery")
+            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::NONCE_HEADER, headers.nonce)
+            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+            .body(body.clone())
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+    let wrong = daftar_sync::RecoveryKey::generate().unwrap().relay_signing_key();
+    let (status, refused) = send(&wrong);
+    assert_eq!((status, refused["code"].as_str()), (401, Some("bad_recovery_key")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("check it for typos"));
+
+    let (status, recovered) = send(&recovery_key_of(workspace).relay_signing_key());
+    assert_eq!(status, 201, "{recovered}");
+    assert_eq!(recovered["role"], "owner");
+    assert_eq!(BASE64.decode(recovered["recovery_wrapped_key"].as_str().unwrap()).unwrap(), b"opaque wrapped key");
+    let (status, log) = replacement.call("GET", &path, None);
+    assert_eq!(status, 200);
+    assert_eq!(log["envelopes"].as_array().unwrap().len(), 1, "the new device reads the whole log");
 }

@@ -35,6 +35,8 @@ pub enum Purpose {
     WorkspaceKeyWrap,
     /// Encrypts backup files.
     Backup,
+    /// Seeds the Ed25519 key that proves knowledge of the recovery key to the relay.
+    RelayRecovery,
 }
 
 impl Purpose {
@@ -42,6 +44,7 @@ impl Purpose {
         match self {
             Purpose::WorkspaceKeyWrap => b"daftar recovery v1 workspace-key-wrap",
             Purpose::Backup => b"daftar recovery v1 backup",
+            Purpose::RelayRecovery => b"daftar recovery v1 relay-recovery",
         }
     }
 }
@@ -128,6 +131,12 @@ impl RecoveryKey {
             return Err(RecoveryKeyError::Checksum);
         }
         Ok(Self(Secret::new(secret)))
+    }
+
+    /// The key that signs recovery requests to the relay. The relay holds only its public half,
+    /// so it can check that a request comes from someone holding the recovery key.
+    pub fn relay_signing_key(&self) -> crate::DeviceSigningKey {
+        crate::DeviceSigningKey::from_seed(&self.derive(Purpose::RelayRecovery))
     }
 
     /// An independent 256-bit key for `purpose` (HKDF-SHA256).
