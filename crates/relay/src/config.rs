@@ -1,6 +1,7 @@
 //! Relay configuration: defaults, then a TOML file, then `DAFTAR_RELAY_*` environment variables,
 //! then command-line flags, each overriding the one before. Keys: `listen`, `database`,
-//! `max_body_bytes`, `rate_per_second`, `rate_burst` (as `DAFTAR_RELAY_LISTEN`, …).
+//! `max_body_bytes`, `rate_per_second`, `rate_burst`, `tls_cert`, `tls_key` (as
+//! `DAFTAR_RELAY_LISTEN`, …).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub struct Config {
     pub rate_per_second: f64,
     /// Requests a device may make in a burst.
     pub rate_burst: u32,
+    /// PEM certificate chain and private key; with both, the relay serves HTTPS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Settings as they appear in the file, the environment and the flags: all optional.
@@ -29,6 +32,8 @@ pub struct Layer {
     pub max_body_bytes: Option<usize>,
     pub rate_per_second: Option<f64>,
     pub rate_burst: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The configuration could not be assembled.
@@ -40,7 +45,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, detail: String },
     #[error("{source_name}: {value:?} is not a listen address such as 127.0.0.1:8787")]
     Listen { source_name: String, value: String },
-    #[error("{source_name}: {value:?} is not a number of bytes")]
+    #[error("TLS needs both a certificate (tls_cert) and its private key (tls_key)")]
+    HalfTls,
+    #[error("{source_name}: {value:?} is not a number")]
     Number { source_name: String, value: String },
 }
 
@@ -68,6 +75,8 @@ impl Layer {
             max_body_bytes: number(&get, "DAFTAR_RELAY_MAX_BODY_BYTES")?,
             rate_per_second: number(&get, "DAFTAR_RELAY_RATE_PER_SECOND")?,
             rate_burst: number(&get, "DAFTAR_RELAY_RATE_BURST")?,
+            tls_cert: get("DAFTAR_RELAY_TLS_CERT").map(PathBuf::from),
+            tls_key: get("DAFTAR_RELAY_TLS_KEY").map(PathBuf::from),
         })
     }
 
@@ -78,6 +87,8 @@ impl Layer {
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             rate_per_second: self.rate_per_second.or(lower.rate_per_second),
             rate_burst: self.rate_burst.or(lower.rate_burst),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
         }
     }
 }
@@ -96,6 +107,11 @@ impl Config {
             max_body_bytes: merged.max_body_bytes.unwrap_or(8 * 1024 * 1024),
             rate_per_second: merged.rate_per_second.unwrap_or(50.0),
             rate_burst: merged.rate_burst.unwrap_or(500),
+            tls: match (merged.tls_cert, merged.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err(ConfigError::HalfTls),
+            },
         })
     }
 }

@@ -21,6 +21,12 @@ struct Args {
     /// Largest request body, in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// PEM certificate chain; with --tls-key the relay serves HTTPS.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// A TOML file with `listen`, `database`, `max_body_bytes`, `rate_per_second`, `rate_burst`.
     #[arg(long, env = "DAFTAR_RELAY_CONFIG")]
     config: Option<PathBuf>,
@@ -44,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         database: args.database,
         max_body_bytes: args.max_body_bytes,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         ..Default::default()
     };
     let config = Config::resolve(flags, env, file)?;
@@ -61,18 +69,43 @@ async fn main() -> anyhow::Result<()> {
             tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    if let Some((cert, key)) = &config.tls {
+        // One crypto library in the build: rustls runs on ring, like the rest of Daftar.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+            format!("could not load the TLS certificate {} and key {}", cert.display(), key.display())
+        })?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("could not listen on {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        announce(&format!("https://{address}"), &config)?;
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await?;
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    // Tests and scripts read this line to find the port.
-    println!("daftar-relay listening on http://{address}");
-    std::io::stdout().flush()?;
-    tracing::info!(%address, database = %config.database.display(), "relay started");
+    announce(&format!("http://{address}"), &config)?;
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    Ok(())
+}
+
+/// Tells whoever started the relay where it listens (tests and scripts read this line).
+fn announce(url: &str, config: &Config) -> anyhow::Result<()> {
+    println!("daftar-relay listening on {url}");
+    std::io::stdout().flush()?;
+    tracing::info!(%url, database = %config.database.display(), "relay started");
     Ok(())
 }

@@ -33,9 +33,14 @@ impl Relay {
     }
 
     fn start_with(database: &std::path::Path, env: &[(&str, &str)]) -> Relay {
+        Relay::start_args(database, env, &[])
+    }
+
+    fn start_args(database: &std::path::Path, env: &[(&str, &str)], args: &[&std::ffi::OsStr]) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_daftar-relay"))
             .args(["--listen", "127.0.0.1:0", "--database"])
             .arg(database)
+            .args(args)
             .env("DAFTAR_RELAY_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -456,4 +461,29 @@ fn the_recovery_key_enrols_a_new_owner_when_every_device_is_lost() {
     let (status, log) = replacement.call("GET", &path, None);
     assert_eq!(status, 200);
     assert_eq!(log["envelopes"].as_array().unwrap().len(), 1, "the new device reads the whole log");
+}
+
+#[test]
+fn serves_https_only_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let relay = Relay::start_args(
+        &dir.path().join("relay.db"),
+        &[],
+        &["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str()],
+    );
+    assert!(relay.url.starts_with("https://127.0.0.1:"), "{}", relay.url);
+    let url = relay.url.replace("127.0.0.1", "localhost");
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{url}/healthz"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok", "{}", String::from_utf8_lossy(&output.stderr));
+    let plain = Client::new().get(format!("{}/healthz", url.replace("https://", "http://"))).send();
+    assert!(!plain.map(|r| r.status().is_success()).unwrap_or(false), "plain HTTP must not be served");
 }
