@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p daftar-relay -p daftar-bench
-//! target/release/daftar-relay-bench [--devices 20] [--pushes 200] [--batch 1] [--write docs/BENCHMARKS.md]
+//! "$CARGO_TARGET_DIR"/release/daftar-relay-bench [--devices 20] [--pushes 200] [--batch 1] [--write docs/BENCHMARKS.md]
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -341,7 +341,7 @@ async fn main() -> Result<()> {
         const START: &str = "<!-- relay-bench:start -->";
         const END: &str = "<!-- relay-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-relay -p daftar-bench && target/release/daftar-relay-bench --devices {} --pushes {} --batch {} --write docs/BENCHMARKS.md` (relay and clients on the same 2 cores).\n\n| figure | relay | floor (bare HTTP) | goal |\n|---|---|---|---|\n{}\n{END}",
+            "{START}\nMeasured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-relay-bench --devices {} --pushes {} --batch {} --write docs/BENCHMARKS.md` (relay and clients on the same 2 cores).\n\n| figure | relay | floor (bare HTTP) | goal |\n|---|---|---|---|\n{}\n{END}",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.devices,
             args.pushes,
