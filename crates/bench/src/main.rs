@@ -185,7 +185,7 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path().join("store");
-    let mut store = Store::init(
+    let (mut store, _recovery) = Store::init(
         &dir,
         InitOptions {
             seller: SellerProfile {

@@ -141,10 +141,12 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
     let device_name = args.device_name.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this device".into())
     });
-    let store = Store::init(&dir, InitOptions { seller, series, key, device_name }, Arc::new(SystemClock))?;
+    let (store, recovery) = Store::init(&dir, InitOptions { seller, series, key, device_name }, Arc::new(SystemClock))?;
     let info = store.info();
+    let recovery_key = recovery.expose_printable();
     if cli.json {
         print_json(&json!({
+            "recovery_key": recovery_key,
             "workspace_id": info.workspace_id,
             "device_id": info.device_id,
             "series": info.series,
@@ -154,6 +156,12 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
     } else {
         println!("Created workspace {} in {}", info.workspace_id, info.data_dir.display());
         println!("This device issues invoice numbers {}", info.series.number(1));
+        println!();
+        println!("Recovery key (shown only now; write it down and keep it safe, away from this computer):");
+        println!();
+        println!("    {recovery_key}");
+        println!();
+        println!("With it the whole workspace can be rebuilt if every device is lost. Daftar cannot show it again.");
     }
     Ok(())
 }

@@ -14,6 +14,20 @@ fn init_prints_the_workspace_device_and_series() {
         assert!(out[key].as_str().is_some_and(|s| s.len() == 36), "{key} is a UUID: {out}");
     }
     assert_eq!(out["series"], "HQ");
+    let recovery = out["recovery_key"].as_str().expect("init prints the recovery key once");
+    let groups: Vec<&str> = recovery.split('-').collect();
+    assert_eq!(groups.len(), 6, "{recovery}");
+    assert!(groups.iter().all(|g| g.len() == 6 && g.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())));
+    for file in files(&d.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for form in [recovery.to_owned(), recovery.replace('-', "")] {
+            assert!(
+                !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
+                "the recovery key is in {}",
+                file.display()
+            );
+        }
+    }
     let again = d.fails(&["init", "--seller-name", "Acme", "--vat-number", "300000000000003"]);
     assert_eq!(again["code"], "already_initialised", "a second init must not overwrite the workspace");
 }

@@ -1,15 +1,19 @@
-//! The database key in the OS keyring.
+//! Secrets in the OS keyring.
 //!
-//! Entries are named `service = "daftar"`, `user = "database-key:<namespace>"`, where the
-//! namespace is chosen when the data directory is set up and recorded beside the database, so
-//! two data directories (profiles) on one machine never share or overwrite a key.
+//! Entries are named `service = "daftar"`, `user = "<secret name>:<namespace>"` — for example
+//! `database-key:<namespace>` — where the namespace is chosen when the data directory is set up
+//! and recorded beside the database, so two data directories (profiles) on one machine never
+//! share or overwrite a secret.
 
-use crate::{DatabaseKey, KeyError};
+use crate::{KeyError, Secret};
 
 const SERVICE: &str = "daftar";
 
-fn account(namespace: &str) -> String {
-    format!("database-key:{namespace}")
+/// The database key's entry name.
+pub const DATABASE_KEY: &str = "database-key";
+
+fn account(name: &str, namespace: &str) -> String {
+    format!("{name}:{namespace}")
 }
 
 fn map_error(err: keyring::Error, account: &str) -> KeyError {
@@ -26,33 +30,32 @@ fn entry(account: &str) -> Result<keyring::Entry, KeyError> {
     keyring::Entry::new(SERVICE, account).map_err(|e| map_error(e, account))
 }
 
-/// Stores `key` under `namespace`, failing if the keyring is unavailable. Reads it back to prove
-/// the keyring really persisted it before anything is encrypted with it.
-pub fn store(namespace: &str, key: &DatabaseKey) -> Result<(), KeyError> {
-    let account = account(namespace);
-    let entry = entry(&account)?;
-    entry.set_secret(key.expose_secret_bytes()).map_err(|e| map_error(e, &account))?;
-    let back = load(namespace)?;
-    if back.expose_secret_bytes() != key.expose_secret_bytes() {
-        return Err(KeyError::Keyring("the keyring returned a different key than was stored".into()));
+/// Stores the 256-bit secret `name` under `namespace`, failing if the keyring is unavailable.
+/// Reads it back to prove the keyring really persisted it before anything depends on it.
+pub fn store(name: &str, namespace: &str, secret: &Secret<32>) -> Result<(), KeyError> {
+    let account = account(name, namespace);
+    entry(&account)?.set_secret(secret.expose_secret_bytes()).map_err(|e| map_error(e, &account))?;
+    let back = load(name, namespace)?;
+    if back.expose_secret_bytes() != secret.expose_secret_bytes() {
+        return Err(KeyError::Keyring("the keyring returned a different secret than was stored".into()));
     }
     Ok(())
 }
 
-/// Loads the key stored under `namespace`.
-pub fn load(namespace: &str) -> Result<DatabaseKey, KeyError> {
-    let account = account(namespace);
+/// Loads the secret `name` stored under `namespace`.
+pub fn load(name: &str, namespace: &str) -> Result<Secret<32>, KeyError> {
+    let account = account(name, namespace);
     let mut bytes = entry(&account)?.get_secret().map_err(|e| map_error(e, &account))?;
     let result = <[u8; 32]>::try_from(bytes.as_slice())
-        .map(DatabaseKey::new)
-        .map_err(|_| KeyError::Keyring(format!("the keyring entry {account} is not a 256-bit key")));
+        .map(Secret::new)
+        .map_err(|_| KeyError::Keyring(format!("the keyring entry {account} is not a 256-bit secret")));
     zeroize::Zeroize::zeroize(&mut bytes);
     result
 }
 
-/// Removes the key stored under `namespace` (used when set-up fails half-way).
-pub fn delete(namespace: &str) -> Result<(), KeyError> {
-    let account = account(namespace);
+/// Removes the secret `name` stored under `namespace` (used when set-up fails half-way).
+pub fn delete(name: &str, namespace: &str) -> Result<(), KeyError> {
+    let account = account(name, namespace);
     match entry(&account)?.delete_credential() {
         Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
         Err(e) => Err(map_error(e, &account)),

@@ -53,10 +53,15 @@ pub enum KeyError {
 
 /// Fills a new 256-bit key from the operating system's random source.
 pub fn generate_database_key() -> Result<DatabaseKey, KeyError> {
+    generate_secret()
+}
+
+/// 256 fresh random bits (keys, signing-key seeds).
+pub fn generate_secret() -> Result<Secret<32>, KeyError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| KeyError::Random)?;
-    Ok(DatabaseKey::new(bytes))
+    Ok(Secret::new(bytes))
 }
 
 /// A short public fingerprint of a database key, stored beside the database so that opening it

@@ -15,6 +15,13 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
 
+    -- Device secrets of data directories set up with a passphrase key file (with the OS keyring
+    -- they live in the keyring instead). Never included in backups or sync.
+    CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+
     -- One row per Automerge document. `heads` caches the current heads (derivable).
     CREATE TABLE documents (
         id         TEXT PRIMARY KEY,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use automerge::{Automerge, Change, ChangeHash, transaction::CommitOptions};
 use chrono::{DateTime, Utc};
 use daftar_domain::{DeviceId, DocumentId, SellerProfile, Series, Tombstone, WorkspaceId};
-use daftar_keys::{DatabaseKey, key_check, key_file, keyring_store};
+use daftar_keys::{DatabaseKey, Secret, key_check, key_file, keyring_store};
+use daftar_sync::RecoveryKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -54,6 +55,27 @@ pub struct WorkspaceInfo {
 
 /// How many writes may queue search text before it is moved into FTS5 in one batch.
 const SEARCH_BATCH: u32 = 256;
+
+/// The device's secrets made at set-up, besides the database key.
+struct DeviceSecrets {
+    signing_seed: Secret<32>,
+    workspace_key: Secret<32>,
+    recovery: RecoveryKey,
+}
+
+/// Secret names, in the keyring (`<name>:<namespace>`) or the `secrets` table.
+const SIGNING_SEED: &str = "device-signing-key";
+
+fn workspace_key_name(epoch: u32) -> String {
+    format!("workspace-key-{epoch}")
+}
+
+/// Removes every secret a failed set-up may have stored.
+fn forget_keyring_secrets(namespace: &str) {
+    for name in [keyring_store::DATABASE_KEY.to_owned(), SIGNING_SEED.to_owned(), workspace_key_name(1)] {
+        let _ = keyring_store::delete(&name, namespace);
+    }
+}
 
 /// Per-write facts shared by the helpers below.
 #[derive(Debug, Clone, Copy)]
@@ -264,7 +286,9 @@ pub(crate) fn heads_at<C: std::borrow::Borrow<Change>>(changes: &[C], version: u
 
 impl Store {
     /// Sets up a new data directory with a new workspace. Nothing is left behind if it fails.
-    pub fn init(dir: &Path, options: InitOptions, clock: Arc<dyn Clock>) -> Result<Store> {
+    /// Returns the store and the workspace's recovery key, which exists nowhere else: show it
+    /// to the person once.
+    pub fn init(dir: &Path, options: InitOptions, clock: Arc<dyn Clock>) -> Result<(Store, RecoveryKey)> {
         options.seller.validate().into_result()?;
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             action: "create",
@@ -286,10 +310,21 @@ impl Store {
         }
         let dir = database::canonical_dir(dir)?;
         let key = daftar_keys::generate_database_key()?;
+        let secrets = DeviceSecrets {
+            signing_seed: daftar_keys::generate_secret()?,
+            workspace_key: daftar_keys::generate_secret()?,
+            recovery: RecoveryKey::generate().map_err(|_| daftar_keys::KeyError::Random)?,
+        };
         let location = match &options.key {
             KeyChoice::Keyring => {
                 let namespace = Uuid::new_v4().to_string();
-                keyring_store::store(&namespace, &key)?;
+                let stored = keyring_store::store(keyring_store::DATABASE_KEY, &namespace, &key)
+                    .and_then(|()| keyring_store::store(SIGNING_SEED, &namespace, &secrets.signing_seed))
+                    .and_then(|()| keyring_store::store(&workspace_key_name(1), &namespace, &secrets.workspace_key));
+                if let Err(e) = stored {
+                    forget_keyring_secrets(&namespace);
+                    return Err(e.into());
+                }
                 KeyLocation::Keyring { namespace }
             }
             KeyChoice::Passphrase(passphrase) => {
@@ -297,17 +332,17 @@ impl Store {
                 KeyLocation::KeyFile
             }
         };
-        let result = Self::create_database(&dir, &key, location.clone(), options, clock);
+        let result = Self::create_database(&dir, &key, location.clone(), options, &secrets, clock);
         if result.is_err() {
             // Leave the directory as it was: no key that encrypts nothing, no half database.
             if let KeyLocation::Keyring { namespace } = &location {
-                let _ = keyring_store::delete(namespace);
+                forget_keyring_secrets(namespace);
             }
             for file in [KEY_FILE, DATABASE_FILE, "daftar.db-wal", "daftar.db-shm"] {
                 let _ = std::fs::remove_file(dir.join(file));
             }
         }
-        result
+        result.map(|store| (store, secrets.recovery))
     }
 
     fn create_database(
@@ -315,6 +350,7 @@ impl Store {
         key: &DatabaseKey,
         location: KeyLocation,
         options: InitOptions,
+        secrets: &DeviceSecrets,
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let conn = database::open_connection(dir, key, true)?;
@@ -323,12 +359,33 @@ impl Store {
         let device_id = DeviceId::from_uuid(Uuid::now_v7());
         let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        let device_key = daftar_sync::DeviceSigningKey::from_seed(&secrets.signing_seed);
+        let wrapped = secrets
+            .recovery
+            .wrap_workspace_key(workspace_id, &secrets.workspace_key)
+            .map_err(|_| daftar_keys::KeyError::Random)?;
         for (k, v) in [
             ("workspace_id", workspace_id.to_string()),
             ("device_id", device_id.to_string()),
             ("series", series.to_string()),
+            ("device_public_key", hex::encode(device_key.public_key())),
+            ("workspace_key_epoch", "1".to_owned()),
+            // What the relay will keep for recovery: the public half of the recovery signing key
+            // and the workspace key wrapped by the recovery key. Neither reveals either key.
+            ("recovery_public_key", hex::encode(secrets.recovery.relay_signing_key().public_key())),
+            ("recovery_wrapped_workspace_key", hex::encode(wrapped)),
         ] {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, &v])?;
+        }
+        if location == KeyLocation::KeyFile {
+            for (name, secret) in
+                [(SIGNING_SEED.to_owned(), &secrets.signing_seed), (workspace_key_name(1), &secrets.workspace_key)]
+            {
+                conn.execute(
+                    "INSERT INTO secrets (name, value) VALUES (?1, ?2)",
+                    params![name, secret.expose_secret_bytes().as_slice()],
+                )?;
+            }
         }
         conn.execute("INSERT INTO series_counters (series, last) VALUES (?1, 0)", [series.as_str()])?;
         conn.execute_batch("COMMIT")?;
@@ -357,7 +414,7 @@ impl Store {
         let profile = Profile::read(dir)?;
         let dir = database::canonical_dir(dir)?;
         let key = match &profile.key {
-            KeyLocation::Keyring { namespace } => keyring_store::load(namespace)?,
+            KeyLocation::Keyring { namespace } => keyring_store::load(keyring_store::DATABASE_KEY, namespace)?,
             KeyLocation::KeyFile => {
                 let passphrase =
                     unlock.passphrase.as_deref().ok_or_else(|| StoreError::PassphraseNeeded { dir: dir.clone() })?;
@@ -385,6 +442,38 @@ impl Store {
 
     pub fn info(&self) -> &WorkspaceInfo {
         &self.info
+    }
+
+    fn secret(&self, name: &str) -> Result<Secret<32>> {
+        match &self.info.key_location {
+            KeyLocation::Keyring { namespace } => Ok(keyring_store::load(name, namespace)?),
+            KeyLocation::KeyFile => {
+                let bytes: Vec<u8> = self
+                    .conn
+                    .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| corrupt_meta(&self.info.data_dir, name))?;
+                let bytes: [u8; 32] = bytes.try_into().map_err(|_| corrupt_meta(&self.info.data_dir, name))?;
+                Ok(Secret::new(bytes))
+            }
+        }
+    }
+
+    /// The workspace key wrapped by the recovery key, as the relay will keep it.
+    pub fn recovery_wrapped_workspace_key(&self) -> Result<Vec<u8>> {
+        let text = meta(&self.conn, "recovery_wrapped_workspace_key")?
+            .ok_or_else(|| corrupt_meta(&self.info.data_dir, "recovery-wrapped workspace key"))?;
+        hex::decode(text).map_err(|_| corrupt_meta(&self.info.data_dir, "recovery-wrapped workspace key"))
+    }
+
+    /// This device's Ed25519 key, which signs its envelopes and relay requests.
+    pub fn device_signing_key(&self) -> Result<daftar_sync::DeviceSigningKey> {
+        Ok(daftar_sync::DeviceSigningKey::from_seed(&self.secret(SIGNING_SEED)?))
+    }
+
+    /// The workspace key of `epoch`, which seals envelopes.
+    pub fn workspace_key(&self, epoch: u32) -> Result<Secret<32>> {
+        self.secret(&workspace_key_name(epoch))
     }
 
     pub(crate) fn ctx(&self) -> Ctx {

@@ -26,6 +26,7 @@ fn init(dir: &std::path::Path) -> Store {
         Arc::new(SystemClock),
     )
     .expect("init")
+    .0
 }
 
 fn reopen(dir: &std::path::Path) -> Store {
@@ -179,4 +180,37 @@ fn nothing_readable_in_the_database_or_its_wal_while_open() {
     }
     assert!(seen_wal, "the check must cover a live WAL file");
     drop(store);
+}
+
+#[test]
+fn device_secrets_are_kept_and_the_recovery_key_unwraps_the_workspace_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, recovery) = Store::init(
+        dir.path(),
+        InitOptions {
+            seller: seller(),
+            series: None,
+            key: KeyChoice::Passphrase(PASSPHRASE.into()),
+            device_name: "test".into(),
+        },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let workspace = store.info().workspace_id;
+    let public = store.device_signing_key().unwrap().public_key();
+    let workspace_key = store.workspace_key(1).unwrap().expose_secret_bytes().to_owned();
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.device_signing_key().unwrap().public_key(), public, "the device key survives reopening");
+    assert_eq!(store.workspace_key(1).unwrap().expose_secret_bytes(), &workspace_key);
+    assert!(store.workspace_key(2).is_err(), "there is no epoch 2 yet");
+    let wrapped = store.recovery_wrapped_workspace_key().unwrap();
+    let printed = recovery.expose_printable();
+    let typed = daftar_sync::RecoveryKey::parse(&printed.to_lowercase()).unwrap();
+    assert_eq!(typed.unwrap_workspace_key(workspace, &wrapped).unwrap().expose_secret_bytes(), &workspace_key);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let compact = printed.replace('-', "");
+        assert!(!bytes.windows(compact.len()).any(|w| w == compact.as_bytes()), "the recovery key is stored nowhere");
+    }
 }

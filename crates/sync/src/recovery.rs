@@ -6,8 +6,20 @@
 //! producing a wrong key. 160 bits is far beyond guessing, so keys derived from it use HKDF;
 //! no slow password hash is needed.
 
+use daftar_domain::WorkspaceId;
 use daftar_keys::Secret;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+
+fn wrap_aead(key: &Secret<32>) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose_secret_bytes()).expect("32-byte AES key"))
+}
+
+fn wrap_ad(workspace: WorkspaceId) -> Aad<Vec<u8>> {
+    let mut ad = b"daftar recovery wrap v1".to_vec();
+    ad.extend_from_slice(workspace.as_bytes());
+    Aad::from(ad)
+}
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const SECRET_BYTES: usize = 20;
@@ -26,6 +38,10 @@ pub enum RecoveryKeyError {
     Checksum,
     #[error("the system random number generator failed")]
     Random,
+    #[error(
+        "this recovery key does not unlock the workspace key: it belongs to another workspace, or the stored copy is damaged"
+    )]
+    WrongKey,
 }
 
 /// What a key derived from the recovery key is for; each purpose gets an independent key.
@@ -139,6 +155,39 @@ impl RecoveryKey {
         crate::DeviceSigningKey::from_seed(&self.derive(Purpose::RelayRecovery))
     }
 
+    /// Wraps the workspace key for safekeeping on the relay: `nonce (12) ‖ AES-256-GCM(key)`,
+    /// bound to the workspace id.
+    pub fn wrap_workspace_key(&self, workspace: WorkspaceId, key: &Secret<32>) -> Result<Vec<u8>, RecoveryKeyError> {
+        let mut nonce = [0u8; 12];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| RecoveryKeyError::Random)?;
+        let mut sealed = key.expose_secret_bytes().to_vec();
+        wrap_aead(&self.derive(Purpose::WorkspaceKeyWrap))
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), wrap_ad(workspace), &mut sealed)
+            .map_err(|_| RecoveryKeyError::Random)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Unwraps what [`RecoveryKey::wrap_workspace_key`] produced.
+    pub fn unwrap_workspace_key(&self, workspace: WorkspaceId, wrapped: &[u8]) -> Result<Secret<32>, RecoveryKeyError> {
+        if wrapped.len() != 12 + 32 + 16 {
+            return Err(RecoveryKeyError::WrongKey);
+        }
+        let (nonce, sealed) = wrapped.split_at(12);
+        let mut buffer = sealed.to_vec();
+        let plain = wrap_aead(&self.derive(Purpose::WorkspaceKeyWrap))
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce.try_into().expect("12 bytes")),
+                wrap_ad(workspace),
+                &mut buffer,
+            )
+            .map_err(|_| RecoveryKeyError::WrongKey)?;
+        let key: [u8; 32] = plain.try_into().map_err(|_| RecoveryKeyError::WrongKey)?;
+        zeroize::Zeroize::zeroize(&mut buffer);
+        Ok(Secret::new(key))
+    }
+
     /// An independent 256-bit key for `purpose` (HKDF-SHA256).
     pub fn derive(&self, purpose: Purpose) -> Secret<32> {
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar recovery v1");
@@ -173,6 +222,18 @@ mod tests {
             key.derive(Purpose::WorkspaceKeyWrap).expose_secret_bytes(),
             "each purpose has its own key"
         );
+    }
+
+    #[test]
+    fn the_workspace_key_unwraps_only_with_its_recovery_key_and_workspace() {
+        let recovery = RecoveryKey::generate().unwrap();
+        let workspace = WorkspaceId::from_uuid(uuid::Uuid::now_v7());
+        let wrapped = recovery.wrap_workspace_key(workspace, &Secret::new([4; 32])).unwrap();
+        assert_eq!(recovery.unwrap_workspace_key(workspace, &wrapped).unwrap().expose_secret_bytes(), &[4; 32]);
+        let other = RecoveryKey::generate().unwrap();
+        assert_eq!(other.unwrap_workspace_key(workspace, &wrapped).unwrap_err(), RecoveryKeyError::WrongKey);
+        let elsewhere = WorkspaceId::from_uuid(uuid::Uuid::now_v7());
+        assert_eq!(recovery.unwrap_workspace_key(elsewhere, &wrapped).unwrap_err(), RecoveryKeyError::WrongKey);
     }
 
     #[test]
