@@ -246,6 +246,28 @@ fn key_from_hex(text: &str, what: &str) -> ApiResult<[u8; 32]> {
         .ok_or_else(|| ApiError::bad_request("bad_request", format!("{what} must be 32 bytes in hex")))
 }
 
+fn base64_field(text: &str, what: &str) -> ApiResult<Vec<u8>> {
+    BASE64.decode(text).map_err(|_| ApiError::bad_request("bad_request", format!("{what} must be base64")))
+}
+
+/// A device not yet enrolled proves it holds the key it presents: the request must be signed by
+/// that key, under that device id. Returns the checked id and key.
+fn new_device<S>(
+    state: &AppState<S>,
+    device_id: &str,
+    public_key: &str,
+    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &[u8]),
+) -> ApiResult<(String, [u8; 32])> {
+    let device_id = uuid_text(device_id, "device_id")?;
+    let public_key = key_from_hex(public_key, "public_key")?;
+    let signed = signed_headers(headers)?;
+    if signed.device != device_id {
+        return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
+    }
+    check_signature(state, &signed, &public_key, method, uri, body)?;
+    Ok((device_id, public_key))
+}
+
 fn uuid_text(text: &str, what: &str) -> ApiResult<String> {
     uuid::Uuid::try_parse(text)
         .map(|u| u.hyphenated().to_string())
@@ -272,18 +294,11 @@ async fn create_workspace<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let request: CreateWorkspace = parse_json(&body)?;
     let workspace = uuid_text(&request.workspace_id, "workspace_id")?;
-    let device_id = uuid_text(&request.device_id, "device_id")?;
-    let public_key = key_from_hex(&request.public_key, "public_key")?;
-    let signed = signed_headers(&headers)?;
-    if signed.device != device_id {
-        return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
-    }
-    check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
+    let (device_id, public_key) =
+        new_device(&state, &request.device_id, &request.public_key, (&method, &uri, &headers, &body))?;
     let recovery = Recovery {
         public_key: key_from_hex(&request.recovery_public_key, "recovery_public_key")?,
-        wrapped_key: BASE64
-            .decode(&request.recovery_wrapped_key)
-            .map_err(|_| ApiError::bad_request("bad_request", "recovery_wrapped_key must be base64"))?,
+        wrapped_key: base64_field(&request.recovery_wrapped_key, "recovery_wrapped_key")?,
     };
     let owner = DeviceRecord { device_id, public_key, role: Role::Owner, revoked: false, enrolled_at: now_ms() };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
@@ -322,9 +337,7 @@ async fn create_invite<S: RelayStorage>(
         token_hash: key_from_hex(&request.token_hash, "token_hash")?,
         role: request.role,
         expires_at: request.expires_at,
-        wrapped_key: BASE64
-            .decode(&request.wrapped_key)
-            .map_err(|_| ApiError::bad_request("bad_request", "wrapped_key must be base64"))?,
+        wrapped_key: base64_field(&request.wrapped_key, "wrapped_key")?,
         created_by: device.device_id,
     };
     state.storage.add_invite(workspace, invite).await?;
@@ -348,13 +361,8 @@ async fn enrol<S: RelayStorage>(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let request: Enrol = parse_json(&body)?;
-    let device_id = uuid_text(&request.device_id, "device_id")?;
-    let public_key = key_from_hex(&request.public_key, "public_key")?;
-    let signed = signed_headers(&headers)?;
-    if signed.device != device_id {
-        return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
-    }
-    check_signature(&state, &signed, &public_key, &method, &uri, &body)?;
+    let (device_id, public_key) =
+        new_device(&state, &request.device_id, &request.public_key, (&method, &uri, &headers, &body))?;
     let token = hex::decode(&request.token).map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
     let digest = relay_auth::token_hash(&token);
     let (role, wrapped_key) =
@@ -427,9 +435,7 @@ async fn push<S: RelayStorage>(
     let mut batch = Vec::with_capacity(request.envelopes.len());
     for envelope in request.envelopes {
         let id = uuid_text(&envelope.id, "envelope id")?;
-        let bytes = BASE64
-            .decode(&envelope.data)
-            .map_err(|_| ApiError::bad_request("bad_request", "envelope data must be base64"))?;
+        let bytes = base64_field(&envelope.data, "envelope data")?;
         // The relay can read the header (not the content): refuse what is not an envelope, or
         // claims to come from another device than the one that signed the request.
         let parsed = daftar_sync::Envelope::parse(&bytes)

@@ -365,13 +365,8 @@ impl RelayStorage for SqliteStorage {
                 .optional()?;
             let (role, wrapped_key) = invite.ok_or(StorageError::InviteInvalid)?;
             let role = Role::parse(&role).ok_or(StorageError::InviteInvalid)?;
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![workspace, device, public_key.as_slice(), role.as_str(), now],
-            )?;
-            if inserted == 0 {
-                return Err(StorageError::DeviceExists(device));
-            }
+            let record = DeviceRecord { device_id: device.clone(), public_key, role, revoked: false, enrolled_at: now };
+            insert_device(&tx, &workspace, &record)?;
             tx.execute(
                 "UPDATE invites SET used_by = ?3 WHERE workspace = ?1 AND token_hash = ?2",
                 params![workspace, token_hash.as_slice(), device],
