@@ -104,7 +104,7 @@ fn push_body(device: &Device, workspace: WorkspaceId, batch: usize) -> Vec<u8> {
     let sealer = Sealer { workspace, sender: device.id, epoch: 1, epoch_key: &key, signing_key: &device.key };
     let envelopes: Vec<Value> = (0..batch)
         .map(|_| {
-            let bytes = sealer.seal(DocumentId::from_uuid(Uuid::now_v7()), &[7u8; 600]).unwrap();
+            let bytes = sealer.seal(DocumentId::from_uuid(Uuid::now_v7()), 2, &[7u8; 600]).unwrap();
             json!({ "id": Uuid::now_v7().to_string(), "data": BASE64.encode(bytes) })
         })
         .collect();

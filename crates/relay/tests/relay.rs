@@ -129,7 +129,7 @@ fn create_workspace(owner: &Device) -> WorkspaceId {
 fn envelope(device: &Device, workspace: WorkspaceId, change: &[u8]) -> Value {
     let epoch_key = Secret::new([5; 32]);
     let bytes = Sealer { workspace, sender: device.id, epoch: 1, epoch_key: &epoch_key, signing_key: &device.key }
-        .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
+        .seal(DocumentId::from_uuid(Uuid::now_v7()), 2, change)
         .unwrap();
     json!({ "id": Uuid::now_v7().to_string(), "data": BASE64.encode(bytes) })
 }

@@ -13,7 +13,8 @@
 //!     38    48  data key (32) sealed with the epoch key, plus its tag (16)
 //!     86    12  nonce of the content
 //!     98     4  n = length of the sealed content
-//!    102     n  content sealed with the data key: document id (16) ‖ Automerge change, plus tag
+//!    102     n  content sealed with the data key: document id (16) ‖ document kind (1) ‖
+//!               Automerge change, plus tag
 //!  102+n    64  Ed25519 signature by the sender over "daftar-envelope-v1 signature" ‖ workspace
 //!               id ‖ bytes 0 .. 102+n
 //! ```
@@ -138,7 +139,7 @@ fn signed_message(workspace: WorkspaceId, body: &[u8]) -> Vec<u8> {
 
 impl Sealer<'_> {
     /// Seals one change of one document.
-    pub fn seal(&self, document: DocumentId, change: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    pub fn seal(&self, document: DocumentId, kind: u8, change: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
         let rng = SystemRandom::new();
         let mut data_key = [0u8; 32];
         let mut wrap_nonce = [0u8; 12];
@@ -146,10 +147,16 @@ impl Sealer<'_> {
         for buffer in [&mut data_key[..], &mut wrap_nonce[..], &mut nonce[..]] {
             rng.fill(buffer).map_err(|_| EnvelopeError::Random)?;
         }
-        self.seal_with(document, change, Randomness { data_key: Secret::new(data_key), wrap_nonce, nonce })
+        self.seal_with(document, kind, change, Randomness { data_key: Secret::new(data_key), wrap_nonce, nonce })
     }
 
-    fn seal_with(&self, document: DocumentId, change: &[u8], random: Randomness) -> Result<Vec<u8>, EnvelopeError> {
+    fn seal_with(
+        &self,
+        document: DocumentId,
+        kind: u8,
+        change: &[u8],
+        random: Randomness,
+    ) -> Result<Vec<u8>, EnvelopeError> {
         if change.len() > MAX_CHANGE_BYTES {
             return Err(EnvelopeError::TooLarge(change.len()));
         }
@@ -162,8 +169,9 @@ impl Sealer<'_> {
                 &mut wrapped,
             )
             .map_err(|_| EnvelopeError::Random)?;
-        let mut content = Vec::with_capacity(16 + change.len() + TAG);
+        let mut content = Vec::with_capacity(17 + change.len() + TAG);
         content.extend_from_slice(document.as_uuid().as_bytes());
+        content.push(kind);
         content.extend_from_slice(change);
         aead(&random.data_key)
             .seal_in_place_append_tag(
@@ -203,13 +211,15 @@ pub struct OpenedEnvelope {
     pub sender: DeviceId,
     pub epoch: u32,
     pub document: DocumentId,
+    /// The kind of document, as the sender's store numbers them (opaque here).
+    pub kind: u8,
     pub change: Vec<u8>,
 }
 
 impl<'a> Envelope<'a> {
     /// Checks the framing and reads the header, without any key.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
-        if bytes.len() < HEADER + TAG + 16 + SIGNATURE {
+        if bytes.len() < HEADER + TAG + 17 + SIGNATURE {
             return Err(EnvelopeError::TooShort(bytes.len()));
         }
         if bytes[..4] != MAGIC {
@@ -266,8 +276,11 @@ impl<'a> Envelope<'a> {
                 &mut content,
             )
             .map_err(|_| undecryptable())?;
-        let document = DocumentId::from_uuid(Uuid::from_bytes(plain[..16].try_into().map_err(|_| undecryptable())?));
-        Ok(OpenedEnvelope { sender, epoch, document, change: plain[16..].to_vec() })
+        if plain.len() < 17 {
+            return Err(undecryptable());
+        }
+        let document = DocumentId::from_uuid(Uuid::from_bytes(plain[..16].try_into().expect("16 bytes")));
+        Ok(OpenedEnvelope { sender, epoch, document, kind: plain[16], change: plain[17..].to_vec() })
     }
 }
 
@@ -289,7 +302,7 @@ mod tests {
         let sealer = Sealer { workspace, sender, epoch: 3, epoch_key: &epoch_key, signing_key: &signing_key };
         let document = DocumentId::from_uuid(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0003));
         let random = Randomness { data_key: Secret::new([0x33; 32]), wrap_nonce: [0x44; 12], nonce: [0x55; 12] };
-        sealer.seal_with(document, b"automerge change bytes", random).unwrap()
+        sealer.seal_with(document, 2, b"automerge change bytes", random).unwrap()
     }
 
     #[test]
@@ -303,13 +316,13 @@ mod tests {
         let (workspace, sender, epoch_key, signing_key) = fixture();
         let sealer = Sealer { workspace, sender, epoch: 7, epoch_key: &epoch_key, signing_key: &signing_key };
         let document = DocumentId::from_uuid(Uuid::now_v7());
-        let bytes = sealer.seal(document, b"change").unwrap();
+        let bytes = sealer.seal(document, 1, b"change").unwrap();
         let envelope = Envelope::parse(&bytes).unwrap();
         assert_eq!((envelope.sender, envelope.epoch), (sender, 7));
         let public = signing_key.public_key();
         let opened = envelope.open(workspace, |_| Some(public), |_| Some(&epoch_key)).unwrap();
-        assert_eq!((opened.document, opened.change.as_slice()), (document, &b"change"[..]));
-        let again = sealer.seal(document, b"change").unwrap();
+        assert_eq!((opened.document, opened.kind, opened.change.as_slice()), (document, 1, &b"change"[..]));
+        let again = sealer.seal(document, 1, b"change").unwrap();
         assert_ne!(bytes, again, "every envelope has its own data key and nonces");
     }
 }

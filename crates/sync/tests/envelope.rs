@@ -23,7 +23,7 @@ fn device() -> Device {
 
 fn seal(d: &Device, change: &[u8]) -> Vec<u8> {
     Sealer { workspace: d.workspace, sender: d.id, epoch: 1, epoch_key: &d.key, signing_key: &d.signing }
-        .seal(DocumentId::from_uuid(Uuid::now_v7()), change)
+        .seal(DocumentId::from_uuid(Uuid::now_v7()), 2, change)
         .unwrap()
 }
 

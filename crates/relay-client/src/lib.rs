@@ -1,0 +1,181 @@
+//! The device side of the relay API: every call signed with the device's key
+//! (`daftar_sync::relay_auth`), every failure turned into a [`RelayError`] that says what to do.
+//!
+//! This is the thin transport; what to push and pull, and when, is decided by the sync engine.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use daftar_domain::{DeviceId, WorkspaceId};
+use daftar_sync::{DeviceSigningKey, relay_auth};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// A relay call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(
+        "the relay at {url} cannot be reached ({detail}); check the address and the network, the change stays queued"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("the relay refused: {message} ({code})")]
+    Refused { status: u16, code: String, message: String },
+    #[error("the relay answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// One envelope as stored on the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEnvelope {
+    pub seq: i64,
+    pub id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A device's connection to one relay.
+pub struct RelayClient<'k> {
+    url: String,
+    device: DeviceId,
+    key: &'k DeviceSigningKey,
+    http: reqwest::blocking::Client,
+}
+
+impl std::fmt::Debug for RelayClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayClient").field("url", &self.url).field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl<'k> RelayClient<'k> {
+    pub fn new(url: &str, device: DeviceId, key: &'k DeviceSigningKey) -> Result<Self, RelayError> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| RelayError::Protocol(e.to_string()))?;
+        Ok(RelayClient { url: url.trim_end_matches('/').to_owned(), device, key, http })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>, signer: Option<&str>) -> Result<Value, RelayError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON serialises")).unwrap_or_default();
+        let headers = relay_auth::sign(self.key, self.device, method, path, now_ms(), &bytes);
+        let url = format!("{}{path}", self.url);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).header("content-type", "application/json").body(bytes),
+        };
+        let response = request
+            .header(relay_auth::DEVICE_HEADER, signer.unwrap_or(&headers.device))
+            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::NONCE_HEADER, headers.nonce)
+            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+            .send()
+            .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
+        let status = response.status().as_u16();
+        let text =
+            response.text().map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
+        let value: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if !(200..300).contains(&status) {
+            return Err(RelayError::Refused {
+                status,
+                code: value["code"].as_str().unwrap_or("http_error").to_owned(),
+                message: value["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}")),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Creates the workspace on the relay with this device as its owner.
+    pub fn create_workspace(
+        &self,
+        workspace: WorkspaceId,
+        recovery_public_key: &[u8; 32],
+        recovery_wrapped_key: &[u8],
+    ) -> Result<(), RelayError> {
+        let body = json!({
+            "workspace_id": workspace.to_string(),
+            "device_id": self.device.to_string(),
+            "public_key": hex::encode(self.key.public_key()),
+            "recovery_public_key": hex::encode(recovery_public_key),
+            "recovery_wrapped_key": BASE64.encode(recovery_wrapped_key),
+        });
+        self.call("POST", "/v1/workspaces", Some(&body), None).map(|_| ())
+    }
+
+    /// Pushes envelopes `(id, bytes)`; returns their sequence numbers.
+    pub fn push(&self, workspace: WorkspaceId, envelopes: &[(String, Vec<u8>)]) -> Result<Vec<i64>, RelayError> {
+        let items: Vec<Value> =
+            envelopes.iter().map(|(id, bytes)| json!({ "id": id, "data": BASE64.encode(bytes) })).collect();
+        let answer = self.call(
+            "POST",
+            &format!("/v1/workspaces/{workspace}/envelopes"),
+            Some(&json!({ "envelopes": items })),
+            None,
+        )?;
+        serde_json::from_value(answer["seqs"].clone()).map_err(|e| RelayError::Protocol(format!("push answer: {e}")))
+    }
+
+    /// Envelopes after `cursor`, at most `limit`.
+    pub fn pull(&self, workspace: WorkspaceId, cursor: i64, limit: u32) -> Result<Vec<RemoteEnvelope>, RelayError> {
+        #[derive(Deserialize)]
+        struct Item {
+            seq: i64,
+            id: String,
+            data: String,
+        }
+        let answer = self.call(
+            "GET",
+            &format!("/v1/workspaces/{workspace}/envelopes?after={cursor}&limit={limit}"),
+            None,
+            None,
+        )?;
+        let items: Vec<Item> = serde_json::from_value(answer["envelopes"].clone())
+            .map_err(|e| RelayError::Protocol(format!("pull answer: {e}")))?;
+        items
+            .into_iter()
+            .map(|i| {
+                let bytes =
+                    BASE64.decode(&i.data).map_err(|e| RelayError::Protocol(format!("envelope {}: {e}", i.id)))?;
+                Ok(RemoteEnvelope { seq: i.seq, id: i.id, bytes })
+            })
+            .collect()
+    }
+
+    /// The workspace's devices and their public keys, as the relay knows them.
+    pub fn devices(&self, workspace: WorkspaceId) -> Result<Vec<(DeviceId, [u8; 32], bool)>, RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None, None)?;
+        let list = answer.as_array().ok_or_else(|| RelayError::Protocol("device list is not an array".into()))?;
+        list.iter()
+            .map(|d| {
+                let id = d["device_id"].as_str().and_then(|s| s.parse().ok());
+                let key = d["public_key"].as_str().and_then(|k| hex::decode(k).ok()).and_then(|k| k.try_into().ok());
+                match (id, key) {
+                    (Some(id), Some(key)) => Ok((id, key, d["revoked"].as_bool().unwrap_or(false))),
+                    _ => Err(RelayError::Protocol(format!("malformed device entry {d}"))),
+                }
+            })
+            .collect()
+    }
+
+    /// Enrols this device as a new owner using the recovery key's signing key; returns the
+    /// recovery-wrapped workspace key.
+    pub fn recover(&self, workspace: WorkspaceId, recovery_signer: &DeviceSigningKey) -> Result<Vec<u8>, RelayError> {
+        let body = json!({ "device_id": self.device.to_string(), "public_key": hex::encode(self.key.public_key()) });
+        let recovering =
+            RelayClient { url: self.url.clone(), device: self.device, key: recovery_signer, http: self.http.clone() };
+        let answer =
+            recovering.call("POST", &format!("/v1/workspaces/{workspace}/recover"), Some(&body), Some("recovery"))?;
+        let wrapped =
+            answer["recovery_wrapped_key"].as_str().ok_or_else(|| RelayError::Protocol("no wrapped key".into()))?;
+        BASE64.decode(wrapped).map_err(|e| RelayError::Protocol(e.to_string()))
+    }
+}
