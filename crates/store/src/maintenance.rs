@@ -279,7 +279,12 @@ impl Store {
                         "INSERT OR REPLACE INTO snapshots (doc_id, bytes, heads, change_count, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![key, bytes, heads, change_count, ctx.now.timestamp_millis()],
                     )?;
-                    tx.execute("DELETE FROM changes WHERE doc_id = ?1 AND seq <= ?2", params![key, max_seq])?;
+                    // Rows a relay has not acknowledged yet stay: they are the outbox.
+                    tx.execute(
+                        "DELETE FROM changes WHERE doc_id = ?1 AND seq <= ?2
+                             AND seq <= (SELECT coalesce(min(push_cursor), ?2) FROM relays)",
+                        params![key, max_seq],
+                    )?;
                     documents += 1;
                     folded += rows as usize;
                     before += (row_bytes + old_snapshot) as u64;

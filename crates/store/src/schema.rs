@@ -57,6 +57,17 @@ const MIGRATIONS: &[&str] = &[
         last   INTEGER NOT NULL
     ) WITHOUT ROWID;
 
+    -- Relays this device syncs with. `push_cursor` is the last local change row (changes.seq)
+    -- the relay has acknowledged; `pull_cursor` the last relay sequence number applied here.
+    CREATE TABLE relays (
+        url         TEXT PRIMARY KEY,
+        added_at    INTEGER NOT NULL,
+        push_cursor INTEGER NOT NULL DEFAULT 0,
+        pull_cursor INTEGER NOT NULL DEFAULT 0,
+        last_sync   INTEGER,
+        last_error  TEXT
+    ) WITHOUT ROWID;
+
     -- Explicit, recorded purges of drafts.
     CREATE TABLE purges (
         doc_id    TEXT PRIMARY KEY,

@@ -269,10 +269,21 @@ pub(crate) fn insert_document(
     doc: &Automerge,
     ctx: Ctx,
 ) -> Result<()> {
-    conn.prepare_cached("INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)")?.execute(
-        params![id.to_string(), kind.as_str(), ctx.now.timestamp_millis(), document::encode_heads(&doc.get_heads())],
-    )?;
+    insert_document_row(conn, id, kind, &doc.get_heads(), ctx)?;
     insert_changes(conn, id, doc, &[], ctx)
+}
+
+/// The `documents` row of a new document.
+pub(crate) fn insert_document_row(
+    conn: &Connection,
+    id: DocumentId,
+    kind: DocKind,
+    heads: &[ChangeHash],
+    ctx: Ctx,
+) -> Result<()> {
+    conn.prepare_cached("INSERT INTO documents (id, kind, created_at, heads) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![id.to_string(), kind.as_str(), ctx.now.timestamp_millis(), document::encode_heads(heads)])?;
+    Ok(())
 }
 
 /// The heads of the document as of version `version` (1-based; history is topologically

@@ -214,3 +214,44 @@ fn device_secrets_are_kept_and_the_recovery_key_unwraps_the_workspace_key() {
         assert!(!bytes.windows(compact.len()).any(|w| w == compact.as_bytes()), "the recovery key is stored nowhere");
     }
 }
+
+#[test]
+fn changes_flow_through_the_outbox_into_another_store_once() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, mut b) = (init(a_dir.path()), init(b_dir.path()));
+    a.add_relay("https://relay.example").unwrap();
+    let nour = customer(&mut a, "Nour Bakery");
+    let invoice = a
+        .create_invoice(NewInvoice {
+            customer: Some(nour),
+            lines: vec![line("Flour", "2", "50")],
+            ..Default::default()
+        })
+        .unwrap();
+    a.edit_invoice(invoice.id, vec![InvoiceEdit::AddLine(line("Yeast", "1", "15"))]).unwrap();
+    assert_eq!(a.relays().unwrap()[0].pending, 4, "settings, customer, invoice create and edit");
+
+    // Compaction must not fold away what the relay has not acknowledged.
+    a.compact().unwrap();
+    let outbox = a.outbox("https://relay.example", 100).unwrap();
+    assert_eq!(outbox.len(), 4);
+    let sender = a.info().device_id;
+    for change in outbox.iter().filter(|c| c.kind != daftar_store::DocKind::Settings) {
+        assert!(b.apply_remote(change.document, change.kind, sender, &change.bytes).unwrap());
+        assert!(
+            !b.apply_remote(change.document, change.kind, sender, &change.bytes).unwrap(),
+            "applying twice is harmless"
+        );
+    }
+    let there = b.invoice(invoice.id).unwrap();
+    assert_eq!(there.lines.len(), 2);
+    assert_eq!(b.list_invoices(&InvoiceQuery { text: Some("yeast".into()), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(b.history(invoice.id.into()).unwrap().len(), 2, "history arrives with the changes");
+    assert!(b.verify().unwrap().is_ok(), "{:?}", b.verify().unwrap().problems);
+
+    a.mark_pushed("https://relay.example", outbox.last().unwrap().seq).unwrap();
+    assert_eq!(a.relays().unwrap()[0].pending, 0);
+    a.compact().unwrap();
+    assert!(a.outbox("https://relay.example", 100).unwrap().is_empty());
+    assert_eq!(a.history(invoice.id.into()).unwrap().len(), 2, "compaction after acknowledgement keeps history");
+}

@@ -1,0 +1,218 @@
+//! The store's side of sync: relays, the outbox of local changes, and applying changes that
+//! arrived from other devices. No network here: the CLI (or the app) moves the bytes.
+
+use automerge::Change;
+use daftar_domain::{Customer, DeviceId, DocumentId, Invoice, Item};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::document;
+use crate::error::{Result, StoreError};
+use crate::records::{DocKind, Record, SearchWrite};
+use crate::store::{Store, insert_document_row, load_doc};
+
+impl DocKind {
+    /// The kind's number in envelopes.
+    pub fn code(self) -> u8 {
+        match self {
+            DocKind::Settings => 0,
+            DocKind::Invoice => 1,
+            DocKind::Customer => 2,
+            DocKind::Item => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<DocKind> {
+        match code {
+            0 => Some(DocKind::Settings),
+            1 => Some(DocKind::Invoice),
+            2 => Some(DocKind::Customer),
+            3 => Some(DocKind::Item),
+            _ => None,
+        }
+    }
+}
+
+/// A relay this device syncs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayStatus {
+    pub url: String,
+    pub push_cursor: i64,
+    pub pull_cursor: i64,
+    /// Local changes not yet acknowledged by this relay.
+    pub pending: i64,
+    pub last_sync: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One local change waiting for a relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingChange {
+    pub seq: i64,
+    pub document: DocumentId,
+    pub kind: DocKind,
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+}
+
+impl Store {
+    /// Adds a relay (idempotent).
+    pub fn add_relay(&mut self, url: &str) -> Result<()> {
+        self.write(|tx, ctx, _| {
+            tx.execute(
+                "INSERT OR IGNORE INTO relays (url, added_at) VALUES (?1, ?2)",
+                params![url, ctx.now.timestamp_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_relay(&mut self, url: &str) -> Result<bool> {
+        self.write(|tx, _, _| Ok(tx.execute("DELETE FROM relays WHERE url = ?1", [url])? == 1))
+    }
+
+    pub fn relays(&self) -> Result<Vec<RelayStatus>> {
+        let device = self.info.device_id.to_string();
+        let mut statement = self.conn.prepare(
+            "SELECT url, push_cursor, pull_cursor, last_sync, last_error,
+                    (SELECT count(*) FROM changes WHERE device = ?1 AND seq > relays.push_cursor)
+             FROM relays ORDER BY added_at, url",
+        )?;
+        let rows = statement.query_map([device], |r| {
+            Ok(RelayStatus {
+                url: r.get(0)?,
+                push_cursor: r.get(1)?,
+                pull_cursor: r.get(2)?,
+                last_sync: r.get(3)?,
+                last_error: r.get(4)?,
+                pending: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// This device's own changes the relay at `url` has not acknowledged, oldest first.
+    pub fn outbox(&self, url: &str, limit: u32) -> Result<Vec<OutgoingChange>> {
+        let cursor: i64 = self
+            .conn
+            .query_row("SELECT push_cursor FROM relays WHERE url = ?1", [url], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound { kind: "relay", id: url.to_owned() })?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT c.seq, c.doc_id, d.kind, c.hash, c.bytes FROM changes c JOIN documents d ON d.id = c.doc_id
+             WHERE c.device = ?1 AND c.seq > ?2 ORDER BY c.seq LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![self.info.device_id.to_string(), cursor, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, kind, hash, bytes) = row?;
+            let document: DocumentId = id.parse().map_err(|_| StoreError::Corrupt {
+                path: self.info.data_dir.clone(),
+                detail: format!("change row {seq} names document {id:?}"),
+            })?;
+            let kind =
+                DocKind::parse(&kind).ok_or_else(|| StoreError::Document { id: document, detail: kind.clone() })?;
+            let hash: [u8; 32] =
+                hash.try_into().map_err(|_| StoreError::Document { id: document, detail: "bad change hash".into() })?;
+            out.push(OutgoingChange { seq, document, kind, hash, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Records that the relay at `url` acknowledged every local change up to `seq`.
+    pub fn mark_pushed(&mut self, url: &str, seq: i64) -> Result<()> {
+        self.write(|tx, _, _| {
+            tx.execute("UPDATE relays SET push_cursor = max(push_cursor, ?2) WHERE url = ?1", params![url, seq])?;
+            Ok(())
+        })
+    }
+
+    /// Records a sync round's outcome for `sync status`.
+    pub fn record_sync(&mut self, url: &str, pull_cursor: Option<i64>, error: Option<&str>) -> Result<()> {
+        self.write(|tx, ctx, _| {
+            match error {
+                None => tx.execute(
+                    "UPDATE relays SET last_sync = ?2, last_error = NULL, pull_cursor = max(pull_cursor, coalesce(?3, pull_cursor))
+                     WHERE url = ?1",
+                    params![url, ctx.now.timestamp_millis(), pull_cursor],
+                )?,
+                Some(message) => tx.execute(
+                    "UPDATE relays SET last_error = ?2, pull_cursor = max(pull_cursor, coalesce(?3, pull_cursor))
+                     WHERE url = ?1",
+                    params![url, message, pull_cursor],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    /// Applies one change that arrived from `sender`. Applying a change twice is harmless; a
+    /// change whose dependencies have not arrived yet is kept and takes effect when they do.
+    /// Returns whether the change was new here.
+    pub fn apply_remote(
+        &mut self,
+        document: DocumentId,
+        kind: DocKind,
+        sender: DeviceId,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
+            id: document,
+            detail: format!("a received change does not decode: {e}"),
+        })?;
+        self.write(|tx, ctx, cache| {
+            let key = document.to_string();
+            let known: Option<String> =
+                tx.query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get(0)).optional()?;
+            match known {
+                Some(existing) if existing != kind.as_str() => {
+                    return Err(StoreError::Document {
+                        id: document,
+                        detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
+                    });
+                }
+                Some(_) => {}
+                None => insert_document_row(tx, document, kind, &[], ctx)?,
+            }
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, change.hash().0.as_slice(), bytes, sender.to_string(), change.timestamp()],
+            )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            let loaded =
+                load_doc(tx, document)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: key.clone() })?;
+            tx.execute(
+                "UPDATE documents SET heads = ?2 WHERE id = ?1",
+                params![key, document::encode_heads(&loaded.doc.get_heads())],
+            )?;
+            // Until every dependency has arrived the document may not hydrate yet; its index
+            // row follows when it does.
+            let indexed = match kind {
+                DocKind::Settings => Ok(()),
+                DocKind::Invoice => reindex::<Invoice>(tx, document, &loaded.doc),
+                DocKind::Customer => reindex::<Customer>(tx, document, &loaded.doc),
+                DocKind::Item => reindex::<Item>(tx, document, &loaded.doc),
+            };
+            if let Err(StoreError::Sqlite(e)) = indexed {
+                return Err(StoreError::Sqlite(e));
+            }
+            cache.put(document, loaded.doc);
+            Ok(true)
+        })
+    }
+}
+
+fn reindex<R: Record>(conn: &rusqlite::Connection, id: DocumentId, doc: &automerge::Automerge) -> Result<()> {
+    let record: R = document::read_record(id, doc, None)?;
+    record.index(conn, SearchWrite::Queue)
+}
