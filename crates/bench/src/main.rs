@@ -196,6 +196,7 @@ fn main() -> Result<()> {
             series: None,
             key: KeyChoice::Passphrase(PASSPHRASE.into()),
             device_name: "bench".into(),
+            existing: None,
         },
         Arc::new(SystemClock),
     )?;

@@ -123,6 +123,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Debug(DebugCommand::WriteLoop { customer, count }) => write_loop(&cli, customer, *count),
+        Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
+        Command::Sync { command: None } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
+        Command::Sync { command: Some(crate::SyncCommand::Status) } => crate::sync::status(&open(&cli)?, cli.json),
+        Command::Recover { relay, workspace, recovery_key } => {
+            crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
+        }
     }
 }
 
@@ -141,7 +147,8 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
     let device_name = args.device_name.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this device".into())
     });
-    let (store, recovery) = Store::init(&dir, InitOptions { seller, series, key, device_name }, Arc::new(SystemClock))?;
+    let (store, recovery) =
+        Store::init(&dir, InitOptions { seller, series, key, device_name, existing: None }, Arc::new(SystemClock))?;
     let info = store.info();
     let recovery_key = recovery.expose_printable();
     if cli.json {

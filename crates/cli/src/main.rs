@@ -5,6 +5,7 @@
 mod commands;
 mod input;
 mod output;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,26 @@ pub enum Command {
     /// Export records.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Relays this device syncs through.
+    #[command(subcommand)]
+    Relay(RelayCommand),
+    /// One push-and-pull round with every relay.
+    Sync {
+        #[command(subcommand)]
+        command: Option<SyncCommand>,
+    },
+    /// Rebuild a lost workspace in this (new) data directory from a relay and the recovery key.
+    Recover {
+        /// The relay's address, such as https://relay.example.com.
+        #[arg(long)]
+        relay: String,
+        /// The workspace id.
+        #[arg(long)]
+        workspace: String,
+        /// The recovery key printed by `daftar init`.
+        #[arg(long)]
+        recovery_key: String,
+    },
     /// Test support (hidden).
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
@@ -367,6 +388,24 @@ pub enum ImportCommand {
 pub enum ExportCommand {
     /// Every record as JSON files in DIR (which must be empty or absent).
     Json { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Add a relay; on the workspace's first device this creates the workspace there.
+    Add {
+        url: String,
+    },
+    List,
+    Remove {
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Pending changes and the last sync, per relay.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,7 +42,7 @@ pub use invoices::{DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, Lin
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;
-pub use store::{InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
+pub use store::{ExistingWorkspace, InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
 
 /// Where the store gets the time. Passed in so tests can fix it.
 pub trait Clock: Send + Sync {

@@ -41,6 +41,22 @@ pub struct InitOptions {
     pub series: Option<Series>,
     pub key: KeyChoice,
     pub device_name: String,
+    /// Set up this data directory as a new device of an existing workspace (recovery, joining)
+    /// instead of creating a workspace. Its settings then arrive by sync.
+    pub existing: Option<ExistingWorkspace>,
+}
+
+/// What a new device of an existing workspace brings to its set-up.
+#[derive(Debug)]
+pub struct ExistingWorkspace {
+    pub workspace_id: WorkspaceId,
+    /// The id the device enrolled on the relay with.
+    pub device_id: DeviceId,
+    /// The workspace key of epoch 1, unwrapped from the relay's copy.
+    pub workspace_key: Secret<32>,
+    /// The signing seed the device already enrolled on the relay with.
+    pub signing_seed: Secret<32>,
+    pub recovery: RecoveryKey,
 }
 
 /// Identity of an open data directory.
@@ -299,8 +315,10 @@ impl Store {
     /// Sets up a new data directory with a new workspace. Nothing is left behind if it fails.
     /// Returns the store and the workspace's recovery key, which exists nowhere else: show it
     /// to the person once.
-    pub fn init(dir: &Path, options: InitOptions, clock: Arc<dyn Clock>) -> Result<(Store, RecoveryKey)> {
-        options.seller.validate().into_result()?;
+    pub fn init(dir: &Path, mut options: InitOptions, clock: Arc<dyn Clock>) -> Result<(Store, RecoveryKey)> {
+        if options.existing.is_none() {
+            options.seller.validate().into_result()?;
+        }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             action: "create",
             path: dir.to_owned(),
@@ -321,10 +339,23 @@ impl Store {
         }
         let dir = database::canonical_dir(dir)?;
         let key = daftar_keys::generate_database_key()?;
-        let secrets = DeviceSecrets {
-            signing_seed: daftar_keys::generate_secret()?,
-            workspace_key: daftar_keys::generate_secret()?,
-            recovery: RecoveryKey::generate().map_err(|_| daftar_keys::KeyError::Random)?,
+        let (secrets, workspace_id) = match options.existing.take() {
+            Some(existing) => (
+                DeviceSecrets {
+                    signing_seed: existing.signing_seed,
+                    workspace_key: existing.workspace_key,
+                    recovery: existing.recovery,
+                },
+                Some((existing.workspace_id, existing.device_id)),
+            ),
+            None => (
+                DeviceSecrets {
+                    signing_seed: daftar_keys::generate_secret()?,
+                    workspace_key: daftar_keys::generate_secret()?,
+                    recovery: RecoveryKey::generate().map_err(|_| daftar_keys::KeyError::Random)?,
+                },
+                None,
+            ),
         };
         let location = match &options.key {
             KeyChoice::Keyring => {
@@ -343,7 +374,7 @@ impl Store {
                 KeyLocation::KeyFile
             }
         };
-        let result = Self::create_database(&dir, &key, location.clone(), options, &secrets, clock);
+        let result = Self::create_database(&dir, &key, location.clone(), options, &secrets, workspace_id, clock);
         if result.is_err() {
             // Leave the directory as it was: no key that encrypts nothing, no half database.
             if let KeyLocation::Keyring { namespace } = &location {
@@ -362,12 +393,13 @@ impl Store {
         location: KeyLocation,
         options: InitOptions,
         secrets: &DeviceSecrets,
+        existing: Option<(WorkspaceId, DeviceId)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let conn = database::open_connection(dir, key, true)?;
         let now = clock.now();
-        let workspace_id = WorkspaceId::from_uuid(Uuid::now_v7());
-        let device_id = DeviceId::from_uuid(Uuid::now_v7());
+        let (workspace_id, device_id) =
+            existing.unwrap_or_else(|| (WorkspaceId::from_uuid(Uuid::now_v7()), DeviceId::from_uuid(Uuid::now_v7())));
         let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let device_key = daftar_sync::DeviceSigningKey::from_seed(&secrets.signing_seed);
@@ -414,7 +446,9 @@ impl Store {
             devices: vec![DeviceEntry { id: device_id, series, name: options.device_name, added_at: now }],
             created_at: now,
         };
-        store.create(&settings, "create workspace")?;
+        if existing.is_none() {
+            store.create(&settings, "create workspace")?;
+        }
         // The profile is written last: until it exists, the directory is not a workspace.
         Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
         Ok(store)
@@ -468,6 +502,16 @@ impl Store {
                 Ok(Secret::new(bytes))
             }
         }
+    }
+
+    /// The public half of the key that signs recovery requests, as the relay will keep it.
+    pub fn recovery_public_key(&self) -> Result<[u8; 32]> {
+        let text = meta(&self.conn, "recovery_public_key")?
+            .ok_or_else(|| corrupt_meta(&self.info.data_dir, "recovery public key"))?;
+        hex::decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt_meta(&self.info.data_dir, "recovery public key"))
     }
 
     /// The workspace key wrapped by the recovery key, as the relay will keep it.

@@ -22,6 +22,7 @@ fn init(dir: &std::path::Path) -> Store {
             series: None,
             key: KeyChoice::Passphrase(PASSPHRASE.into()),
             device_name: "test".into(),
+            existing: None,
         },
         Arc::new(SystemClock),
     )
@@ -192,6 +193,7 @@ fn device_secrets_are_kept_and_the_recovery_key_unwraps_the_workspace_key() {
             series: None,
             key: KeyChoice::Passphrase(PASSPHRASE.into()),
             device_name: "test".into(),
+            existing: None,
         },
         Arc::new(SystemClock),
     )
