@@ -126,6 +126,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
         Command::Sync { command: None } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
         Command::Sync { command: Some(crate::SyncCommand::Status) } => crate::sync::status(&open(&cli)?, cli.json),
+        Command::Invite { role, relay, expires_hours } => {
+            crate::sync::invite(&open(&cli)?, cli.json, role, relay.as_deref(), *expires_hours)
+        }
+        Command::Join { code } => crate::sync::join(&data_dir(&cli)?, cli.json, code),
+        Command::Devices(command) => crate::sync::devices(&open(&cli)?, cli.json, command),
         Command::Recover { relay, workspace, recovery_key } => {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }

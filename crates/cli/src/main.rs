@@ -62,6 +62,23 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<SyncCommand>,
     },
+    /// Invite a new device: prints a one-time code to give its user (privately).
+    Invite {
+        /// owner, admin, accountant, clerk or viewer.
+        #[arg(long, default_value = "clerk")]
+        role: String,
+        /// Relay the new device joins through (default: this device's first relay).
+        #[arg(long)]
+        relay: Option<String>,
+        /// Hours until the code expires.
+        #[arg(long, default_value_t = 24)]
+        expires_hours: u32,
+    },
+    /// Set this (new) data directory up as a device of the workspace an invite code names.
+    Join { code: String },
+    /// The workspace's devices, as the relay knows them.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
     /// Rebuild a lost workspace in this (new) data directory from a relay and the recovery key.
     Recover {
         /// The relay's address, such as https://relay.example.com.
@@ -399,6 +416,15 @@ pub enum RelayCommand {
     List,
     Remove {
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    List,
+    /// Refuse a device from now on (owners and admins).
+    Revoke {
+        device: String,
     },
 }
 

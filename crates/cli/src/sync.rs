@@ -10,12 +10,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use daftar_domain::{DeviceId, WorkspaceId};
 use daftar_relay_client::{RelayClient, RelayError};
 use daftar_store::{DocKind, ExistingWorkspace, InitOptions, KeyChoice, Store, SystemClock};
-use daftar_sync::{DeviceSigningKey, Envelope, RecoveryKey, Sealer};
+use daftar_sync::{DeviceSigningKey, Envelope, InviteCode, RecoveryKey, Sealer};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::RelayCommand;
 use crate::output::print_json;
+use crate::{DevicesCommand, RelayCommand};
 
 /// How many changes one push carries, and how many envelopes one pull asks for.
 const BATCH: u32 = 200;
@@ -185,6 +185,16 @@ pub fn sync_round(store: &mut Store, json: bool) -> Result<()> {
         };
         results.push(entry);
     }
+    if failures == results.len() {
+        let reasons: Vec<String> = results
+            .iter()
+            .map(|r| format!("{}: {}", r["url"].as_str().unwrap_or(""), r["error"].as_str().unwrap_or("")))
+            .collect();
+        bail!(
+            "no relay could be reached; the changes stay queued and go out at the next sync ({})",
+            reasons.join("; ")
+        );
+    }
     if json {
         print_json(&json!({ "relays": results }));
     } else {
@@ -205,10 +215,39 @@ pub fn sync_round(store: &mut Store, json: bool) -> Result<()> {
             }
         }
     }
-    if failures == results.len() {
-        bail!("no relay could be reached; the changes stay queued and go out at the next sync");
-    }
     Ok(())
+}
+
+/// A series of a device's own for a device that joins later: a letter and four hex digits of
+/// its id, so devices never share one without coordinating.
+fn series_for(prefix: char, device: DeviceId) -> Result<daftar_domain::Series> {
+    let digits = device.to_string().replace('-', "");
+    Ok(format!("{prefix}{}", digits[digits.len() - 4..].to_ascii_uppercase()).parse()?)
+}
+
+/// Sets up `dir` as a new device of an existing workspace, then pulls everything.
+fn set_up_device(
+    dir: &Path,
+    relay: &str,
+    key: &DeviceSigningKey,
+    existing: ExistingWorkspace,
+    series: daftar_domain::Series,
+    name: &str,
+) -> Result<(Store, RoundReport)> {
+    let (mut store, _) = Store::init(
+        dir,
+        InitOptions {
+            seller: Default::default(),
+            series: Some(series),
+            key: KeyChoice::Keyring,
+            device_name: name.into(),
+            existing: Some(existing),
+        },
+        Arc::new(SystemClock),
+    )?;
+    store.add_relay(relay)?;
+    let report = round_with(&mut store, relay, key)?;
+    Ok((store, report))
 }
 
 pub fn recover(dir: &Path, json: bool, relay: &str, workspace: &str, recovery_key: &str) -> Result<()> {
@@ -221,39 +260,135 @@ pub fn recover(dir: &Path, json: bool, relay: &str, workspace: &str, recovery_ke
     let client = RelayClient::new(&relay, device, &key)?;
     let wrapped = client.recover(workspace, &recovery.relay_signing_key()).context("the relay refused the recovery")?;
     let workspace_key = recovery.unwrap_workspace_key(workspace, &wrapped)?;
-    // A recovered device takes a series of its own, so its numbers never meet the lost devices'.
-    let series = format!("R{}", &device.to_string().replace('-', "")[24..28].to_ascii_uppercase()).parse()?;
-    let (mut store, _) = Store::init(
-        dir,
-        InitOptions {
-            seller: Default::default(),
-            series: Some(series),
-            key: KeyChoice::Keyring,
-            device_name: "recovered device".into(),
-            existing: Some(ExistingWorkspace {
-                workspace_id: workspace,
-                device_id: device,
-                workspace_key,
-                signing_seed: seed,
-                recovery,
-            }),
-        },
-        Arc::new(SystemClock),
-    )?;
-    store.add_relay(&relay)?;
-    let report = round_with(&mut store, &relay, &key)?;
+    let existing =
+        ExistingWorkspace { workspace_id: workspace, device_id: device, workspace_key, signing_seed: seed, recovery };
+    let (store, report) = set_up_device(dir, &relay, &key, existing, series_for('R', device)?, "recovered device")?;
+    print_set_up(&store, json, "recovered", &report);
+    Ok(())
+}
+
+pub fn join(dir: &Path, json: bool, code: &str) -> Result<()> {
+    let invite = InviteCode::parse(code)?;
+    let seed = daftar_keys::generate_secret()?;
+    let key = DeviceSigningKey::from_seed(&seed);
+    let device = DeviceId::from_uuid(Uuid::now_v7());
+    let client = RelayClient::new(&invite.relay, device, &key)?;
+    let (_role, wrapped) = client.enrol(invite.workspace, invite.token()).context("the relay refused the invite")?;
+    let workspace_key = invite.unwrap_workspace_key(&wrapped)?;
+    // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
+    // device makes a throwaway; known gap: if this device later adds a relay the workspace does
+    // not exist on yet, that relay gets recovery material nobody can open.
+    let recovery = RecoveryKey::generate()?;
+    let existing = ExistingWorkspace {
+        workspace_id: invite.workspace,
+        device_id: device,
+        workspace_key,
+        signing_seed: seed,
+        recovery,
+    };
+    let (store, report) = set_up_device(dir, &invite.relay, &key, existing, series_for('J', device)?, "joined device")?;
+    print_set_up(&store, json, "approved", &report);
+    Ok(())
+}
+
+fn print_set_up(store: &Store, json: bool, status: &str, report: &RoundReport) {
+    let info = store.info();
     if json {
-        let info = store.info();
         print_json(&json!({
             "workspace_id": info.workspace_id,
             "device_id": info.device_id,
+            "status": status,
             "series": info.series,
             "received": report.pulled,
             "applied": report.applied,
             "rejected": report.rejected,
         }));
     } else {
-        println!("Recovered workspace {workspace}: {} changes received, {} applied.", report.pulled, report.applied);
+        println!(
+            "This device ({}) is {status} in workspace {}: {} changes received; it numbers invoices {}.",
+            info.device_id,
+            info.workspace_id,
+            report.pulled,
+            info.series.number(1)
+        );
+    }
+}
+
+fn first_relay(store: &Store, relay: Option<&str>) -> Result<String> {
+    match relay {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => store
+            .relays()?
+            .into_iter()
+            .next()
+            .map(|r| r.url)
+            .ok_or_else(|| anyhow!("this device has no relay; add one with `daftar relay add URL`")),
+    }
+}
+
+pub fn invite(store: &Store, json: bool, role: &str, relay: Option<&str>, hours: u32) -> Result<()> {
+    const ROLES: [&str; 5] = ["owner", "admin", "accountant", "clerk", "viewer"];
+    if !ROLES.contains(&role) {
+        bail!("role must be one of {} (got {role:?})", ROLES.join(", "));
+    }
+    let relay = first_relay(store, relay)?;
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let invite = InviteCode::generate(&relay, info.workspace_id)?;
+    let wrapped = invite.wrap_workspace_key(&store.workspace_key(1)?)?;
+    let expires_at = chrono::Utc::now().timestamp_millis() + i64::from(hours) * 3_600_000;
+    let client = RelayClient::new(&relay, info.device_id, &key)?;
+    client.create_invite(
+        info.workspace_id,
+        &daftar_sync::relay_auth::token_hash(invite.token()),
+        role,
+        expires_at,
+        &wrapped,
+    )?;
+    let code = invite.expose_code();
+    if json {
+        print_json(&json!({ "code": code, "role": role, "relay": relay, "expires_at": expires_at }));
+    } else {
+        println!(
+            "Give this code to the new device's user, privately; it works once, for {hours} hours:\n\n    {code}\n"
+        );
+        println!("On the new device: daftar join CODE");
+    }
+    Ok(())
+}
+
+pub fn devices(store: &Store, json: bool, command: &DevicesCommand) -> Result<()> {
+    let relay = first_relay(store, None)?;
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let client = RelayClient::new(&relay, info.device_id, &key)?;
+    match command {
+        DevicesCommand::List => {
+            let devices = client.devices(info.workspace_id)?;
+            let rows: Vec<_> = devices
+                .iter()
+                .map(|(id, _, revoked)| {
+                    json!({ "device_id": id, "status": if *revoked { "revoked" } else { "approved" }, "this_device": *id == info.device_id })
+                })
+                .collect();
+            if json {
+                print_json(&rows);
+            } else {
+                for (id, _, revoked) in devices {
+                    let me = if id == info.device_id { "  (this device)" } else { "" };
+                    println!("{id}  {}{me}", if revoked { "revoked" } else { "approved" });
+                }
+            }
+        }
+        DevicesCommand::Revoke { device } => {
+            let device: DeviceId = device.parse()?;
+            client.revoke(info.workspace_id, device)?;
+            if json {
+                print_json(&json!({ "device_id": device, "status": "revoked" }));
+            } else {
+                println!("Device {device} is revoked: the relay refuses it from now on.");
+            }
+        }
     }
     Ok(())
 }

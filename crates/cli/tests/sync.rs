@@ -105,3 +105,40 @@ fn a_lost_workspace_comes_back_from_the_relay_and_edits_flow_both_ways() {
     let status = a.json(&["sync", "status"]);
     assert_eq!(status[0]["pending"], 0, "{status}");
 }
+
+#[test]
+fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Nour Bakery", None);
+    a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let invite = a.json(&["invite", "--role", "clerk"]);
+    let code = invite["code"].as_str().unwrap();
+    assert!(code.starts_with("daftar-invite-1."), "{invite}");
+
+    let c = Daftar::new();
+    let joined = c.json(&["join", code]);
+    assert_eq!(joined["status"], "approved");
+    assert_eq!(c.json(&["invoice", "list"]).as_array().unwrap().len(), 1, "the new device bootstraps");
+    let again = Daftar::new();
+    let refused = again.fails(&["join", code]);
+    assert!(refused["message"].as_str().unwrap().contains("already used"), "an invite works once: {refused}");
+    assert!(again.fails(&["join", "daftar-invite-1.garbage"])["message"].as_str().unwrap().contains("damaged"));
+
+    let from_c = c.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
+    c.json(&["sync"]);
+    a.json(&["sync"]);
+    assert_eq!(a.json(&["invoice", "show", from_c["id"].as_str().unwrap()])["totals"]["gross"], "34.50");
+    let devices = a.json(&["devices", "list"]);
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+
+    let c_id = joined["device_id"].as_str().unwrap();
+    assert_eq!(a.json(&["devices", "revoke", c_id])["status"], "revoked");
+    let shut_out = c.fails(&["sync"]);
+    assert!(shut_out["message"].as_str().unwrap().contains("no relay could be reached"), "{shut_out}");
+    let status = c.json(&["sync", "status"]);
+    assert!(status[0]["last_error"].as_str().unwrap().contains("revoked"), "the reason is recorded: {status}");
+}

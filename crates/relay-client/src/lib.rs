@@ -166,6 +166,45 @@ impl<'k> RelayClient<'k> {
             .collect()
     }
 
+    /// Leaves an invite with the relay: the hash of its token, the role it grants, when it
+    /// expires (ms since the epoch) and the workspace key wrapped for the invited device.
+    pub fn create_invite(
+        &self,
+        workspace: WorkspaceId,
+        token_hash: &[u8; 32],
+        role: &str,
+        expires_at: i64,
+        wrapped_key: &[u8],
+    ) -> Result<(), RelayError> {
+        let body = json!({
+            "token_hash": hex::encode(token_hash),
+            "role": role,
+            "expires_at": expires_at,
+            "wrapped_key": BASE64.encode(wrapped_key),
+        });
+        self.call("POST", &format!("/v1/workspaces/{workspace}/invites"), Some(&body), None).map(|_| ())
+    }
+
+    /// Enrols this device with an invite's one-time token; returns the role and the wrapped
+    /// workspace key.
+    pub fn enrol(&self, workspace: WorkspaceId, token: &[u8]) -> Result<(String, Vec<u8>), RelayError> {
+        let body = json!({
+            "device_id": self.device.to_string(),
+            "public_key": hex::encode(self.key.public_key()),
+            "token": hex::encode(token),
+        });
+        let answer = self.call("POST", &format!("/v1/workspaces/{workspace}/enrol"), Some(&body), None)?;
+        let role = answer["role"].as_str().unwrap_or("clerk").to_owned();
+        let wrapped = answer["wrapped_key"].as_str().ok_or_else(|| RelayError::Protocol("no wrapped key".into()))?;
+        Ok((role, BASE64.decode(wrapped).map_err(|e| RelayError::Protocol(e.to_string()))?))
+    }
+
+    /// Revokes a device of the workspace (owners and admins).
+    pub fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> Result<(), RelayError> {
+        self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/revoke"), Some(&json!({})), None)
+            .map(|_| ())
+    }
+
     /// Enrols this device as a new owner using the recovery key's signing key; returns the
     /// recovery-wrapped workspace key.
     pub fn recover(&self, workspace: WorkspaceId, recovery_signer: &DeviceSigningKey) -> Result<Vec<u8>, RelayError> {

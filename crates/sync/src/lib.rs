@@ -14,8 +14,10 @@
 //! The relay (`daftar-relay`) is built on these; the sync state machine and transport come next.
 
 pub mod envelope;
+pub mod invite;
 pub mod recovery;
 pub mod relay_auth;
 
 pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
+pub use invite::{InviteCode, InviteError};
 pub use recovery::{RecoveryKey, RecoveryKeyError};

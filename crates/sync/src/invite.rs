@@ -1,0 +1,170 @@
+//! Invite codes: how a new device gets into a workspace without the relay ever seeing the
+//! workspace key.
+//!
+//! The code carries the relay's address, the workspace id, a one-time token (the relay keeps only
+//! its hash) and a secret. The inviting device wraps the workspace key with a key derived from the
+//! secret and leaves the wrapped copy with the relay; the new device presents the token, receives
+//! the wrapped copy, and unwraps it with the secret from the code.
+//!
+//! Format: `daftar-invite-1.` followed by unpadded base64url of
+//! `workspace (16) ‖ token (16) ‖ secret (32) ‖ relay URL (UTF-8)`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use daftar_domain::WorkspaceId;
+use daftar_keys::Secret;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+const PREFIX: &str = "daftar-invite-1.";
+
+/// An invite code could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("this is not a Daftar invite code (it should start with {PREFIX}); copy the whole code")]
+    NotAnInvite,
+    #[error("the invite code is damaged or incomplete; copy the whole code again")]
+    Damaged,
+    #[error("the invite's secret does not unlock the key the relay returned; ask for a new invite")]
+    WrongSecret,
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// A parsed invite code. Not `Clone`; its `Debug` hides the token and secret.
+pub struct InviteCode {
+    pub relay: String,
+    pub workspace: WorkspaceId,
+    token: [u8; 16],
+    secret: Secret<32>,
+}
+
+impl std::fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteCode")
+            .field("relay", &self.relay)
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrap_key(secret: &Secret<32>) -> LessSafeKey {
+    struct Len32;
+    impl ring::hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar invite v1").extract(secret.expose_secret_bytes());
+    let info = [b"workspace-key-wrap".as_slice()];
+    let mut key = [0u8; 32];
+    prk.expand(&info, Len32).expect("valid length").fill(&mut key).expect("32 bytes");
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"));
+    zeroize::Zeroize::zeroize(&mut key);
+    aead
+}
+
+fn associated_data(workspace: WorkspaceId) -> Aad<Vec<u8>> {
+    let mut ad = b"daftar invite wrap v1".to_vec();
+    ad.extend_from_slice(workspace.as_bytes());
+    Aad::from(ad)
+}
+
+impl InviteCode {
+    /// A new invite for `workspace` through the relay at `relay`.
+    pub fn generate(relay: &str, workspace: WorkspaceId) -> Result<Self, InviteError> {
+        let rng = SystemRandom::new();
+        let mut token = [0u8; 16];
+        let mut secret = [0u8; 32];
+        rng.fill(&mut token).map_err(|_| InviteError::Random)?;
+        rng.fill(&mut secret).map_err(|_| InviteError::Random)?;
+        Ok(Self { relay: relay.to_owned(), workspace, token, secret: Secret::new(secret) })
+    }
+
+    /// The code to give the new device's user (it contains the secret: share it privately).
+    pub fn expose_code(&self) -> String {
+        let mut bytes = Vec::with_capacity(64 + self.relay.len());
+        bytes.extend_from_slice(self.workspace.as_bytes());
+        bytes.extend_from_slice(&self.token);
+        bytes.extend_from_slice(self.secret.expose_secret_bytes());
+        bytes.extend_from_slice(self.relay.as_bytes());
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn parse(code: &str) -> Result<Self, InviteError> {
+        let body = code.trim().strip_prefix(PREFIX).ok_or(InviteError::NotAnInvite)?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| InviteError::Damaged)?;
+        if bytes.len() <= 64 {
+            return Err(InviteError::Damaged);
+        }
+        let relay = String::from_utf8(bytes[64..].to_vec()).map_err(|_| InviteError::Damaged)?;
+        if !(relay.starts_with("http://") || relay.starts_with("https://")) {
+            return Err(InviteError::Damaged);
+        }
+        Ok(Self {
+            relay,
+            workspace: WorkspaceId::from_uuid(uuid::Uuid::from_bytes(bytes[..16].try_into().expect("16 bytes"))),
+            token: bytes[16..32].try_into().expect("16 bytes"),
+            secret: Secret::new(bytes[32..64].try_into().expect("32 bytes")),
+        })
+    }
+
+    /// The one-time token the new device presents to the relay.
+    pub fn token(&self) -> &[u8; 16] {
+        &self.token
+    }
+
+    /// The workspace key wrapped for the new device: `nonce (12) ‖ AES-256-GCM(key)`.
+    pub fn wrap_workspace_key(&self, key: &Secret<32>) -> Result<Vec<u8>, InviteError> {
+        let mut nonce = [0u8; 12];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| InviteError::Random)?;
+        let mut sealed = key.expose_secret_bytes().to_vec();
+        wrap_key(&self.secret)
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), associated_data(self.workspace), &mut sealed)
+            .map_err(|_| InviteError::Random)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn unwrap_workspace_key(&self, wrapped: &[u8]) -> Result<Secret<32>, InviteError> {
+        if wrapped.len() != 12 + 32 + 16 {
+            return Err(InviteError::WrongSecret);
+        }
+        let (nonce, sealed) = wrapped.split_at(12);
+        let mut buffer = sealed.to_vec();
+        let plain = wrap_key(&self.secret)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce.try_into().expect("12 bytes")),
+                associated_data(self.workspace),
+                &mut buffer,
+            )
+            .map_err(|_| InviteError::WrongSecret)?;
+        let key: [u8; 32] = plain.try_into().map_err(|_| InviteError::WrongSecret)?;
+        zeroize::Zeroize::zeroize(&mut buffer);
+        Ok(Secret::new(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_carry_the_key_only_for_their_holder() {
+        let workspace = WorkspaceId::from_uuid(uuid::Uuid::now_v7());
+        let invite = InviteCode::generate("https://relay.example", workspace).unwrap();
+        let parsed = InviteCode::parse(&invite.expose_code()).unwrap();
+        assert_eq!(
+            (parsed.relay.as_str(), parsed.workspace, parsed.token()),
+            ("https://relay.example", workspace, invite.token())
+        );
+        let wrapped = invite.wrap_workspace_key(&Secret::new([6; 32])).unwrap();
+        assert_eq!(parsed.unwrap_workspace_key(&wrapped).unwrap().expose_secret_bytes(), &[6; 32]);
+        let other = InviteCode::generate("https://relay.example", workspace).unwrap();
+        assert_eq!(other.unwrap_workspace_key(&wrapped).unwrap_err(), InviteError::WrongSecret);
+        assert_eq!(InviteCode::parse("hello").unwrap_err(), InviteError::NotAnInvite);
+        let code = invite.expose_code();
+        assert_eq!(InviteCode::parse(&code[..40]).unwrap_err(), InviteError::Damaged);
+    }
+}
