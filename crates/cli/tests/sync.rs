@@ -142,3 +142,133 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     let status = c.json(&["sync", "status"]);
     assert!(status[0]["last_error"].as_str().unwrap().contains("revoked"), "the reason is recorded: {status}");
 }
+
+/// A small deterministic generator, so a failing schedule can be replayed with its seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Every record of a device as canonical JSON (sorted keys), by file name.
+fn export(d: &Daftar) -> std::collections::BTreeMap<String, Value> {
+    let out = d.dir.path().join(format!("export-{}", uuid::Uuid::now_v7()));
+    d.json(&["export", "json", out.to_str().unwrap()]);
+    common::files(&out)
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(&out).unwrap().display().to_string();
+            (name, serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn three_devices_converge_after_a_random_offline_schedule() {
+    let operations: usize = std::env::var("DAFTAR_SYNC_OPERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(260);
+    // About a fifth of the operations are syncs: 260 gives over 200 creates, edits, deletes and restores.
+    let seed: u64 = std::env::var("DAFTAR_SYNC_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5EED_0001);
+    eprintln!("convergence: {operations} operations, seed {seed} (DAFTAR_SYNC_SEED to replay)");
+    let mut rng = SplitMix(seed);
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Shared Customer", None);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let devices = [a, Daftar::new(), Daftar::new()];
+    for d in &devices[1..] {
+        let code = devices[0].json(&["invite"])["code"].as_str().unwrap().to_owned();
+        d.json(&["join", &code]);
+    }
+    // Each device knows the invoices it has seen; operations pick among them.
+    let mut known: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for step in 0..operations {
+        let n = rng.below(3);
+        let d = &devices[n];
+        let choice = rng.below(10);
+        if choice == 0 || known[n].is_empty() {
+            let line = format!("Item {step}|{}|{}.{:02}", rng.below(9) + 1, rng.below(500) + 1, rng.below(100));
+            let created = d.json(&["invoice", "create", "--customer", &customer, "--line", &line]);
+            let id = created["id"].as_str().unwrap().to_owned();
+            acknowledged.insert(id.clone());
+            known[n].push(id);
+            continue;
+        }
+        let id = known[n][rng.below(known[n].len())].clone();
+        let shown = d.json(&["invoice", "show", &id]);
+        let deleted = shown["deleted"].as_bool().unwrap();
+        let output = match choice {
+            1..=2 => d.command().args(["--json", "invoice", "delete", &id]).output().unwrap(),
+            3..=4 => d.command().args(["--json", "invoice", "restore", &id]).output().unwrap(),
+            5..=6 => d
+                .command()
+                .args(["--json", "invoice", "edit", &id, "--set", &format!("notes=note {step} from device {n}")])
+                .output()
+                .unwrap(),
+            7 => d
+                .command()
+                .args([
+                    "--json",
+                    "invoice",
+                    "edit",
+                    &id,
+                    "--add-line",
+                    &format!("Extra {step}|1|{}", rng.below(90) + 10),
+                ])
+                .output()
+                .unwrap(),
+            _ => d.command().args(["--json", "sync"]).output().unwrap(),
+        };
+        // Deleting a deleted invoice, restoring a live one or editing one in the trash is refused
+        // cleanly; everything else must succeed.
+        if !output.status.success() {
+            let error: Value = serde_json::from_slice(&output.stderr).unwrap();
+            assert_eq!(
+                error["error"]["code"], "conflict",
+                "step {step}: unexpected failure {error} (deleted: {deleted})"
+            );
+        }
+        if choice >= 8 {
+            // After a sync the device knows what the others sent.
+            known[n] = d
+                .json(&["invoice", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(d.json(&["invoice", "list", "--deleted"]).as_array().unwrap())
+                .map(|s| s["id"].as_str().unwrap().to_owned())
+                .collect();
+        }
+    }
+    // Everyone comes online: two rounds so every device has everything.
+    for _ in 0..2 {
+        for d in &devices {
+            d.json(&["sync"]);
+        }
+    }
+    let exports: Vec<_> = devices.iter().map(export).collect();
+    let invoices: std::collections::BTreeSet<String> = exports[0]
+        .keys()
+        .filter_map(|k| k.strip_prefix("invoices/").and_then(|f| f.strip_suffix(".json")).map(str::to_owned))
+        .collect();
+    for id in &acknowledged {
+        assert!(invoices.contains(id), "acknowledged invoice {id} is missing after convergence (seed {seed})");
+    }
+    assert_eq!(exports[0], exports[1], "devices A and B differ after syncing (seed {seed})");
+    assert_eq!(exports[0], exports[2], "devices A and C differ after syncing (seed {seed})");
+    for d in &devices {
+        assert_eq!(d.json(&["store", "verify"])["ok"], true);
+    }
+    eprintln!("convergence: {} invoices on every device", invoices.len());
+}
