@@ -124,8 +124,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Debug(DebugCommand::WriteLoop { customer, count }) => write_loop(&cli, customer, *count),
         Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
-        Command::Sync { command: None } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
-        Command::Sync { command: Some(crate::SyncCommand::Status) } => crate::sync::status(&open(&cli)?, cli.json),
+        Command::Sync { command: None, watch: false } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
+        Command::Sync { command: None, watch: true } => crate::sync::watch(&mut open(&cli)?, cli.json),
+        Command::Sync { command: Some(crate::SyncCommand::Status), .. } => crate::sync::status(&open(&cli)?, cli.json),
         Command::Invite { role, relay, expires_hours } => {
             crate::sync::invite(&open(&cli)?, cli.json, role, relay.as_deref(), *expires_hours)
         }

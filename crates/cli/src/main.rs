@@ -57,8 +57,11 @@ pub enum Command {
     /// Relays this device syncs through.
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// One push-and-pull round with every relay.
+    /// One push-and-pull round with every relay, or with --watch keep syncing live.
     Sync {
+        /// Keep running: pull as soon as the relay announces a change, push local changes.
+        #[arg(long)]
+        watch: bool,
         #[command(subcommand)]
         command: Option<SyncCommand>,
     },

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use daftar_domain::{DeviceId, WorkspaceId};
-use daftar_relay_client::{RelayClient, RelayError};
+use daftar_relay_client::{Event, RelayClient, RelayError};
 use daftar_store::{DocKind, ExistingWorkspace, InitOptions, KeyChoice, Store, SystemClock};
 use daftar_sync::{DeviceSigningKey, Envelope, InviteCode, RecoveryKey, Sealer};
 use serde_json::json;
@@ -216,6 +217,58 @@ pub fn sync_round(store: &mut Store, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `daftar sync --watch`: a round now, then one whenever the relay announces a change or this
+/// device has changes pending (checked at every keep-alive, at least every 15 s). A lost
+/// connection is retried with exponential backoff and jitter, up to a minute apart.
+pub fn watch(store: &mut Store, json: bool) -> Result<()> {
+    let relays = store.relays()?;
+    let Some(primary) = relays.first().map(|r| r.url.clone()) else {
+        bail!("this device has no relay; add one with `daftar relay add URL`");
+    };
+    let key = store.device_signing_key()?;
+    let info = store.info().clone();
+    let mut failures: u32 = 0;
+    loop {
+        // Best effort: a failed round is reported and retried; watching goes on.
+        if let Err(e) = sync_round(store, json) {
+            eprintln!("sync: {e:#}");
+        }
+        let client = RelayClient::new(&primary, info.device_id, &key)?;
+        let events = match client.subscribe(info.workspace_id) {
+            Ok(events) => {
+                failures = 0;
+                events
+            }
+            Err(RelayError::Refused { code, message, .. }) if code == "revoked" || code == "not_a_member" => {
+                bail!("the relay refuses this device: {message}");
+            }
+            Err(e) => {
+                failures += 1;
+                let backoff = Duration::from_millis((500u64 << failures.min(7)).min(60_000));
+                let jitter = Duration::from_millis(u64::from(Uuid::new_v4().as_bytes()[0]) * 4);
+                eprintln!("sync: {e}; retrying in {:.1} s", (backoff + jitter).as_secs_f64());
+                std::thread::sleep(backoff + jitter);
+                continue;
+            }
+        };
+        let mut pulled_to = store.relays()?.iter().find(|r| r.url == primary).map(|r| r.pull_cursor).unwrap_or(0);
+        for event in events {
+            let due = match event {
+                Ok(Event::Head(head)) => head > pulled_to,
+                Ok(Event::Tick) => store.relays()?.iter().any(|r| r.pending > 0),
+                Err(_) => break,
+            };
+            if due {
+                if let Err(e) = sync_round(store, json) {
+                    eprintln!("sync: {e:#}");
+                }
+                pulled_to =
+                    store.relays()?.iter().find(|r| r.url == primary).map(|r| r.pull_cursor).unwrap_or(pulled_to);
+            }
+        }
+    }
 }
 
 /// A series of a device's own for a device that joins later: a letter and four hex digits of

@@ -272,3 +272,35 @@ fn three_devices_converge_after_a_random_offline_schedule() {
     }
     eprintln!("convergence: {} invoices on every device", invoices.len());
 }
+
+#[test]
+fn a_watching_device_receives_a_change_at_once() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Live Customer", None);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let b = Daftar::new();
+    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    let mut watcher =
+        b.command().args(["sync", "--watch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let created = a.json(&["invoice", "create", "--customer", &customer, "--line", "Live|1|10"]);
+    let started = std::time::Instant::now();
+    a.json(&["sync"]);
+    let id = created["id"].as_str().unwrap();
+    let arrived = loop {
+        if b.run(&["invoice", "show", id]).status.success() {
+            break true;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(arrived, "the watching device did not receive the change within 10 s");
+    eprintln!("watch: arrived {:?} after the sync started", started.elapsed());
+}

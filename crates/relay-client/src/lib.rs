@@ -25,6 +25,45 @@ pub enum RelayError {
     Protocol(String),
 }
 
+/// What the live subscription says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The log's newest sequence number.
+    Head(i64),
+    /// A keep-alive or a notice that some heads were missed: a good moment to check for work.
+    Tick,
+}
+
+/// The live subscription's stream of events.
+pub struct Events {
+    lines: std::io::Lines<std::io::BufReader<reqwest::blocking::Response>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Iterator for Events {
+    type Item = Result<Event, RelayError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => return Some(Err(RelayError::Unreachable { url: String::new(), detail: e.to_string() })),
+            };
+            if let Some(data) = line.strip_prefix("data:") {
+                return Some(Ok(data.trim().parse().map(Event::Head).unwrap_or(Event::Tick)));
+            }
+            if line.starts_with(':') {
+                return Some(Ok(Event::Tick));
+            }
+        }
+    }
+}
+
 /// One envelope as stored on the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEnvelope {
@@ -203,6 +242,36 @@ impl<'k> RelayClient<'k> {
     pub fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> Result<(), RelayError> {
         self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/revoke"), Some(&json!({})), None)
             .map(|_| ())
+    }
+
+    /// Opens the live subscription: a stream of the log's head after every push (`seq` events;
+    /// keep-alive comments at least every 15 s). Reads block; the stream has no overall timeout.
+    pub fn subscribe(&self, workspace: WorkspaceId) -> Result<Events, RelayError> {
+        let path = format!("/v1/workspaces/{workspace}/events");
+        let headers = relay_auth::sign(self.key, self.device, "GET", &path, now_ms(), b"");
+        let streaming = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let response = streaming
+            .get(format!("{}{path}", self.url))
+            .header(relay_auth::DEVICE_HEADER, headers.device)
+            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::NONCE_HEADER, headers.nonce)
+            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+            .send()
+            .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let value: Value = response.json().unwrap_or(Value::Null);
+            return Err(RelayError::Refused {
+                status,
+                code: value["code"].as_str().unwrap_or("http_error").to_owned(),
+                message: value["message"].as_str().unwrap_or("subscription refused").to_owned(),
+            });
+        }
+        Ok(Events { lines: std::io::BufRead::lines(std::io::BufReader::new(response)) })
     }
 
     /// Enrols this device as a new owner using the recovery key's signing key; returns the
