@@ -12,7 +12,7 @@ use serde_json::Value;
 struct Relay {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Relay {
@@ -30,7 +30,7 @@ impl Relay {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("daftar-relay listening on ").unwrap().to_owned();
-        Relay { child, url, _dir: dir }
+        Relay { child, url, dir }
     }
 }
 
@@ -303,4 +303,70 @@ fn a_watching_device_receives_a_change_at_once() {
     let _ = watcher.wait();
     assert!(arrived, "the watching device did not receive the change within 10 s");
     eprintln!("watch: arrived {:?} after the sync started", started.elapsed());
+}
+
+#[test]
+fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Target Customer", None);
+    let invoice = a.json(&["invoice", "create", "--customer", &customer, "--line", "Genuine|1|100"]);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let other = Daftar::new();
+    other.json(&["init", "--seller-name", "Other Co", "--vat-number", "300000000000003"]);
+    other.json(&["invoice", "create", "--customer", &other.customer("Elsewhere", None), "--line", "Foreign|1|1"]);
+    other.json(&["relay", "add", &relay.url]);
+    other.json(&["sync"]);
+
+    // The relay's operator edits its database: flips a bit in the invoice's envelope, copies an
+    // envelope of another workspace into this one, and replays an envelope under a new id.
+    let workspace = a.json(&["info"])["workspace_id"].as_str().unwrap().to_owned();
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let last: i64 =
+        db.query_row("SELECT max(seq) FROM envelopes WHERE workspace = ?1", [&workspace], |r| r.get(0)).unwrap();
+    let mut bytes: Vec<u8> = db
+        .query_row(
+            "SELECT bytes FROM envelopes WHERE workspace = ?1 AND seq = ?2",
+            rusqlite::params![workspace, last],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    db.execute(
+        "UPDATE envelopes SET bytes = ?3 WHERE workspace = ?1 AND seq = ?2",
+        rusqlite::params![workspace, last, bytes],
+    )
+    .unwrap();
+    let foreign: Vec<u8> =
+        db.query_row("SELECT bytes FROM envelopes WHERE workspace != ?1 LIMIT 1", [&workspace], |r| r.get(0)).unwrap();
+    let first: Vec<u8> = db
+        .query_row("SELECT bytes FROM envelopes WHERE workspace = ?1 AND seq = 1", [&workspace], |r| r.get(0))
+        .unwrap();
+    for (n, copy) in [foreign, first].into_iter().enumerate() {
+        db.execute(
+            "INSERT INTO envelopes (workspace, seq, id, bytes, received) VALUES (?1, ?2, ?3, ?4, 0)",
+            rusqlite::params![workspace, last + 1 + n as i64, uuid::Uuid::now_v7().to_string(), copy],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let b = Daftar::new();
+    let joined = b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    let rejected: Vec<&str> = joined["rejected"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(rejected.len(), 2, "the altered and the foreign envelope are refused, the replay is harmless: {joined}");
+    assert!(
+        rejected.iter().all(|r| r.contains("altered or forged") || r.contains("not a known device")),
+        "{rejected:?}"
+    );
+    let shown = b.run(&["invoice", "show", invoice["id"].as_str().unwrap()]);
+    assert!(!shown.status.success(), "the altered change was not applied");
+    assert_eq!(b.json(&["store", "verify"])["ok"], true, "refused envelopes leave the store sound");
+    assert!(
+        b.json(&["invoice", "list", "--query", "foreign"]).as_array().unwrap().is_empty(),
+        "nothing of the other workspace"
+    );
 }
