@@ -17,11 +17,15 @@ struct Relay {
 
 impl Relay {
     fn start() -> Relay {
+        Relay::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0")
+    }
+
+    /// Starts the relay on `listen` with the database in `dir` (kept by the returned relay).
+    fn start_in(dir: tempfile::TempDir, listen: &str) -> Relay {
         let binary = std::path::Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-relay");
         assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
-        let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--database"])
+            .args(["--listen", listen, "--database"])
             .arg(dir.path().join("relay.db"))
             .env("DAFTAR_RELAY_LOG", "warn")
             .stdout(Stdio::piped())
@@ -369,4 +373,48 @@ fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
         b.json(&["invoice", "list", "--query", "foreign"]).as_array().unwrap().is_empty(),
         "nothing of the other workspace"
     );
+}
+
+#[test]
+fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
+    let mut relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Busy Customer", None);
+    a.json(&["relay", "add", &relay.url]);
+    for i in 0..400 {
+        a.json(&["invoice", "create", "--customer", &customer, "--line", &format!("Item {i}|1|{}", i + 1)]);
+    }
+    // Kill the relay with SIGKILL while the device is pushing, then restart it on the same port.
+    let mut sync = a.command().args(["sync"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // As soon as the first batch is stored, and before the last one.
+    let watch = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let started = std::time::Instant::now();
+    let stored_at_kill = loop {
+        let stored: i64 = watch.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0)).unwrap_or(0);
+        if stored > 0 || started.elapsed() > std::time::Duration::from_secs(20) {
+            break stored;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+    let interrupted = !sync.wait().unwrap().success();
+    drop(watch);
+    assert!(stored_at_kill > 0 && stored_at_kill < 402, "the relay must die mid-push (it held {stored_at_kill})");
+    assert!(interrupted, "the device's sync must notice the relay died");
+    let listen = relay.url.trim_start_matches("http://").to_owned();
+    let dir = std::mem::replace(&mut relay.dir, tempfile::tempdir().unwrap());
+    let relay = Relay::start_in(dir, &listen);
+    a.json(&["sync"]);
+    assert_eq!(a.json(&["sync", "status"])[0]["pending"], 0, "everything is acknowledged after the restart");
+
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let (rows, distinct): (i64, i64) =
+        db.query_row("SELECT count(*), count(DISTINCT id) FROM envelopes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(rows, distinct, "no envelope is stored twice");
+    assert_eq!(rows, 402, "settings, customer and 400 invoices, each once");
+    let b = Daftar::new();
+    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");
 }
