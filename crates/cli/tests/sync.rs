@@ -210,8 +210,6 @@ fn three_devices_converge_after_a_random_offline_schedule() {
             continue;
         }
         let id = known[n][rng.below(known[n].len())].clone();
-        let shown = d.json(&["invoice", "show", &id]);
-        let deleted = shown["deleted"].as_bool().unwrap();
         let output = match choice {
             1..=2 => d.command().args(["--json", "invoice", "delete", &id]).output().unwrap(),
             3..=4 => d.command().args(["--json", "invoice", "restore", &id]).output().unwrap(),
@@ -238,10 +236,7 @@ fn three_devices_converge_after_a_random_offline_schedule() {
         // cleanly; everything else must succeed.
         if !output.status.success() {
             let error: Value = serde_json::from_slice(&output.stderr).unwrap();
-            assert_eq!(
-                error["error"]["code"], "conflict",
-                "step {step}: unexpected failure {error} (deleted: {deleted})"
-            );
+            assert_eq!(error["error"]["code"], "conflict", "step {step}: unexpected failure {error}");
         }
         if choice >= 8 {
             // After a sync the device knows what the others sent.
@@ -382,9 +377,9 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
     let customer = a.customer("Busy Customer", None);
     a.json(&["relay", "add", &relay.url]);
-    for i in 0..400 {
-        a.json(&["invoice", "create", "--customer", &customer, "--line", &format!("Item {i}|1|{}", i + 1)]);
-    }
+    // 400 invoices (every third issued) written by one process.
+    let written = a.run(&["debug", "write-loop", "--customer", &customer, "--count", "400"]);
+    assert!(written.status.success());
     // Kill the relay with SIGKILL while the device is pushing, then restart it on the same port.
     let mut sync = a.command().args(["sync"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // As soon as the first batch is stored, and before the last one.
@@ -401,7 +396,9 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     relay.child.wait().unwrap();
     let interrupted = !sync.wait().unwrap().success();
     drop(watch);
-    assert!(stored_at_kill > 0 && stored_at_kill < 402, "the relay must die mid-push (it held {stored_at_kill})");
+    // Settings, the customer, 400 creates and 134 issues.
+    let changes = 2 + 400 + 134;
+    assert!(stored_at_kill > 0 && stored_at_kill < changes, "the relay must die mid-push (it held {stored_at_kill})");
     assert!(interrupted, "the device's sync must notice the relay died");
     let listen = relay.url.trim_start_matches("http://").to_owned();
     let dir = std::mem::replace(&mut relay.dir, tempfile::tempdir().unwrap());
@@ -413,7 +410,7 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     let (rows, distinct): (i64, i64) =
         db.query_row("SELECT count(*), count(DISTINCT id) FROM envelopes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(rows, distinct, "no envelope is stored twice");
-    assert_eq!(rows, 402, "settings, customer and 400 invoices, each once");
+    assert_eq!(rows, changes, "every change once");
     let b = Daftar::new();
     b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
     assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");

@@ -30,11 +30,27 @@ fn entry(account: &str) -> Result<keyring::Entry, KeyError> {
     keyring::Entry::new(SERVICE, account).map_err(|e| map_error(e, account))
 }
 
+/// Runs a keyring call, retrying twice when the Secret Service is briefly unavailable (for
+/// example while D-Bus restarts it). Missing entries and refusals are not retried.
+fn with_retry<T>(mut call: impl FnMut() -> Result<T, KeyError>) -> Result<T, KeyError> {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..2 {
+        match call() {
+            Err(KeyError::KeyringUnavailable { .. }) => {
+                std::thread::sleep(delay);
+                delay *= 3;
+            }
+            other => return other,
+        }
+    }
+    call()
+}
+
 /// Stores the 256-bit secret `name` under `namespace`, failing if the keyring is unavailable.
 /// Reads it back to prove the keyring really persisted it before anything depends on it.
 pub fn store(name: &str, namespace: &str, secret: &Secret<32>) -> Result<(), KeyError> {
     let account = account(name, namespace);
-    entry(&account)?.set_secret(secret.expose_secret_bytes()).map_err(|e| map_error(e, &account))?;
+    with_retry(|| entry(&account)?.set_secret(secret.expose_secret_bytes()).map_err(|e| map_error(e, &account)))?;
     let back = load(name, namespace)?;
     if back.expose_secret_bytes() != secret.expose_secret_bytes() {
         return Err(KeyError::Keyring("the keyring returned a different secret than was stored".into()));
@@ -45,7 +61,7 @@ pub fn store(name: &str, namespace: &str, secret: &Secret<32>) -> Result<(), Key
 /// Loads the secret `name` stored under `namespace`.
 pub fn load(name: &str, namespace: &str) -> Result<Secret<32>, KeyError> {
     let account = account(name, namespace);
-    let mut bytes = entry(&account)?.get_secret().map_err(|e| map_error(e, &account))?;
+    let mut bytes = with_retry(|| entry(&account)?.get_secret().map_err(|e| map_error(e, &account)))?;
     let result = <[u8; 32]>::try_from(bytes.as_slice())
         .map(Secret::new)
         .map_err(|_| KeyError::Keyring(format!("the keyring entry {account} is not a 256-bit secret")));
