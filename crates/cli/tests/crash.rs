@@ -9,21 +9,8 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::Daftar;
+use common::{Daftar, SplitMix};
 use serde_json::Value;
-
-/// A small deterministic generator, so a failing schedule can be replayed with its seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 #[test]
 fn acknowledged_writes_survive_kill_9_at_random_moments() {

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::Daftar;
+use common::{Daftar, SplitMix};
 use serde_json::Value;
 
 struct Relay {
@@ -145,22 +145,6 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     assert!(shut_out["message"].as_str().unwrap().contains("no relay could be reached"), "{shut_out}");
     let status = c.json(&["sync", "status"]);
     assert!(status[0]["last_error"].as_str().unwrap().contains("revoked"), "the reason is recorded: {status}");
-}
-
-/// A small deterministic generator, so a failing schedule can be replayed with its seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Every record of a device as canonical JSON (sorted keys), by file name.
