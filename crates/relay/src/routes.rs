@@ -148,6 +148,28 @@ fn rate_limit<S>(state: &AppState<S>, device: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// A request as the signature covers it: method, path and query, headers and the whole body.
+/// Extracted once per handler (the body limit applies, as for `Bytes`).
+pub struct Incoming {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Incoming { method, uri, headers, body })
+    }
+}
+
 struct Signed<'a> {
     device: String,
     timestamp: i64,
@@ -178,9 +200,7 @@ fn check_signature<S>(
     state: &AppState<S>,
     signed: &Signed<'_>,
     public_key: &[u8; 32],
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
+    request: &Incoming,
 ) -> ApiResult<()> {
     let now = now_ms();
     if (now - signed.timestamp).abs() > MAX_SKEW_MS {
@@ -189,15 +209,14 @@ fn check_signature<S>(
             "the request's timestamp is more than 5 minutes from the relay's clock; check this computer's clock",
         ));
     }
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let request = relay_auth::SignedRequest {
-        method: method.as_str(),
-        path_and_query: path,
+    let covered = relay_auth::SignedRequest {
+        method: request.method.as_str(),
+        path_and_query: request.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         timestamp_ms: signed.timestamp,
         nonce: signed.nonce,
-        body,
+        body: &request.body,
     };
-    if !relay_auth::verify(public_key, request, signed.signature) {
+    if !relay_auth::verify(public_key, covered, signed.signature) {
         return Err(ApiError::unauthenticated("bad_signature", "the request's signature does not verify"));
     }
     let mut seen =
@@ -210,15 +229,8 @@ fn check_signature<S>(
 }
 
 /// Authenticates the device that signed the request as a current member of `workspace`.
-async fn member<S: RelayStorage>(
-    state: &AppState<S>,
-    workspace: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> ApiResult<DeviceRecord> {
-    let signed = signed_headers(headers)?;
+async fn member<S: RelayStorage>(state: &AppState<S>, workspace: &str, request: &Incoming) -> ApiResult<DeviceRecord> {
+    let signed = signed_headers(&request.headers)?;
     // The same answer whether the workspace does not exist or the device is not in it, so ids
     // cannot be probed.
     let device = state
@@ -226,7 +238,7 @@ async fn member<S: RelayStorage>(
         .device(workspace.to_owned(), signed.device.clone())
         .await?
         .ok_or_else(|| ApiError::forbidden("not_a_member", "this device is not a member of that workspace"))?;
-    check_signature(state, &signed, &device.public_key, method, uri, body)?;
+    check_signature(state, &signed, &device.public_key, request)?;
     if device.revoked {
         return Err(ApiError::forbidden("revoked", "this device has been revoked from the workspace"));
     }
@@ -256,15 +268,15 @@ fn new_device<S>(
     state: &AppState<S>,
     device_id: &str,
     public_key: &str,
-    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &[u8]),
+    request: &Incoming,
 ) -> ApiResult<(String, [u8; 32])> {
     let device_id = uuid_text(device_id, "device_id")?;
     let public_key = key_from_hex(public_key, "public_key")?;
-    let signed = signed_headers(headers)?;
+    let signed = signed_headers(&request.headers)?;
     if signed.device != device_id {
         return Err(ApiError::unauthenticated("bad_signature", "the request must be signed by the device it enrols"));
     }
-    check_signature(state, &signed, &public_key, method, uri, body)?;
+    check_signature(state, &signed, &public_key, request)?;
     Ok((device_id, public_key))
 }
 
@@ -287,15 +299,11 @@ struct CreateWorkspace {
 
 async fn create_workspace<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let request: CreateWorkspace = parse_json(&body)?;
+    let request: CreateWorkspace = parse_json(&incoming.body)?;
     let workspace = uuid_text(&request.workspace_id, "workspace_id")?;
-    let (device_id, public_key) =
-        new_device(&state, &request.device_id, &request.public_key, (&method, &uri, &headers, &body))?;
+    let (device_id, public_key) = new_device(&state, &request.device_id, &request.public_key, &incoming)?;
     let recovery = Recovery {
         public_key: key_from_hex(&request.recovery_public_key, "recovery_public_key")?,
         wrapped_key: base64_field(&request.recovery_wrapped_key, "recovery_wrapped_key")?,
@@ -317,16 +325,13 @@ struct CreateInvite {
 async fn create_invite<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    let device = member(&state, &workspace, &incoming).await?;
     if !device.role.manages_devices() {
         return Err(ApiError::forbidden("role", "only owners and admins can create invites"));
     }
-    let request: CreateInvite = parse_json(&body)?;
+    let request: CreateInvite = parse_json(&incoming.body)?;
     if request.role == Role::Owner && device.role != Role::Owner {
         return Err(ApiError::forbidden("role", "only an owner can invite another owner"));
     }
@@ -355,14 +360,10 @@ struct Enrol {
 async fn enrol<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let request: Enrol = parse_json(&body)?;
-    let (device_id, public_key) =
-        new_device(&state, &request.device_id, &request.public_key, (&method, &uri, &headers, &body))?;
+    let request: Enrol = parse_json(&incoming.body)?;
+    let (device_id, public_key) = new_device(&state, &request.device_id, &request.public_key, &incoming)?;
     let token = hex::decode(&request.token).map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
     let digest = relay_auth::token_hash(&token);
     let (role, wrapped_key) =
@@ -374,23 +375,18 @@ async fn enrol<S: RelayStorage>(
 async fn list_devices<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    member(&state, &workspace, &incoming).await?;
     Ok(Json(state.storage.devices(workspace).await?))
 }
 
 async fn revoke<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path((workspace, target)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    let device = member(&state, &workspace, &incoming).await?;
     if !device.role.manages_devices() {
         return Err(ApiError::forbidden("role", "only owners and admins can revoke devices"));
     }
@@ -422,16 +418,13 @@ struct PushEnvelope {
 async fn push<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    let device = member(&state, &workspace, &incoming).await?;
     if !device.role.may_push() {
         return Err(ApiError::forbidden("role", "viewers cannot push changes"));
     }
-    let request: PushRequest = parse_json(&body)?;
+    let request: PushRequest = parse_json(&incoming.body)?;
     let mut batch = Vec::with_capacity(request.envelopes.len());
     for envelope in request.envelopes {
         let id = uuid_text(&envelope.id, "envelope id")?;
@@ -476,11 +469,9 @@ async fn pull<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
     Query(query): Query<PullQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    member(&state, &workspace, &incoming).await?;
     let limit = query.limit.unwrap_or(500).clamp(1, 5000);
     let envelopes = state.storage.pull(workspace, query.after, limit).await?;
     let next = envelopes.last().map(|e| e.seq).unwrap_or(query.after);
@@ -494,11 +485,9 @@ async fn pull<S: RelayStorage>(
 async fn events<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    member(&state, &workspace, &incoming).await?;
     let receiver = state.heads.subscribe();
     let head = state.storage.head(workspace.clone()).await?;
     let first =
@@ -522,12 +511,9 @@ async fn put_snapshot<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
     Query(query): Query<SnapshotQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &method, &uri, &headers, &body).await?;
+    let device = member(&state, &workspace, &incoming).await?;
     if !device.role.may_push() {
         return Err(ApiError::forbidden("role", "viewers cannot upload snapshots"));
     }
@@ -535,8 +521,8 @@ async fn put_snapshot<S: RelayStorage>(
     if query.seq < 0 || query.seq > head {
         return Err(ApiError::bad_request("bad_request", format!("seq {} is beyond the log's head {head}", query.seq)));
     }
-    let size = body.len();
-    let kept = state.storage.put_snapshot(workspace.clone(), query.seq, body.to_vec(), now_ms()).await?;
+    let size = incoming.body.len();
+    let kept = state.storage.put_snapshot(workspace.clone(), query.seq, incoming.body.to_vec(), now_ms()).await?;
     tracing::info!(%workspace, seq = query.seq, bytes = size, kept, "snapshot");
     Ok(Json(json!({ "kept": kept })))
 }
@@ -544,11 +530,9 @@ async fn put_snapshot<S: RelayStorage>(
 async fn get_snapshot<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    member(&state, &workspace, &method, &uri, &headers, b"").await?;
+    member(&state, &workspace, &incoming).await?;
     let (seq, bytes) = state.storage.snapshot(workspace).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_snapshot", "this workspace has no snapshot yet; pull the log")
     })?;
@@ -570,10 +554,7 @@ struct Recover {
 async fn recover<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     let wrong_key = || {
         ApiError::unauthenticated(
@@ -581,18 +562,18 @@ async fn recover<S: RelayStorage>(
             "the recovery key does not match this workspace; check it for typos and check the workspace id",
         )
     };
-    let signed = signed_headers(&headers)?;
+    let signed = signed_headers(&incoming.headers)?;
     if signed.device != RECOVERY_SIGNER {
         return Err(wrong_key());
     }
     // Attempts are limited per workspace, so the recovery key cannot be guessed online.
     rate_limit(&state, &format!("recovery:{workspace}"))?;
     let (public, wrapped) = state.storage.recovery(workspace.clone()).await?.ok_or_else(wrong_key)?;
-    check_signature(&state, &signed, &public, &method, &uri, &body).map_err(|e| match e.code {
+    check_signature(&state, &signed, &public, &incoming).map_err(|e| match e.code {
         "bad_signature" => wrong_key(),
         _ => e,
     })?;
-    let request: Recover = parse_json(&body)?;
+    let request: Recover = parse_json(&incoming.body)?;
     let device = DeviceRecord {
         device_id: uuid_text(&request.device_id, "device_id")?,
         public_key: key_from_hex(&request.public_key, "public_key")?,
