@@ -435,6 +435,8 @@ pub enum DevicesCommand {
 pub enum SyncCommand {
     /// Pending changes and the last sync, per relay.
     Status,
+    /// Issued invoices that met a concurrent edit, delete or second issue, and what was kept.
+    Conflicts,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use daftar_domain::{DeviceId, WorkspaceId};
 use daftar_relay_client::{Event, RelayClient, RelayError};
-use daftar_store::{DocKind, ExistingWorkspace, InitOptions, KeyChoice, Store, SystemClock};
+use daftar_store::{ConflictKind, DocKind, ExistingWorkspace, InitOptions, KeyChoice, Store, SystemClock};
 use daftar_sync::{DeviceSigningKey, Envelope, InviteCode, RecoveryKey, Sealer};
 use serde_json::json;
 use uuid::Uuid;
@@ -85,6 +85,38 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
             last.as_deref().unwrap_or("never"),
             r.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+pub fn conflicts(store: &Store, json: bool) -> Result<()> {
+    let conflicts = store.conflicts()?;
+    if json {
+        print_json(&conflicts);
+        return Ok(());
+    }
+    if conflicts.is_empty() {
+        println!("No conflicts: no issued invoice met a concurrent change.");
+    }
+    for c in conflicts {
+        let when = chrono::DateTime::from_timestamp_millis(c.detected_at).map(|t| t.to_rfc3339()).unwrap_or_default();
+        let devices: Vec<String> = c.devices.iter().map(ToString::to_string).collect();
+        match c.kind {
+            ConflictKind::ChangedAfterIssue => println!(
+                "{when}  {}: changes from {} to an issued invoice were undone ({}); history keeps them",
+                c.number,
+                if devices.is_empty() { "another device".to_owned() } else { devices.join(", ") },
+                c.fields.join(", ")
+            ),
+            ConflictKind::IssuedTwice => println!(
+                "{when}  {}: also issued as {} on {}; {} is kept and {} stays unused",
+                c.number,
+                c.void_number.as_deref().unwrap_or("?"),
+                if devices.is_empty() { "another device".to_owned() } else { devices.join(", ") },
+                c.number,
+                c.void_number.as_deref().unwrap_or("?"),
+            ),
+        }
     }
     Ok(())
 }

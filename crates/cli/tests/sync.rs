@@ -399,3 +399,113 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
     assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");
 }
+
+/// Two devices of one workspace on one relay, sharing a customer.
+fn two_devices(relay: &Relay) -> (Daftar, Daftar, String) {
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Nour Bakery", Some("311111111111113"));
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let code = a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
+    let b = Daftar::new();
+    b.json(&["join", &code]);
+    (a, b, customer)
+}
+
+#[test]
+fn an_issued_invoice_stays_issued_when_a_concurrent_edit_or_delete_meets_it() {
+    let relay = Relay::start();
+    let (a, b, customer) = two_devices(&relay);
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50", "--line", "Salt|1|5"]);
+    let id = draft["id"].as_str().unwrap().to_owned();
+    let paid_draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Oil|1|40"]);
+    let paid_id = paid_draft["id"].as_str().unwrap().to_owned();
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+
+    // A issues both while B, offline, still sees drafts: B edits one and deletes the other.
+    let issued = a.json(&["invoice", "issue", &id]);
+    a.json(&["invoice", "issue", &paid_id]);
+    a.json(&["invoice", "pay", &paid_id, "--amount", "10"]);
+    b.json(&["invoice", "edit", &id, "--set", "notes=changed offline", "--set-line", "1|Flour|3|50"]);
+    b.json(&["invoice", "delete", &paid_id]);
+    b.json(&["sync"]);
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+
+    for device in [&a, &b] {
+        let shown = device.json(&["invoice", "show", &id]);
+        assert_eq!(shown["status"], "issued");
+        assert_eq!(shown["number"], issued["number"], "the issued number stands");
+        assert_eq!(shown["totals"]["gross"], issued["totals"]["gross"], "the issued totals stand: {shown}");
+        assert_eq!(shown["notes"], issued["notes"], "the offline edit does not change issued content");
+        let other = device.json(&["invoice", "show", &paid_id]);
+        assert_eq!(other["deleted"], false, "an issued invoice cannot be deleted, even concurrently: {other}");
+        assert_eq!(other["payments"].as_array().unwrap().len(), 1, "payments after issuing are kept");
+        assert_eq!(device.json(&["store", "verify"])["ok"], true);
+    }
+    assert_eq!(export(&a), export(&b), "both devices end identical");
+
+    let conflicts = b.json(&["sync", "conflicts"]);
+    let on_edit = conflicts.as_array().unwrap().iter().find(|c| c["invoice_id"] == id.as_str()).unwrap_or_else(|| {
+        panic!("the device whose edit was undone lists the conflict: {conflicts}");
+    });
+    assert_eq!(on_edit["kind"], "changed_after_issue");
+    assert_eq!(on_edit["number"], issued["number"]);
+    let fields: Vec<&str> = on_edit["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(fields.contains(&"notes"), "the undone fields are named: {fields:?}");
+    assert!(fields.iter().any(|f| f.starts_with("lines[1]")), "{fields:?}");
+    let b_device = b.json(&["info"])["device_id"].clone();
+    assert!(on_edit["devices"].as_array().unwrap().contains(&b_device), "the editing device is named: {on_edit}");
+    assert!(
+        conflicts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["invoice_id"] == paid_id.as_str()
+                && c["fields"].as_array().unwrap().iter().any(|f| f == "deleted")),
+        "the undone delete is listed: {conflicts}"
+    );
+    // History keeps the undone edit.
+    let history = b.json(&["invoice", "history", &id]);
+    assert!(history.as_array().unwrap().iter().any(|v| v["message"] == "edit"), "{history}");
+    let text = b.run(&["sync", "conflicts"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("were undone"));
+}
+
+#[test]
+fn a_draft_issued_on_two_devices_at_once_keeps_one_number_and_voids_the_other() {
+    let relay = Relay::start();
+    let (a, b, customer) = two_devices(&relay);
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let id = draft["id"].as_str().unwrap().to_owned();
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    let on_a = a.json(&["invoice", "issue", &id])["number"].as_str().unwrap().to_owned();
+    let on_b = b.json(&["invoice", "issue", &id])["number"].as_str().unwrap().to_owned();
+    assert_ne!(on_a, on_b);
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    a.json(&["sync"]);
+
+    let kept = a.json(&["invoice", "show", &id]);
+    assert_eq!(kept, b.json(&["invoice", "show", &id]), "both devices keep the same issued invoice");
+    let number = kept["number"].as_str().unwrap();
+    let void = if number == on_a { &on_b } else { &on_a };
+    assert!(number == on_a || number == on_b, "{kept}");
+    for device in [&a, &b] {
+        let conflicts = device.json(&["sync", "conflicts"]);
+        let twice = conflicts.as_array().unwrap().iter().find(|c| c["kind"] == "issued_twice").unwrap_or_else(|| {
+            panic!("each device lists the double issue: {conflicts}");
+        });
+        assert_eq!(twice["number"], number);
+        assert_eq!(twice["void_number"], void.as_str());
+        let verify = device.json(&["store", "verify"]);
+        assert_eq!(verify["ok"], true, "the void number counts as used, so each series stays gapless: {verify}");
+    }
+    // The next invoice on the device whose number was voided does not reuse it.
+    let next = a.json(&["invoice", "create", "--customer", &customer, "--line", "Salt|1|5"]);
+    let next = a.json(&["invoice", "issue", next["id"].as_str().unwrap()]);
+    assert_ne!(next["number"].as_str().unwrap(), on_a);
+}

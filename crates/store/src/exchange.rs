@@ -6,10 +6,10 @@ use daftar_domain::{Customer, DeviceId, DocumentId, Invoice, Item};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::document;
 use crate::error::{Result, StoreError};
 use crate::records::{DocKind, Record, SearchWrite};
 use crate::store::{Store, insert_document_row, load_doc};
+use crate::{conflicts, document};
 
 impl DocKind {
     /// The kind's number in envelopes.
@@ -189,8 +189,11 @@ impl Store {
             if inserted == 0 {
                 return Ok(false);
             }
-            let loaded =
+            let mut loaded =
                 load_doc(tx, document)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: key.clone() })?;
+            if kind == DocKind::Invoice {
+                conflicts::keep_issued(tx, document, &mut loaded.doc, ctx)?;
+            }
             tx.execute(
                 "UPDATE documents SET heads = ?2 WHERE id = ?1",
                 params![key, document::encode_heads(&loaded.doc.get_heads())],

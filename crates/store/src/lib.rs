@@ -18,6 +18,7 @@
 //! - **Compaction loses nothing.** A document's change rows are replaced by one snapshot (the
 //!   full history, saved by Automerge) in a single transaction.
 
+mod conflicts;
 mod customers;
 mod database;
 mod document;
@@ -33,6 +34,7 @@ mod store;
 
 use chrono::{DateTime, Utc};
 
+pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
 pub use error::{Result, StoreError};

@@ -193,6 +193,11 @@ impl Store {
                     ));
                 }
             }
+            // A number given up when the same draft was issued twice at once stays used.
+            let void_numbers: Vec<String> = conn
+                .prepare("SELECT void_number FROM conflicts WHERE void_number IS NOT NULL")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             let mut counters = conn.prepare("SELECT series, last FROM series_counters")?;
             let counters: Vec<(String, i64)> =
                 counters.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
@@ -201,8 +206,10 @@ impl Store {
                     report.problems.push(format!("series counter {series:?} is not a valid series"));
                     continue;
                 };
-                let mut used: Vec<u64> = numbers.keys().filter_map(|n| series.sequence_of(n)).collect();
+                let mut used: Vec<u64> =
+                    numbers.keys().chain(&void_numbers).filter_map(|n| series.sequence_of(n)).collect();
                 used.sort_unstable();
+                used.dedup();
                 let expected: Vec<u64> = (1..=last as u64).collect();
                 if used != expected {
                     let missing: Vec<String> =

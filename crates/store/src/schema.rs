@@ -145,6 +145,21 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX item_index_name ON item_index (deleted, name COLLATE NOCASE);
     "#,
+    // 2: conflicts met by issued invoices (see conflicts.rs). One row per cause, so applying the
+    // same change again records nothing new.
+    r#"
+    CREATE TABLE conflicts (
+        doc_id      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        cause       BLOB NOT NULL,
+        number      TEXT NOT NULL,
+        void_number TEXT,
+        fields      TEXT NOT NULL,
+        devices     TEXT NOT NULL,
+        detected_at INTEGER NOT NULL,
+        UNIQUE (doc_id, kind, cause)
+    );
+    "#,
 ];
 
 /// The newest schema this build understands.
