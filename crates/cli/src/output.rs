@@ -96,6 +96,10 @@ pub fn print_invoice(invoice: &Invoice) {
 pub fn error(error: &anyhow::Error, json: bool) {
     let code = error
         .downcast_ref::<StoreError>()
+        .or_else(|| match error.downcast_ref::<daftar_sync_driver::SyncError>() {
+            Some(daftar_sync_driver::SyncError::Store(e)) => Some(e),
+            _ => None,
+        })
         .map(StoreError::code)
         .unwrap_or_else(|| if error.downcast_ref::<std::io::Error>().is_some() { "io" } else { "invalid" });
     let message = format!("{error:#}");

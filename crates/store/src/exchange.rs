@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Result, StoreError};
 use crate::records::{DocKind, Record, SearchWrite};
-use crate::store::{Store, insert_document_row, load_doc};
+use crate::store::{Ctx, DocCache, Store, insert_document_row, load_doc};
 use crate::{conflicts, document};
 
 impl DocKind {
@@ -91,6 +91,13 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// A number that changes whenever another connection (another process, or the app's other
+    /// thread) commits to this database: a cheap way for a syncing loop to notice new local
+    /// changes (SQLite's `PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// This device's own changes the relay at `url` has not acknowledged, oldest first.
     pub fn outbox(&self, url: &str, limit: u32) -> Result<Vec<OutgoingChange>> {
         let cursor: i64 = self
@@ -164,55 +171,100 @@ impl Store {
         sender: DeviceId,
         bytes: &[u8],
     ) -> Result<bool> {
-        let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
-            id: document,
-            detail: format!("a received change does not decode: {e}"),
-        })?;
+        self.write(|tx, ctx, cache| apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes }))
+    }
+
+    /// Applies many received changes in one durable transaction (a pulled page). Each change is
+    /// applied or refused on its own: a refused one (it does not decode, or names a document of
+    /// another kind) leaves no trace and does not hold up the others. Returns, per change,
+    /// whether it was new here or why it was refused; a database failure fails the whole batch.
+    pub fn apply_remote_many(&mut self, changes: &[IncomingChange<'_>]) -> Result<Vec<Result<bool>>> {
         self.write(|tx, ctx, cache| {
-            let key = document.to_string();
-            let known: Option<String> =
-                tx.query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get(0)).optional()?;
-            match known {
-                Some(existing) if existing != kind.as_str() => {
-                    return Err(StoreError::Document {
-                        id: document,
-                        detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
-                    });
+            let mut outcomes = Vec::with_capacity(changes.len());
+            for change in changes {
+                tx.execute_batch("SAVEPOINT incoming")?;
+                match apply_one(tx, ctx, cache, change) {
+                    Ok(new) => {
+                        tx.execute_batch("RELEASE incoming")?;
+                        outcomes.push(Ok(new));
+                    }
+                    Err(StoreError::Sqlite(e)) => return Err(StoreError::Sqlite(e)),
+                    Err(refused) => {
+                        tx.execute_batch("ROLLBACK TO incoming; RELEASE incoming")?;
+                        outcomes.push(Err(refused));
+                    }
                 }
-                Some(_) => {}
-                None => insert_document_row(tx, document, kind, &[], ctx)?,
             }
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key, change.hash().0.as_slice(), bytes, sender.to_string(), change.timestamp()],
-            )?;
-            if inserted == 0 {
-                return Ok(false);
-            }
-            let mut loaded =
-                load_doc(tx, document)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: key.clone() })?;
-            if kind == DocKind::Invoice {
-                conflicts::keep_issued(tx, document, &mut loaded.doc, ctx)?;
-            }
-            tx.execute(
-                "UPDATE documents SET heads = ?2 WHERE id = ?1",
-                params![key, document::encode_heads(&loaded.doc.get_heads())],
-            )?;
-            // Until every dependency has arrived the document may not hydrate yet; its index
-            // row follows when it does.
-            let indexed = match kind {
-                DocKind::Settings => Ok(()),
-                DocKind::Invoice => reindex::<Invoice>(tx, document, &loaded.doc),
-                DocKind::Customer => reindex::<Customer>(tx, document, &loaded.doc),
-                DocKind::Item => reindex::<Item>(tx, document, &loaded.doc),
-            };
-            if let Err(StoreError::Sqlite(e)) = indexed {
-                return Err(StoreError::Sqlite(e));
-            }
-            cache.put(document, loaded.doc);
-            Ok(true)
+            Ok(outcomes)
         })
     }
+}
+
+/// A change received from another device, opened and verified.
+#[derive(Debug, Clone, Copy)]
+pub struct IncomingChange<'a> {
+    pub document: DocumentId,
+    pub kind: DocKind,
+    pub sender: DeviceId,
+    pub bytes: &'a [u8],
+}
+
+fn apply_one(tx: &rusqlite::Connection, ctx: Ctx, cache: &DocCache, incoming: &IncomingChange<'_>) -> Result<bool> {
+    let IncomingChange { document, kind, sender, bytes } = *incoming;
+    let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
+        id: document,
+        detail: format!("a received change does not decode: {e}"),
+    })?;
+    let key = document.to_string();
+    let known: Option<String> =
+        tx.prepare_cached("SELECT kind FROM documents WHERE id = ?1")?.query_row([&key], |r| r.get(0)).optional()?;
+    match known {
+        Some(existing) if existing != kind.as_str() => {
+            return Err(StoreError::Document {
+                id: document,
+                detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
+            });
+        }
+        Some(_) => {}
+        None => insert_document_row(tx, document, kind, &[], ctx)?,
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![key, change.hash().0.as_slice(), bytes, sender.to_string(), change.timestamp()])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    // The cached document (if current) plus this change, instead of reloading every row.
+    let mut loaded = match cache.take(tx, document)? {
+        Some(mut loaded) if known.is_some() => {
+            loaded
+                .doc
+                .apply_changes([change])
+                .map_err(|e| StoreError::Document { id: document, detail: format!("a change does not apply: {e}") })?;
+            loaded
+        }
+        _ => load_doc(tx, document)?.ok_or_else(|| StoreError::NotFound { kind: "document", id: key.clone() })?,
+    };
+    if kind == DocKind::Invoice {
+        conflicts::keep_issued(tx, document, &mut loaded.doc, ctx)?;
+    }
+    tx.prepare_cached("UPDATE documents SET heads = ?2 WHERE id = ?1")?
+        .execute(params![key, document::encode_heads(&loaded.doc.get_heads())])?;
+    // Until every dependency has arrived the document may not hydrate yet; its index
+    // row follows when it does.
+    let indexed = match kind {
+        DocKind::Settings => Ok(()),
+        DocKind::Invoice => reindex::<Invoice>(tx, document, &loaded.doc),
+        DocKind::Customer => reindex::<Customer>(tx, document, &loaded.doc),
+        DocKind::Item => reindex::<Item>(tx, document, &loaded.doc),
+    };
+    if let Err(StoreError::Sqlite(e)) = indexed {
+        return Err(StoreError::Sqlite(e));
+    }
+    cache.put(document, loaded.doc);
+    Ok(true)
 }
 
 fn reindex<R: Record>(conn: &rusqlite::Connection, id: DocumentId, doc: &automerge::Automerge) -> Result<()> {

@@ -38,7 +38,7 @@ pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
 pub use error::{Result, StoreError};
-pub use exchange::{OutgoingChange, RelayStatus};
+pub use exchange::{IncomingChange, OutgoingChange, RelayStatus};
 pub use history::FieldChange;
 pub use invoices::{DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice};
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};

@@ -11,8 +11,12 @@
 //!
 //! - [`relay_auth`]: how a device signs its requests to the relay, and how the relay checks them.
 //!
-//! The relay (`daftar-relay`) is built on these; the sync state machine and transport come next.
+//! - [`engine`]: the sync decisions as a state machine without I/O (what to push and pull, when
+//!   to retry, when to subscribe), driven by `daftar-sync-driver`.
+//!
+//! The relay (`daftar-relay`) is built on these.
 
+pub mod engine;
 pub mod envelope;
 pub mod invite;
 pub mod recovery;

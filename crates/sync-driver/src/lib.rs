@@ -1,0 +1,370 @@
+//! Drives the sync engine ([`daftar_sync::engine`]) for one device: the store on one side,
+//! relays over HTTP ([`daftar_relay_client`]) on the other. The engine decides; this crate seals,
+//! opens, carries and reports. The CLI and the desktop app both sync through it.
+//!
+//! - [`sync_once`]: one push-and-pull round with every relay (`daftar sync`).
+//! - [`watch`]: keep syncing live, for `daftar sync --watch` and the app's background sync.
+//! - [`join`] and [`recover`]: set a new data directory up as a device of an existing workspace.
+//! - [`add_relay`], [`invite`], [`devices`], [`revoke`]: the workspace on its relays.
+//!
+//! Senders are checked against the workspace's device keys. Interim, until the signed membership
+//! document (the roles issue): the keys come from the relay's device list, so a relay could
+//! introduce a device of its own.
+
+mod error;
+mod setup;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use daftar_domain::DeviceId;
+use daftar_keys::Secret;
+use daftar_relay_client::{Event, RelayClient, RelayError};
+use daftar_store::{DocKind, IncomingChange, Store};
+use daftar_sync::engine::{Engine, Failure, Options, Step};
+use daftar_sync::{DeviceSigningKey, Envelope, Sealer};
+use serde::Serialize;
+
+pub use error::SyncError;
+pub use setup::{DeviceRecord, Invite, SetUp, add_relay, devices, invite, join, recover, remove_relay, revoke};
+
+/// The key epoch new envelopes use. Rotation (the roles issue) will move it.
+const EPOCH: u32 = 1;
+
+/// What one relay did in a round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RelayReport {
+    pub url: String,
+    /// Local changes sent.
+    pub pushed: usize,
+    /// Envelopes received.
+    pub pulled: usize,
+    /// Received changes that were new here.
+    pub applied: usize,
+    /// Envelopes refused (forged, altered, from an unknown device), each with the reason.
+    pub rejected: Vec<String>,
+    /// Why the relay could not be synced with, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An envelope id derived from the change hash, so a retried push is recognised by the relay.
+fn envelope_id(hash: &[u8; 32]) -> String {
+    uuid::Uuid::from_bytes(hash[..16].try_into().expect("16 bytes")).hyphenated().to_string()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn random() -> u64 {
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+fn failure(error: &SyncError) -> Failure {
+    match error {
+        SyncError::Relay(RelayError::Refused { code, message, .. }) if code == "revoked" || code == "not_a_member" => {
+            Failure::Refused(message.clone())
+        }
+        other => Failure::Transient(other.to_string()),
+    }
+}
+
+/// One device's side of sync: its keys and a client per relay.
+struct Device {
+    info: daftar_store::WorkspaceInfo,
+    key: DeviceSigningKey,
+    epoch_key: Secret<32>,
+    urls: Vec<String>,
+    /// Public keys of the workspace's devices, per relay (from its device list).
+    keys: Vec<Option<HashMap<DeviceId, [u8; 32]>>>,
+    reports: Vec<RelayReport>,
+    /// The relay and error of the step that just failed, for [`watch`] to report.
+    just_failed: Option<(usize, String)>,
+}
+
+impl Device {
+    fn new(store: &Store) -> Result<(Device, Engine), SyncError> {
+        let relays = store.relays()?;
+        if relays.is_empty() {
+            return Err(SyncError::NoRelay);
+        }
+        let device = Device {
+            info: store.info().clone(),
+            key: store.device_signing_key()?,
+            epoch_key: store.workspace_key(EPOCH)?,
+            urls: relays.iter().map(|r| r.url.clone()).collect(),
+            keys: vec![None; relays.len()],
+            reports: relays.iter().map(|r| RelayReport { url: r.url.clone(), ..RelayReport::default() }).collect(),
+            just_failed: None,
+        };
+        let engine = Engine::new(Options::default(), relays.iter().map(|r| r.pull_cursor));
+        Ok((device, engine))
+    }
+
+    fn client(&self, relay: usize) -> Result<RelayClient<'_>, SyncError> {
+        Ok(RelayClient::new(&self.urls[relay], self.info.device_id, &self.key)?)
+    }
+
+    /// Sends up to `limit` unacknowledged local changes; returns whether a full batch went.
+    fn push(&mut self, store: &mut Store, relay: usize, limit: u32) -> Result<bool, SyncError> {
+        let url = self.urls[relay].clone();
+        let outbox = store.outbox(&url, limit)?;
+        let Some(last) = outbox.last().map(|c| c.seq) else { return Ok(false) };
+        let sealer = Sealer {
+            workspace: self.info.workspace_id,
+            sender: self.info.device_id,
+            epoch: EPOCH,
+            epoch_key: &self.epoch_key,
+            signing_key: &self.key,
+        };
+        let envelopes = outbox
+            .iter()
+            .map(|c| Ok((envelope_id(&c.hash), sealer.seal(c.document, c.kind.code(), &c.bytes)?)))
+            .collect::<Result<Vec<_>, SyncError>>()?;
+        self.client(relay)?.push(self.info.workspace_id, &envelopes)?;
+        store.mark_pushed(&url, last)?;
+        self.reports[relay].pushed += envelopes.len();
+        Ok(outbox.len() == limit as usize)
+    }
+
+    fn device_keys(&mut self, relay: usize, refresh: bool) -> Result<&HashMap<DeviceId, [u8; 32]>, SyncError> {
+        if refresh || self.keys[relay].is_none() {
+            let mut keys: HashMap<DeviceId, [u8; 32]> = self
+                .client(relay)?
+                .devices(self.info.workspace_id)?
+                .into_iter()
+                .filter(|(_, _, revoked)| !revoked)
+                .map(|(id, k, _)| (id, k))
+                .collect();
+            keys.insert(self.info.device_id, self.key.public_key());
+            self.keys[relay] = Some(keys);
+        }
+        Ok(self.keys[relay].as_ref().expect("just filled"))
+    }
+
+    /// Fetches and applies up to `limit` envelopes after `after`, in one transaction; returns
+    /// the last sequence number seen and whether the page was full.
+    fn pull(&mut self, store: &mut Store, relay: usize, after: i64, limit: u32) -> Result<(i64, bool), SyncError> {
+        let workspace = self.info.workspace_id;
+        let page = self.client(relay)?.pull(workspace, after, limit)?;
+        let Some(through) = page.last().map(|e| e.seq) else { return Ok((after, false)) };
+        // A sender not in the cached device list may have joined since: look once more.
+        let senders_known = {
+            let keys = self.device_keys(relay, false)?;
+            page.iter().all(|e| Envelope::parse(&e.bytes).map(|env| keys.contains_key(&env.sender)).unwrap_or(true))
+        };
+        if !senders_known {
+            self.device_keys(relay, true)?;
+        }
+        let keys = self.keys[relay].as_ref().expect("filled above");
+        let mut opened = Vec::with_capacity(page.len());
+        let mut rejected = Vec::new();
+        for remote in &page {
+            let result = Envelope::parse(&remote.bytes)
+                .and_then(|envelope| {
+                    envelope.open(
+                        workspace,
+                        |sender| keys.get(&sender).copied(),
+                        |epoch| (epoch == EPOCH).then_some(&self.epoch_key),
+                    )
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    let kind = DocKind::from_code(o.kind).ok_or_else(|| format!("unknown document kind {}", o.kind))?;
+                    Ok((kind, o))
+                });
+            match result {
+                Ok(ok) => opened.push((remote, ok)),
+                // A refused envelope changes nothing; it is reported, and the cursor moves on.
+                Err(e) => rejected.push(format!("envelope {} (seq {}): {e}", remote.id, remote.seq)),
+            }
+        }
+        let incoming: Vec<IncomingChange<'_>> = opened
+            .iter()
+            .map(|(_, (kind, o))| IncomingChange {
+                document: o.document,
+                kind: *kind,
+                sender: o.sender,
+                bytes: &o.change,
+            })
+            .collect();
+        let outcomes = store.apply_remote_many(&incoming)?;
+        let report = &mut self.reports[relay];
+        for ((remote, _), outcome) in opened.iter().zip(outcomes) {
+            match outcome {
+                Ok(true) => report.applied += 1,
+                Ok(false) => {}
+                Err(e) => rejected.push(format!("envelope {} (seq {}): {e}", remote.id, remote.seq)),
+            }
+        }
+        report.pulled += page.len();
+        report.rejected.extend(rejected);
+        store.record_sync(&self.urls[relay], Some(through), None)?;
+        Ok((through, page.len() == limit as usize))
+    }
+
+    /// Carries out one push or pull step and tells the engine how it went.
+    fn step(&mut self, store: &mut Store, engine: &mut Engine, step: &Step) -> Result<(), SyncError> {
+        match *step {
+            Step::Push { relay, limit } => match self.push(store, relay, limit) {
+                Ok(more) => engine.pushed(relay, more),
+                Err(e) => self.failed(store, engine, relay, e)?,
+            },
+            Step::Pull { relay, after, limit } => match self.pull(store, relay, after, limit) {
+                Ok((through, more)) => engine.pulled(relay, through, more, now_ms()),
+                Err(e) => self.failed(store, engine, relay, e)?,
+            },
+            Step::Subscribe { .. } | Step::Wait { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, store: &mut Store, engine: &mut Engine, relay: usize, e: SyncError) -> Result<(), SyncError> {
+        // The store itself failing is not the relay's fault: stop.
+        if let SyncError::Store(_) = e {
+            return Err(e);
+        }
+        let message = e.to_string();
+        store.record_sync(&self.urls[relay], None, Some(&message))?;
+        engine.failed(relay, failure(&e), now_ms(), random());
+        self.reports[relay].error = Some(message.clone());
+        self.just_failed = Some((relay, message));
+        Ok(())
+    }
+}
+
+/// One push-and-pull round with every relay: each gets every local change it lacks, and every
+/// relay's new envelopes are applied. A relay that cannot be reached is reported and skipped;
+/// if none can be, the round fails and the changes stay queued.
+pub fn sync_once(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
+    let (mut device, mut engine) = Device::new(store)?;
+    engine.request_round();
+    loop {
+        match engine.next(now_ms()) {
+            Step::Wait { .. } => break,
+            step => device.step(store, &mut engine, &step)?,
+        }
+    }
+    if device.reports.iter().all(|r| r.error.is_some()) {
+        return Err(SyncError::NoRelayReached {
+            reasons: device
+                .reports
+                .iter()
+                .map(|r| format!("{}: {}", r.url, r.error.as_deref().unwrap_or("")))
+                .collect(),
+        });
+    }
+    Ok(device.reports)
+}
+
+/// What [`watch`] reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// A round finished; what each relay did in it.
+    Synced { relays: Vec<RelayReport> },
+    /// The live subscription to a relay is open.
+    Live { url: String },
+    /// A relay could not be reached; the engine retries (backoff with jitter).
+    Offline { url: String, error: String },
+}
+
+enum Heard {
+    Head(i64),
+    Tick,
+    Lost(String),
+}
+
+/// Keeps syncing live until every relay refuses this device: a round at once, then whenever a
+/// relay announces a new head, whenever local changes appear (this process's or another's,
+/// noticed within a second), and retries with backoff and jitter when a relay is away.
+pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<(), SyncError> {
+    let (mut device, mut engine) = Device::new(store)?;
+    let (tx, rx) = mpsc::channel::<(usize, Heard)>();
+    engine.go_live();
+    engine.request_round();
+    let mut data_version = store.data_version()?;
+    let mut round_open = true;
+    loop {
+        let now = now_ms();
+        match engine.next(now) {
+            Step::Subscribe { relay } => {
+                match device.client(relay).and_then(|c| Ok(c.subscribe(device.info.workspace_id)?)) {
+                    Ok(events) => {
+                        engine.subscribed(relay);
+                        round_open = true;
+                        observe(&WatchEvent::Live { url: device.urls[relay].clone() });
+                        let tx = tx.clone();
+                        std::thread::spawn(move || {
+                            for event in events {
+                                let heard = match event {
+                                    Ok(Event::Head(head)) => Heard::Head(head),
+                                    Ok(Event::Tick) => Heard::Tick,
+                                    Err(e) => Heard::Lost(e.to_string()),
+                                };
+                                let lost = matches!(heard, Heard::Lost(_));
+                                if tx.send((relay, heard)).is_err() || lost {
+                                    return;
+                                }
+                            }
+                            let _ = tx.send((relay, Heard::Lost("the relay closed the subscription".into())));
+                        });
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        engine.subscription_lost(relay, failure(&e), now, random());
+                        observe(&WatchEvent::Offline { url: device.urls[relay].clone(), error });
+                    }
+                }
+            }
+            Step::Wait { until } => {
+                if round_open {
+                    round_open = false;
+                    let relays = std::mem::take(&mut device.reports);
+                    device.reports =
+                        relays.iter().map(|r| RelayReport { url: r.url.clone(), ..RelayReport::default() }).collect();
+                    observe(&WatchEvent::Synced { relays });
+                }
+                if (0..engine.relay_count()).all(|r| engine.state(r).refused) {
+                    let reasons = (0..engine.relay_count())
+                        .map(|r| format!("{}: {}", device.urls[r], engine.state(r).last_error.unwrap_or_default()))
+                        .collect();
+                    return Err(SyncError::NoRelayReached { reasons });
+                }
+                // Wake at least every second to notice writes by other processes.
+                let timeout = until.map_or(1_000, |u| (u - now).clamp(0, 1_000));
+                match rx.recv_timeout(Duration::from_millis(timeout as u64)) {
+                    Ok((relay, Heard::Head(head))) => {
+                        engine.announced(relay, head);
+                    }
+                    Ok((relay, Heard::Lost(error))) => {
+                        engine.subscription_lost(relay, Failure::Transient(error.clone()), now_ms(), random());
+                        observe(&WatchEvent::Offline { url: device.urls[relay].clone(), error });
+                    }
+                    Ok((_, Heard::Tick)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                }
+                let version = store.data_version()?;
+                if version != data_version {
+                    data_version = version;
+                    if store.relays()?.iter().any(|r| r.pending > 0) {
+                        engine.local_changes();
+                    }
+                }
+                if !engine.settled() {
+                    round_open = true;
+                }
+            }
+            step => {
+                round_open = true;
+                device.step(store, &mut engine, &step)?;
+                if let Some((relay, error)) = device.just_failed.take() {
+                    observe(&WatchEvent::Offline { url: device.urls[relay].clone(), error });
+                }
+            }
+        }
+    }
+}
