@@ -294,8 +294,10 @@ fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
     let a = Daftar::new();
     a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
     let customer = a.customer("Target Customer", None);
-    let invoice = a.json(&["invoice", "create", "--customer", &customer, "--line", "Genuine|1|100"]);
     a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    // The invoice's change is the workspace's last envelope.
+    let invoice = a.json(&["invoice", "create", "--customer", &customer, "--line", "Genuine|1|100"]);
     a.json(&["sync"]);
     let other = Daftar::new();
     other.json(&["init", "--seller-name", "Other Co", "--vat-number", "300000000000003"]);
@@ -380,8 +382,8 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     relay.child.wait().unwrap();
     let interrupted = !sync.wait().unwrap().success();
     drop(watch);
-    // Settings, the customer, 400 creates and 134 issues.
-    let changes = 2 + 400 + 134;
+    // Settings, the relay named in them, the customer, 400 creates and 134 issues.
+    let changes = 3 + 400 + 134;
     assert!(stored_at_kill > 0 && stored_at_kill < changes, "the relay must die mid-push (it held {stored_at_kill})");
     assert!(interrupted, "the device's sync must notice the relay died");
     let listen = relay.url.trim_start_matches("http://").to_owned();
@@ -508,4 +510,53 @@ fn a_draft_issued_on_two_devices_at_once_keeps_one_number_and_voids_the_other() 
     let next = a.json(&["invoice", "create", "--customer", &customer, "--line", "Salt|1|5"]);
     let next = a.json(&["invoice", "issue", next["id"].as_str().unwrap()]);
     assert_ne!(next["number"].as_str().unwrap(), on_a);
+}
+
+#[test]
+fn with_two_relays_losing_either_loses_nothing() {
+    let first = Relay::start();
+    let second = Relay::start();
+    let a = Daftar::new();
+    let init = a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let (workspace, recovery) = (init["workspace_id"].as_str().unwrap(), init["recovery_key"].as_str().unwrap());
+    let customer = a.customer("Nour Bakery", None);
+    a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    a.json(&["relay", "add", &first.url]);
+    a.json(&["sync"]);
+    a.json(&["relay", "add", &second.url]);
+    let round = a.json(&["sync"]);
+    assert!(round["relays"].as_array().unwrap().iter().all(|r| r["error"].is_null()), "{round}");
+
+    // A device joins through the first relay and learns of the second from the workspace.
+    let code = a.json(&["invite"])["code"].as_str().unwrap().to_owned();
+    let b = Daftar::new();
+    b.json(&["join", &code]);
+    let relays: Vec<String> =
+        b.json(&["relay", "list"]).as_array().unwrap().iter().map(|r| r["url"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(relays.len(), 2, "the joined device syncs with both relays: {relays:?}");
+
+    // The first relay is lost for good: changes still flow both ways through the second.
+    drop(first);
+    let from_a = a.json(&["invoice", "create", "--customer", &customer, "--line", "Salt|1|5"]);
+    let round = a.json(&["sync"]);
+    let errors: Vec<&Value> = round["relays"].as_array().unwrap().iter().filter(|r| !r["error"].is_null()).collect();
+    assert_eq!(errors.len(), 1, "the lost relay is reported, the other used: {round}");
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["invoice", "show", from_a["id"].as_str().unwrap()])["totals"]["gross"], "5.75");
+    let from_b = b.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
+    b.json(&["sync"]);
+    a.json(&["sync"]);
+    a.json(&["invoice", "show", from_b["id"].as_str().unwrap()]);
+    let status = a.json(&["sync", "status"]);
+    let lost = status.as_array().unwrap().iter().find(|r| r["url"] == relays[0].as_str()).unwrap();
+    assert!(lost["pending"].as_u64().unwrap() > 0, "the lost relay's changes stay queued for it: {status}");
+    assert!(lost["last_error"].as_str().is_some(), "{status}");
+
+    // Every device is lost too: the surviving relay and the recovery key bring everything back.
+    let c = Daftar::new();
+    c.json(&["recover", "--relay", &second.url, "--workspace", workspace, "--recovery-key", recovery]);
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    assert_eq!(export(&c), export(&a), "the recovered device holds everything");
+    assert_eq!(export(&b), export(&a));
 }

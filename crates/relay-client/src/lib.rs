@@ -64,6 +64,16 @@ impl Iterator for Events {
     }
 }
 
+/// A device of the workspace, as a relay lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Member {
+    pub device_id: DeviceId,
+    /// Hex of the Ed25519 public key.
+    pub public_key: String,
+    pub role: String,
+    pub revoked: bool,
+}
+
 /// One envelope as stored on the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEnvelope {
@@ -109,6 +119,7 @@ impl<'k> RelayClient<'k> {
         let url = format!("{}{path}", self.url);
         let request = match method {
             "GET" => self.http.get(url),
+            "PUT" => self.http.put(url).header("content-type", "application/json").body(bytes),
             _ => self.http.post(url).header("content-type", "application/json").body(bytes),
         };
         let response = request
@@ -203,6 +214,20 @@ impl<'k> RelayClient<'k> {
                 }
             })
             .collect()
+    }
+
+    /// Every device of the workspace as this relay knows it, with its role.
+    pub fn members(&self, workspace: WorkspaceId) -> Result<Vec<Member>, RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None, None)?;
+        serde_json::from_value::<Vec<Member>>(answer).map_err(|e| RelayError::Protocol(format!("device list: {e}")))
+    }
+
+    /// Registers a device already in the workspace (on another relay) with this relay
+    /// (owners and admins).
+    pub fn register_device(&self, workspace: WorkspaceId, member: &Member) -> Result<(), RelayError> {
+        let body = json!({ "public_key": member.public_key, "role": member.role, "revoked": member.revoked });
+        self.call("PUT", &format!("/v1/workspaces/{workspace}/devices/{}", member.device_id), Some(&body), None)?;
+        Ok(())
     }
 
     /// Leaves an invite with the relay: the hash of its token, the role it grants, when it

@@ -118,6 +118,7 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/recover", post(recover::<S>))
         .route("/v1/workspaces/{workspace}/invites", post(create_invite::<S>))
         .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
+        .route("/v1/workspaces/{workspace}/devices/{device}", axum::routing::put(register_device::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}/revoke", post(revoke::<S>))
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
         .route("/v1/workspaces/{workspace}/events", get(events::<S>))
@@ -379,6 +380,60 @@ async fn list_devices<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     member(&state, &workspace, &incoming).await?;
     Ok(Json(state.storage.devices(workspace).await?))
+}
+
+#[derive(Deserialize)]
+struct RegisterDevice {
+    public_key: String,
+    role: Role,
+    #[serde(default)]
+    revoked: bool,
+}
+
+/// Registers a device that is already a member of the workspace (on another relay) with this
+/// relay, so a workspace can name several relays. Owners and admins only, as for invites; an
+/// owner's device only by an owner. Registering again with the same key is harmless and can
+/// only add a revocation, never lift one.
+async fn register_device<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path((workspace, target)): Path<(String, String)>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", "only owners and admins can register devices"));
+    }
+    let request: RegisterDevice = parse_json(&incoming.body)?;
+    if request.role == Role::Owner && device.role != Role::Owner {
+        return Err(ApiError::forbidden("role", "only an owner can register another owner's device"));
+    }
+    let target = uuid_text(&target, "device")?;
+    let public_key = key_from_hex(&request.public_key, "public_key")?;
+    match state.storage.device(workspace.clone(), target.clone()).await? {
+        Some(existing) if existing.public_key != public_key => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "device_exists",
+                "this relay knows that device id with another key",
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let record = DeviceRecord {
+                device_id: target.clone(),
+                public_key,
+                role: request.role,
+                revoked: false,
+                enrolled_at: now_ms(),
+            };
+            state.storage.add_device(workspace.clone(), record).await?;
+        }
+    }
+    if request.revoked {
+        state.storage.revoke(workspace.clone(), target.clone()).await?;
+    }
+    tracing::info!(%workspace, device = %target, by = %device.device_id, "device registered");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn revoke<S: RelayStorage>(

@@ -487,3 +487,36 @@ fn serves_https_only_when_given_a_certificate() {
     let plain = Client::new().get(format!("{}/healthz", url.replace("https://", "http://"))).send();
     assert!(!plain.map(|r| r.status().is_success()).unwrap_or(false), "plain HTTP must not be served");
 }
+
+#[test]
+fn only_managers_register_devices_of_another_relay_and_a_registration_never_lifts_a_revocation() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let clerk = Device::new(&relay);
+    enrol(&clerk, workspace, &invite(&owner, workspace, "clerk"));
+    let admin = Device::new(&relay);
+    enrol(&admin, workspace, &invite(&owner, workspace, "admin"));
+    let elsewhere = Device::new(&relay);
+    let path = format!("/v1/workspaces/{workspace}/devices/{}", elsewhere.id);
+    let body = |role: &str, revoked: bool| {
+        Some(json!({ "public_key": elsewhere.public_hex(), "role": role, "revoked": revoked }))
+    };
+
+    let (status, answer) = clerk.call("PUT", &path, body("clerk", false));
+    assert_eq!((status, answer["code"].as_str()), (403, Some("role")), "clerks cannot register devices");
+    let (status, answer) = admin.call("PUT", &path, body("owner", false));
+    assert_eq!((status, answer["code"].as_str()), (403, Some("role")), "only an owner registers an owner");
+    let (status, answer) = admin.call("PUT", &path, body("accountant", false));
+    assert_eq!(status, 204, "{answer}");
+    let envelopes = format!("/v1/workspaces/{workspace}/envelopes");
+    assert_eq!(elsewhere.call("GET", &envelopes, None).0, 200, "the registered device is let in");
+
+    let impostor = json!({ "public_key": hex::encode([9u8; 32]), "role": "accountant" });
+    let (status, answer) = admin.call("PUT", &path, Some(impostor));
+    assert_eq!((status, answer["code"].as_str()), (409, Some("device_exists")), "a known id keeps its key");
+    assert_eq!(admin.call("PUT", &path, body("accountant", true)).0, 204);
+    assert_eq!(elsewhere.call("GET", &envelopes, None).1["code"], "revoked");
+    assert_eq!(admin.call("PUT", &path, body("accountant", false)).0, 204);
+    assert_eq!(elsewhere.call("GET", &envelopes, None).1["code"], "revoked", "registering again lifts nothing");
+}

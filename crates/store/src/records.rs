@@ -60,6 +60,9 @@ pub struct WorkspaceSettings {
     /// Every device and its invoice-number series, keyed by id so concurrent joins merge.
     pub devices: Vec<DeviceEntry>,
     pub created_at: DateTime<Utc>,
+    /// The relays the workspace syncs through; every device adopts the ones it lacks.
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 /// How an index write reaches the full-text index.

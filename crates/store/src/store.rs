@@ -445,6 +445,7 @@ impl Store {
             seller: options.seller,
             devices: vec![DeviceEntry { id: device_id, series, name: options.device_name, added_at: now }],
             created_at: now,
+            relays: Vec::new(),
         };
         if existing.is_none() {
             store.create(&settings, "create workspace")?;
@@ -806,6 +807,51 @@ impl Store {
             |_| "edit seller profile".to_owned(),
         )
         .map(|(s, ())| s)
+    }
+}
+
+impl Store {
+    fn update_settings(
+        &mut self,
+        message: &str,
+        f: impl FnOnce(&mut WorkspaceSettings, Ctx) -> bool,
+    ) -> Result<WorkspaceSettings> {
+        let id = self.info.workspace_id.into();
+        self.update(id, |settings: &mut WorkspaceSettings, _, ctx| Ok(f(settings, ctx)), |_| message.to_owned())
+            .map(|(s, _)| s)
+    }
+
+    /// Names a relay in the workspace settings, so every device adopts it.
+    pub fn announce_relay(&mut self, url: &str) -> Result<WorkspaceSettings> {
+        self.update_settings("add relay", |settings, _| {
+            let new = !settings.relays.iter().any(|r| r == url);
+            if new {
+                settings.relays.push(url.to_owned());
+            }
+            new
+        })
+    }
+
+    /// Removes a relay from the workspace settings.
+    pub fn withdraw_relay(&mut self, url: &str) -> Result<WorkspaceSettings> {
+        self.update_settings("remove relay", |settings, _| {
+            let before = settings.relays.len();
+            settings.relays.retain(|r| r != url);
+            settings.relays.len() != before
+        })
+    }
+
+    /// Adds this device (its id, series and `name`) to the workspace's device list, for a device
+    /// that joined or recovered an existing workspace. Nothing happens if it is listed.
+    pub fn list_this_device(&mut self, name: &str) -> Result<WorkspaceSettings> {
+        let (id, series) = (self.info.device_id, self.info.series.clone());
+        self.update_settings("add device", |settings, ctx| {
+            let new = !settings.devices.iter().any(|d| d.id == id);
+            if new {
+                settings.devices.push(DeviceEntry { id, series, name: name.to_owned(), added_at: ctx.now });
+            }
+            new
+        })
     }
 }
 

@@ -240,6 +240,16 @@ impl Device {
 /// relay's new envelopes are applied. A relay that cannot be reached is reported and skipped;
 /// if none can be, the round fails and the changes stay queued.
 pub fn sync_once(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
+    setup::adopt_relays(store)?;
+    let mut reports = round(store)?;
+    // The round may have brought news of a relay this device lacks: sync with it at once.
+    if setup::adopt_relays(store)? > 0 {
+        reports = round(store)?;
+    }
+    Ok(reports)
+}
+
+fn round(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
     let (mut device, mut engine) = Device::new(store)?;
     engine.request_round();
     loop {
@@ -282,6 +292,7 @@ enum Heard {
 /// relay announces a new head, whenever local changes appear (this process's or another's,
 /// noticed within a second), and retries with backoff and jitter when a relay is away.
 pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<(), SyncError> {
+    setup::adopt_relays(store)?;
     let (mut device, mut engine) = Device::new(store)?;
     let (tx, rx) = mpsc::channel::<(usize, Heard)>();
     engine.go_live();

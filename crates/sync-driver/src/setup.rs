@@ -31,18 +31,44 @@ pub fn add_relay(store: &mut Store, url: &str) -> Result<String, SyncError> {
         &store.recovery_public_key()?,
         &store.recovery_wrapped_workspace_key()?,
     ) {
-        Ok(()) => {}
+        Ok(()) => {
+            // A further relay: it must know the workspace's other devices to let them in.
+            if let Some(known) = store.relays()?.into_iter().next() {
+                let members = RelayClient::new(&known.url, info.device_id, &key)?.members(info.workspace_id)?;
+                for member in members.iter().filter(|m| m.device_id != info.device_id) {
+                    client.register_device(info.workspace_id, member)?;
+                }
+            }
+        }
         Err(RelayError::Refused { code, .. }) if code == "workspace_exists" => {}
         Err(e) => return Err(e.into()),
     }
     store.add_relay(&url)?;
+    store.announce_relay(&url)?;
     Ok(url)
+}
+
+/// Adds to this device the relays the workspace names that it lacks. Returns how many.
+pub(crate) fn adopt_relays(store: &mut Store) -> Result<usize, SyncError> {
+    // A joined device has no settings document until its first pull.
+    let Ok(settings) = store.settings() else { return Ok(0) };
+    let local: Vec<String> = store.relays()?.into_iter().map(|r| r.url).collect();
+    let mut adopted = 0;
+    for url in settings.relays.iter().filter(|u| !local.contains(u)) {
+        store.add_relay(url)?;
+        adopted += 1;
+    }
+    Ok(adopted)
 }
 
 /// Removes a relay from this device (the relay keeps its copy).
 pub fn remove_relay(store: &mut Store, url: &str) -> Result<(), SyncError> {
     let url = normalise(url);
-    if store.remove_relay(&url)? { Ok(()) } else { Err(SyncError::UnknownRelay { url }) }
+    if !store.remove_relay(&url)? {
+        return Err(SyncError::UnknownRelay { url });
+    }
+    store.withdraw_relay(&url)?;
+    Ok(())
 }
 
 fn first_relay(store: &Store, relay: Option<&str>) -> Result<String, SyncError> {
@@ -74,13 +100,19 @@ pub fn invite(store: &Store, role: &str, relay: Option<&str>, hours: u32, now_ms
     let code = InviteCode::generate(&relay, info.workspace_id)?;
     let wrapped = code.wrap_workspace_key(&store.workspace_key(crate::EPOCH)?)?;
     let expires_at = now_ms + i64::from(hours) * 3_600_000;
-    RelayClient::new(&relay, info.device_id, &key)?.create_invite(
-        info.workspace_id,
-        &daftar_sync::relay_auth::token_hash(code.token()),
-        role,
-        expires_at,
-        &wrapped,
-    )?;
+    // The code names one relay; the same token is left with every relay of the workspace so
+    // the new device can enrol on each.
+    let mut relays = vec![relay.clone()];
+    relays.extend(store.relays()?.into_iter().map(|r| r.url).filter(|u| *u != relay));
+    for url in &relays {
+        RelayClient::new(url, info.device_id, &key)?.create_invite(
+            info.workspace_id,
+            &daftar_sync::relay_auth::token_hash(code.token()),
+            role,
+            expires_at,
+            &wrapped,
+        )?;
+    }
     Ok(Invite { code, role: role.to_owned(), relay, expires_at })
 }
 
@@ -145,6 +177,7 @@ fn set_up_device(
     existing: ExistingWorkspace,
     series: Series,
     name: &str,
+    enrol_further: impl Fn(&str) -> Result<(), SyncError>,
 ) -> Result<SetUp, SyncError> {
     let (mut store, _) = Store::init(
         dir,
@@ -164,6 +197,12 @@ fn set_up_device(
             "this device is set up but its first sync failed ({error}); run `daftar sync` to try again"
         )));
     }
+    // The workspace's other relays (sync_once adopted them): enrol there too.
+    for other in store.relays()?.into_iter().filter(|r| r.url != relay) {
+        enrol_further(&other.url)?;
+    }
+    store.list_this_device(name)?;
+    sync_once(&mut store)?;
     Ok(SetUp { store, report })
 }
 
@@ -185,7 +224,14 @@ pub fn recover(dir: &Path, relay: &str, workspace: WorkspaceId, recovery: Recove
     let workspace_key = recovery.unwrap_workspace_key(workspace, &wrapped)?;
     let existing =
         ExistingWorkspace { workspace_id: workspace, device_id: device, workspace_key, signing_seed: seed, recovery };
-    set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device")
+    let recovery_signer = existing.recovery.relay_signing_key();
+    set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device", |url| {
+        // Not every relay may have survived: a relay that cannot be reached is skipped.
+        match RelayClient::new(url, device, &key)?.recover(workspace, &recovery_signer) {
+            Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
+            Err(e) => Err(SyncError::SetUpRefused { what: "recovery", source: e }),
+        }
+    })
 }
 
 /// Joins the workspace an invite code names, as a new device in `dir`.
@@ -208,5 +254,12 @@ pub fn join(dir: &Path, code: &InviteCode) -> Result<SetUp, SyncError> {
         signing_seed: seed,
         recovery,
     };
-    set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device")
+    set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device", |url| match RelayClient::new(
+        url, device, &key,
+    )?
+    .enrol(code.workspace, code.token())
+    {
+        Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
+        Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
+    })
 }
