@@ -437,6 +437,9 @@ pub enum SyncCommand {
     Status,
     /// Issued invoices that met a concurrent edit, delete or second issue, and what was kept.
     Conflicts,
+    /// Upload a snapshot of this device's documents to every relay now, for fast bootstrap of
+    /// new devices (also made automatically as the log grows).
+    Snapshot,
 }
 
 #[derive(Debug, Subcommand)]

@@ -137,6 +137,26 @@ pub fn watch(store: &mut Store, json: bool) -> Result<()> {
     Ok(())
 }
 
+pub fn snapshot(store: &mut Store, json: bool) -> Result<()> {
+    let reports = daftar_sync_driver::make_snapshots(store)?;
+    if json {
+        print_json(&json!({ "relays": reports }));
+    } else {
+        for r in reports {
+            println!(
+                "{}: snapshot of {} documents up to envelope {} in {} parts ({} bytes){}",
+                r.url,
+                r.documents,
+                r.seq,
+                r.parts,
+                r.bytes,
+                if r.kept { "" } else { "; the relay keeps a newer one" }
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn recover(dir: &Path, json: bool, relay: &str, workspace: &str, recovery_key: &str) -> Result<()> {
     let recovery = RecoveryKey::parse(recovery_key)?;
     let workspace: WorkspaceId = workspace.parse()?;
@@ -164,6 +184,8 @@ fn print_set_up(set_up: &SetUp, json: bool, status: &str) {
             "received": report.pulled,
             "applied": report.applied,
             "rejected": report.rejected,
+            "snapshot": set_up.snapshot,
+            "snapshot_error": set_up.snapshot_error,
         }));
     } else {
         println!(

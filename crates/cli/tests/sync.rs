@@ -560,3 +560,61 @@ fn with_two_relays_losing_either_loses_nothing() {
     assert_eq!(export(&c), export(&a), "the recovered device holds everything");
     assert_eq!(export(&b), export(&a));
 }
+
+#[test]
+fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Nour Bakery", None);
+    a.run(&["debug", "write-loop", "--customer", &customer, "--count", "30"]);
+    let list = a.json(&["invoice", "list"]);
+    let edited = list[0]["id"].as_str().unwrap().to_owned();
+    a.json(&["invoice", "edit", &edited, "--set", "notes=edited before the snapshot"]);
+    a.json(&["invoice", "delete", list[1]["id"].as_str().unwrap()]);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let made = a.json(&["sync", "snapshot"]);
+    let made = &made["relays"][0];
+    assert_eq!(made["kept"], true, "{made}");
+    assert!(made["documents"].as_u64().unwrap() >= 32, "settings, customer and 30 invoices: {made}");
+    let covered = made["seq"].as_i64().unwrap();
+    // The tail: written after the snapshot.
+    let late = a.json(&["invoice", "create", "--customer", &customer, "--line", "Late|1|10"]);
+    a.json(&["invoice", "edit", &edited, "--set", "notes=edited after the snapshot"]);
+    a.json(&["sync"]);
+
+    let b = Daftar::new();
+    let joined = b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    assert_eq!(joined["snapshot"]["seq"], covered, "{joined}");
+    assert!(joined["snapshot_error"].is_null(), "{joined}");
+    assert!(joined["received"].as_u64().unwrap() <= 4, "only the tail is pulled: {joined}");
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    assert_eq!(export(&b), export(&a), "snapshot plus tail is everything");
+    assert_eq!(b.json(&["invoice", "show", late["id"].as_str().unwrap()])["totals"]["gross"], "11.50");
+    assert_eq!(b.json(&["invoice", "history", &edited]), a.json(&["invoice", "history", &edited]), "history whole");
+    assert_eq!(b.json(&["invoice", "list", "--deleted"]).as_array().unwrap().len(), 1, "the trash too");
+    assert_eq!(b.json(&["store", "verify"])["ok"], true);
+    assert_eq!(b.json(&["invoice", "list", "--query", "Late"]).as_array().unwrap().len(), 1, "search works at once");
+
+    // A relay operator alters the snapshot: the new device notices, falls back to the log and
+    // still ends up with everything.
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let mut part: Vec<u8> = db.query_row("SELECT bytes FROM snapshot_parts", [], |r| r.get(0)).unwrap();
+    let middle = part.len() / 2;
+    part[middle] ^= 0x20;
+    db.execute("UPDATE snapshot_parts SET bytes = ?1", [part]).unwrap();
+    drop(db);
+    let c = Daftar::new();
+    let joined = c.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    assert!(joined["snapshot"].is_null(), "{joined}");
+    let error = joined["snapshot_error"].as_str().unwrap();
+    assert!(error.contains("altered or forged") || error.contains("malformed"), "{error}");
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    c.json(&["sync"]);
+    let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| k.starts_with("invoices")).collect::<Vec<_>>();
+    assert_eq!(invoices(&c), invoices(&a), "the log alone brings everything");
+    assert_eq!(c.json(&["store", "verify"])["ok"], true);
+}

@@ -82,6 +82,14 @@ pub struct RemoteEnvelope {
     pub bytes: Vec<u8>,
 }
 
+fn refusal(status: u16, value: &Value) -> RelayError {
+    RelayError::Refused {
+        status,
+        code: value["code"].as_str().unwrap_or("http_error").to_owned(),
+        message: value["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}")),
+    }
+}
+
 /// A device's connection to one relay.
 pub struct RelayClient<'k> {
     url: String,
@@ -135,13 +143,70 @@ impl<'k> RelayClient<'k> {
         let value: Value =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if !(200..300).contains(&status) {
-            return Err(RelayError::Refused {
-                status,
-                code: value["code"].as_str().unwrap_or("http_error").to_owned(),
-                message: value["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}")),
-            });
+            return Err(refusal(status, &value));
         }
         Ok(value)
+    }
+
+    /// A signed request with a raw body (snapshot parts), answered with raw bytes.
+    fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> Result<reqwest::blocking::Response, RelayError> {
+        let headers = relay_auth::sign(self.key, self.device, method, path, now_ms(), &body);
+        let url = format!("{}{path}", self.url);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.put(url).header("content-type", "application/octet-stream").body(body),
+        };
+        let response = request
+            .header(relay_auth::DEVICE_HEADER, headers.device)
+            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+            .header(relay_auth::NONCE_HEADER, headers.nonce)
+            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+            .send()
+            .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let value: Value = response.json().unwrap_or(Value::Null);
+            return Err(refusal(status, &value));
+        }
+        Ok(response)
+    }
+
+    /// Uploads part `part` of `parts` of a sealed snapshot covering the log up to `seq`.
+    /// Returns whether the snapshot is now the relay's current one (its last part arrived).
+    pub fn put_snapshot_part(
+        &self,
+        workspace: WorkspaceId,
+        seq: i64,
+        part: u32,
+        parts: u32,
+        bytes: Vec<u8>,
+    ) -> Result<bool, RelayError> {
+        let path = format!("/v1/workspaces/{workspace}/snapshot?seq={seq}&part={part}&parts={parts}");
+        let answer: Value = self.raw("PUT", &path, bytes)?.json().map_err(|e| RelayError::Protocol(e.to_string()))?;
+        Ok(answer["kept"].as_bool().unwrap_or(false))
+    }
+
+    /// The relay's current snapshot: the log position it covers and its number of parts.
+    pub fn snapshot_manifest(&self, workspace: WorkspaceId) -> Result<Option<(i64, u32)>, RelayError> {
+        match self.call("GET", &format!("/v1/workspaces/{workspace}/snapshot?manifest=true"), None, None) {
+            Ok(answer) => match (answer["seq"].as_i64(), answer["parts"].as_u64()) {
+                (Some(seq), Some(parts)) => Ok(Some((seq, parts as u32))),
+                _ => Err(RelayError::Protocol(format!("malformed snapshot manifest {answer}"))),
+            },
+            Err(RelayError::Refused { code, .. }) if code == "no_snapshot" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One part of the snapshot covering `seq` (refused with `snapshot_replaced` once a newer
+    /// snapshot has replaced it).
+    pub fn snapshot_part(&self, workspace: WorkspaceId, seq: i64, part: u32) -> Result<Vec<u8>, RelayError> {
+        let path = format!("/v1/workspaces/{workspace}/snapshot?seq={seq}&part={part}");
+        let response = self.raw("GET", &path, Vec::new())?;
+        Ok(response
+            .bytes()
+            .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?
+            .to_vec())
     }
 
     /// Creates the workspace on the relay with this device as its owner.

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::storage::{DeviceRecord, NewInvite, Recovery, RelayStorage, Role, StorageError};
+use crate::storage::{DeviceRecord, NewInvite, PartStored, Recovery, RelayStorage, Role, SnapshotPart, StorageError};
 
 /// An API error: an HTTP status and `{code, message}`.
 #[derive(Debug)]
@@ -557,15 +557,28 @@ async fn events<S: RelayStorage>(
 }
 
 #[derive(Deserialize)]
-struct SnapshotQuery {
+struct SnapshotPut {
     seq: i64,
+    #[serde(default)]
+    part: u32,
+    #[serde(default = "one")]
+    parts: u32,
 }
 
-/// Stores an encrypted snapshot covering the log up to `seq`, for fast bootstrap.
+fn one() -> u32 {
+    1
+}
+
+/// The most parts a snapshot may have (with 8 MiB bodies: far beyond any office's data).
+const MAX_SNAPSHOT_PARTS: u32 = 100_000;
+
+/// Stores one part of an encrypted snapshot covering the log up to `seq`, for fast bootstrap.
+/// A snapshot replaces the current one when its last part arrives, and only if it covers a
+/// later point of the log.
 async fn put_snapshot<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
-    Query(query): Query<SnapshotQuery>,
+    Query(query): Query<SnapshotPut>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     let device = member(&state, &workspace, &incoming).await?;
@@ -576,22 +589,60 @@ async fn put_snapshot<S: RelayStorage>(
     if query.seq < 0 || query.seq > head {
         return Err(ApiError::bad_request("bad_request", format!("seq {} is beyond the log's head {head}", query.seq)));
     }
+    if query.parts == 0 || query.parts > MAX_SNAPSHOT_PARTS || query.part >= query.parts {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("part {} of {} is not a part of a snapshot", query.part, query.parts),
+        ));
+    }
     let size = incoming.body.len();
-    let kept = state.storage.put_snapshot(workspace.clone(), query.seq, incoming.body.to_vec(), now_ms()).await?;
-    tracing::info!(%workspace, seq = query.seq, bytes = size, kept, "snapshot");
-    Ok(Json(json!({ "kept": kept })))
+    let part = SnapshotPart { seq: query.seq, part: query.part, parts: query.parts };
+    let stored = state.storage.put_snapshot_part(workspace.clone(), part, incoming.body.to_vec(), now_ms()).await?;
+    tracing::info!(%workspace, seq = query.seq, part = query.part, parts = query.parts, bytes = size, ?stored, "snapshot");
+    Ok(Json(json!({ "kept": stored == PartStored::Completed, "stored": stored != PartStored::Stale })))
 }
 
+#[derive(Deserialize)]
+struct SnapshotGet {
+    seq: Option<i64>,
+    #[serde(default)]
+    part: u32,
+    /// Only the log position and the number of parts, as JSON.
+    #[serde(default)]
+    manifest: bool,
+}
+
+/// One part of the current snapshot (the first unless `part` is given), with the log position
+/// it covers and its number of parts in headers. Asking for parts of a snapshot that has since
+/// been replaced (`seq`) gets `snapshot_replaced`, so a bootstrap never mixes two snapshots.
 async fn get_snapshot<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
+    Query(query): Query<SnapshotGet>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     member(&state, &workspace, &incoming).await?;
-    let (seq, bytes) = state.storage.snapshot(workspace).await?.ok_or_else(|| {
+    let (seq, parts) = state.storage.snapshot(workspace.clone()).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_snapshot", "this workspace has no snapshot yet; pull the log")
     })?;
-    Ok(([("x-daftar-snapshot-seq", seq.to_string())], bytes))
+    if query.manifest {
+        return Ok(Json(json!({ "seq": seq, "parts": parts })).into_response());
+    }
+    if query.seq.is_some_and(|asked| asked != seq) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "snapshot_replaced",
+            "a newer snapshot replaced that one; start the bootstrap again",
+        ));
+    }
+    if query.part >= parts {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("the snapshot has {parts} parts")));
+    }
+    let bytes = state.storage.snapshot_part(workspace, seq, query.part).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "snapshot_replaced", "a newer snapshot replaced that one; start again")
+    })?;
+    Ok(([("x-daftar-snapshot-seq", seq.to_string()), ("x-daftar-snapshot-parts", parts.to_string())], bytes)
+        .into_response())
 }
 
 /// The device header value of requests signed with the recovery key.

@@ -123,6 +123,26 @@ pub struct NewInvite {
     pub created_by: String,
 }
 
+/// Which part of which snapshot an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPart {
+    /// The log position the snapshot covers.
+    pub seq: i64,
+    pub part: u32,
+    pub parts: u32,
+}
+
+/// What became of an uploaded snapshot part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartStored {
+    /// Kept; more parts are to come.
+    Stored,
+    /// The last part: the snapshot is now the current one.
+    Completed,
+    /// Not kept: the current snapshot covers as much of the log or more.
+    Stale,
+}
+
 /// The relay's storage. Every method is scoped to one workspace id.
 pub trait RelayStorage: Send + Sync + 'static {
     fn create_workspace(
@@ -161,17 +181,24 @@ pub trait RelayStorage: Send + Sync + 'static {
     fn recovery(&self, workspace: String) -> impl Future<Output = Result<Option<([u8; 32], Vec<u8>)>>> + Send;
     /// Enrols a device directly (recovery), failing if its id is taken.
     fn add_device(&self, workspace: String, device: DeviceRecord) -> impl Future<Output = Result<()>> + Send;
-    /// Keeps `bytes` as the workspace's snapshot if it covers a later point of the log than the
-    /// one held. Returns whether it was kept.
-    fn put_snapshot(
+    /// Stores one part of a snapshot. When its last part arrives, the snapshot becomes the
+    /// workspace's current one if it covers a later point of the log, and older parts go.
+    fn put_snapshot_part(
+        &self,
+        workspace: String,
+        part: SnapshotPart,
+        bytes: Vec<u8>,
+        now: i64,
+    ) -> impl Future<Output = Result<PartStored>> + Send;
+    /// The current snapshot: the log position it covers and its number of parts.
+    fn snapshot(&self, workspace: String) -> impl Future<Output = Result<Option<(i64, u32)>>> + Send;
+    /// One part of the snapshot covering `seq`, while it is kept.
+    fn snapshot_part(
         &self,
         workspace: String,
         seq: i64,
-        bytes: Vec<u8>,
-        now: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    /// The newest snapshot and the log position it covers.
-    fn snapshot(&self, workspace: String) -> impl Future<Output = Result<Option<(i64, Vec<u8>)>>> + Send;
+        part: u32,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// The highest sequence number of the workspace's log (0 when empty).
     fn head(&self, workspace: String) -> impl Future<Output = Result<i64>> + Send;
 }
@@ -208,11 +235,19 @@ CREATE TABLE IF NOT EXISTS invites (
     used_by     TEXT,
     PRIMARY KEY (workspace, token_hash)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS snapshots (
+CREATE TABLE IF NOT EXISTS snapshot_current (
     workspace TEXT PRIMARY KEY REFERENCES workspaces(id),
     seq       INTEGER NOT NULL,
+    parts     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    workspace TEXT NOT NULL REFERENCES workspaces(id),
+    seq       INTEGER NOT NULL,
+    part      INTEGER NOT NULL,
+    parts     INTEGER NOT NULL,
     bytes     BLOB NOT NULL,
-    received  INTEGER NOT NULL
+    received  INTEGER NOT NULL,
+    PRIMARY KEY (workspace, seq, part)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS envelopes (
     workspace TEXT NOT NULL REFERENCES workspaces(id),
@@ -430,25 +465,73 @@ impl RelayStorage for SqliteStorage {
         .await
     }
 
-    async fn put_snapshot(&self, workspace: String, seq: i64, bytes: Vec<u8>, now: i64) -> Result<bool> {
+    async fn put_snapshot_part(
+        &self,
+        workspace: String,
+        part: SnapshotPart,
+        bytes: Vec<u8>,
+        now: i64,
+    ) -> Result<PartStored> {
         self.with(move |conn| {
-            Ok(conn.execute(
-                "INSERT INTO snapshots (workspace, seq, bytes, received) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (workspace) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes,
-                     received = excluded.received
-                 WHERE excluded.seq > snapshots.seq",
-                params![workspace, seq, bytes, now],
-            )? == 1)
+            let tx = conn.unchecked_transaction()?;
+            let current: Option<i64> = tx
+                .query_row("SELECT seq FROM snapshot_current WHERE workspace = ?1", [&workspace], |r| r.get(0))
+                .optional()?;
+            if current.is_some_and(|held| held >= part.seq) {
+                return Ok(PartStored::Stale);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO snapshot_parts (workspace, seq, part, parts, bytes, received)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![workspace, part.seq, part.part, part.parts, bytes, now],
+            )?;
+            let have: u32 = tx.query_row(
+                "SELECT count(*) FROM snapshot_parts WHERE workspace = ?1 AND seq = ?2 AND parts = ?3",
+                params![workspace, part.seq, part.parts],
+                |r| r.get(0),
+            )?;
+            let stored = if have == part.parts {
+                tx.execute(
+                    "INSERT OR REPLACE INTO snapshot_current (workspace, seq, parts) VALUES (?1, ?2, ?3)",
+                    params![workspace, part.seq, part.parts],
+                )?;
+                // Superseded snapshots, and stray parts of this one from an upload with
+                // another part count, are no longer needed.
+                tx.execute(
+                    "DELETE FROM snapshot_parts WHERE workspace = ?1 AND (seq < ?2 OR (seq = ?2 AND parts != ?3))",
+                    params![workspace, part.seq, part.parts],
+                )?;
+                PartStored::Completed
+            } else {
+                PartStored::Stored
+            };
+            tx.commit()?;
+            Ok(stored)
         })
         .await
     }
 
-    async fn snapshot(&self, workspace: String) -> Result<Option<(i64, Vec<u8>)>> {
+    async fn snapshot(&self, workspace: String) -> Result<Option<(i64, u32)>> {
         self.with(move |conn| {
             Ok(conn
-                .query_row("SELECT seq, bytes FROM snapshots WHERE workspace = ?1", [workspace], |r| {
+                .query_row("SELECT seq, parts FROM snapshot_current WHERE workspace = ?1", [workspace], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn snapshot_part(&self, workspace: String, seq: i64, part: u32) -> Result<Option<Vec<u8>>> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT p.bytes FROM snapshot_parts p JOIN snapshot_current c
+                       ON c.workspace = p.workspace AND c.seq = p.seq AND c.parts = p.parts
+                     WHERE p.workspace = ?1 AND p.seq = ?2 AND p.part = ?3",
+                    params![workspace, seq, part],
+                    |r| r.get(0),
+                )
                 .optional()?)
         })
         .await

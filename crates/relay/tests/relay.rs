@@ -364,25 +364,49 @@ fn a_live_subscriber_hears_of_a_push_at_once() {
 }
 
 #[test]
-fn snapshots_keep_the_newest_and_stay_within_the_log() {
+fn snapshots_keep_the_newest_complete_one_and_stay_within_the_log() {
     let relay = Relay::start();
     let owner = Device::new(&relay);
     let workspace = create_workspace(&owner);
     let path = format!("/v1/workspaces/{workspace}/snapshot");
-    let put = |seq: i64, bytes: &[u8]| {
-        let request = format!("{path}?seq={seq}");
+    let put = |query: &str, bytes: &[u8]| {
+        let request = format!("{path}?{query}");
         let response = owner.signed("PUT", &request, bytes, now()).send().unwrap();
         (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+    let get = |query: &str| {
+        let request = format!("{path}{query}");
+        let response = owner.signed("GET", &request, b"", now()).send().unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.bytes().unwrap().to_vec())
     };
     assert_eq!(owner.call("GET", &path, None).1["code"], "no_snapshot");
     let batch: Vec<Value> = (0..3).map(|i| envelope(&owner, workspace, &[i])).collect();
     owner.call("POST", &format!("/v1/workspaces/{workspace}/envelopes"), Some(json!({ "envelopes": batch })));
-    assert_eq!(put(2, b"snapshot at 2"), (200, json!({ "kept": true })));
-    assert_eq!(put(1, b"older"), (200, json!({ "kept": false })), "an older snapshot never replaces a newer one");
-    assert_eq!(put(9, b"future").1["code"], "bad_request", "a snapshot cannot claim more than the log holds");
-    let response = owner.signed("GET", &path, b"", now()).send().unwrap();
-    assert_eq!(response.headers()["x-daftar-snapshot-seq"], "2");
-    assert_eq!(response.bytes().unwrap().as_ref(), b"snapshot at 2");
+    assert_eq!(put("seq=2", b"snapshot at 2"), (200, json!({ "kept": true, "stored": true })));
+    assert_eq!(put("seq=1", b"older"), (200, json!({ "kept": false, "stored": false })), "an older one never wins");
+    assert_eq!(put("seq=9", b"future").1["code"], "bad_request", "a snapshot cannot claim more than the log holds");
+    assert_eq!(put("seq=3&part=2&parts=2", b"x").1["code"], "bad_request", "parts are numbered from 0");
+    let (status, headers, bytes) = get("");
+    assert_eq!((status, bytes.as_slice()), (200, b"snapshot at 2".as_slice()));
+    assert_eq!(headers["x-daftar-snapshot-seq"], "2");
+    assert_eq!(headers["x-daftar-snapshot-parts"], "1");
+
+    // A snapshot in two parts replaces the current one only when both have arrived.
+    assert_eq!(put("seq=3&part=1&parts=2", b"second half"), (200, json!({ "kept": false, "stored": true })));
+    assert_eq!(get("").2, b"snapshot at 2", "half a snapshot is never served");
+    assert_eq!(put("seq=3&part=0&parts=2", b"first half"), (200, json!({ "kept": true, "stored": true })));
+    let (_, headers, bytes) = get("?seq=3&part=1");
+    assert_eq!(
+        (bytes.as_slice(), &headers["x-daftar-snapshot-parts"]),
+        (b"second half".as_slice(), &"2".parse().unwrap())
+    );
+    assert_eq!(get("?seq=3").2, b"first half");
+    assert_eq!(owner.call("GET", &format!("{path}?manifest=true"), None).1, json!({ "seq": 3, "parts": 2 }));
+    let (status, _, body) = get("?seq=2&part=0");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("snapshot_replaced"), "parts of two snapshots never mix");
 }
 
 #[test]

@@ -209,7 +209,12 @@ pub struct IncomingChange<'a> {
     pub bytes: &'a [u8],
 }
 
-fn apply_one(tx: &rusqlite::Connection, ctx: Ctx, cache: &DocCache, incoming: &IncomingChange<'_>) -> Result<bool> {
+pub(crate) fn apply_one(
+    tx: &rusqlite::Connection,
+    ctx: Ctx,
+    cache: &DocCache,
+    incoming: &IncomingChange<'_>,
+) -> Result<bool> {
     let IncomingChange { document, kind, sender, bytes } = *incoming;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
         id: document,

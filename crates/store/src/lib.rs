@@ -18,6 +18,7 @@
 //! - **Compaction loses nothing.** A document's change rows are replaced by one snapshot (the
 //!   full history, saved by Automerge) in a single transaction.
 
+mod bootstrap;
 mod conflicts;
 mod customers;
 mod database;

@@ -27,6 +27,8 @@ pub enum SyncError {
     RecoveryKey(#[from] RecoveryKeyError),
     #[error("could not make a key: {0}")]
     Keys(#[from] daftar_keys::KeyError),
+    #[error(transparent)]
+    Snapshot(#[from] daftar_sync::snapshot::SnapshotError),
     #[error("{0}")]
     Invalid(String),
 }

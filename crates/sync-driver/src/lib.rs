@@ -13,6 +13,7 @@
 
 mod error;
 mod setup;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 pub use error::SyncError;
 pub use setup::{DeviceRecord, Invite, SetUp, add_relay, devices, invite, join, recover, remove_relay, revoke};
+pub use snapshot::{BootstrapReport, SnapshotReport};
 
 /// The key epoch new envelopes use. Rotation (the roles issue) will move it.
 const EPOCH: u32 = 1;
@@ -47,6 +49,9 @@ pub struct RelayReport {
     /// Why the relay could not be synced with, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A snapshot made after the round because the log had grown enough since the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotReport>,
 }
 
 /// An envelope id derived from the change hash, so a retried push is recognised by the relay.
@@ -207,6 +212,16 @@ impl Device {
     }
 
     /// Carries out one push or pull step and tells the engine how it went.
+    fn snapshot_if_due(&mut self, store: &Store, relay: usize) -> Result<Option<SnapshotReport>, SyncError> {
+        let cursor =
+            store.relays()?.into_iter().find(|r| r.url == self.urls[relay]).map(|r| r.pull_cursor).unwrap_or(0);
+        let current = self.client(relay)?.snapshot_manifest(self.info.workspace_id)?.map(|(seq, _)| seq);
+        if !snapshot::due(cursor, current) {
+            return Ok(None);
+        }
+        self.make_snapshot(store, relay).map(Some)
+    }
+
     fn step(&mut self, store: &mut Store, engine: &mut Engine, step: &Step) -> Result<(), SyncError> {
         match *step {
             Step::Push { relay, limit } => match self.push(store, relay, limit) {
@@ -258,6 +273,17 @@ fn round(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
             step => device.step(store, &mut engine, &step)?,
         }
     }
+    // Snapshots for fast bootstrap, when the log has grown enough; a failure here is only
+    // reported, the round itself went through.
+    for relay in 0..device.urls.len() {
+        if device.reports[relay].error.is_none() && device.reports[relay].pushed + device.reports[relay].pulled > 0 {
+            match device.snapshot_if_due(store, relay) {
+                Ok(made) => device.reports[relay].snapshot = made,
+                Err(SyncError::Store(e)) => return Err(SyncError::Store(e)),
+                Err(e) => device.reports[relay].rejected.push(format!("snapshot not made: {e}")),
+            }
+        }
+    }
     if device.reports.iter().all(|r| r.error.is_some()) {
         return Err(SyncError::NoRelayReached {
             reasons: device
@@ -268,6 +294,20 @@ fn round(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
         });
     }
     Ok(device.reports)
+}
+
+/// Makes a snapshot for every relay now (`daftar sync snapshot`), after a round so that it
+/// covers as much of the log as possible.
+pub fn make_snapshots(store: &mut Store) -> Result<Vec<SnapshotReport>, SyncError> {
+    sync_once(store)?;
+    let (mut device, _) = Device::new(store)?;
+    (0..device.urls.len()).map(|relay| device.make_snapshot(store, relay)).collect()
+}
+
+/// A new device's first step: the newest snapshot of its relay, if there is one.
+pub(crate) fn bootstrap(store: &mut Store) -> Result<Option<BootstrapReport>, SyncError> {
+    let (mut device, _) = Device::new(store)?;
+    device.bootstrap(store, 0)
 }
 
 /// What [`watch`] reports as it goes.

@@ -159,6 +159,10 @@ pub fn revoke(store: &Store, device: DeviceId) -> Result<(), SyncError> {
 pub struct SetUp {
     pub store: Store,
     pub report: RelayReport,
+    /// The snapshot it started from, if the relay had one.
+    pub snapshot: Option<crate::BootstrapReport>,
+    /// Why the relay's snapshot could not be used, if it could not (the log was pulled instead).
+    pub snapshot_error: Option<String>,
 }
 
 /// A series of a device's own for a device that joins later: a letter and four hex digits of
@@ -191,6 +195,13 @@ fn set_up_device(
         Arc::new(SystemClock),
     )?;
     store.add_relay(relay)?;
+    // The newest snapshot first, then the tail of the log; a snapshot that cannot be used
+    // (tampered, replaced meanwhile) leaves the whole log to pull.
+    let (snapshot, snapshot_error) = match crate::bootstrap(&mut store) {
+        Ok(report) => (report, None),
+        Err(SyncError::Store(e)) => return Err(SyncError::Store(e)),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let report = sync_once(&mut store)?.into_iter().next().unwrap_or_default();
     if let Some(error) = &report.error {
         return Err(SyncError::Invalid(format!(
@@ -203,7 +214,7 @@ fn set_up_device(
     }
     store.list_this_device(name)?;
     sync_once(&mut store)?;
-    Ok(SetUp { store, report })
+    Ok(SetUp { store, report, snapshot, snapshot_error })
 }
 
 fn new_device() -> Result<(Uuid, daftar_keys::Secret<32>, DeviceSigningKey), SyncError> {

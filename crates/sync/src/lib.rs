@@ -14,6 +14,8 @@
 //! - [`engine`]: the sync decisions as a state machine without I/O (what to push and pull, when
 //!   to retry, when to subscribe), driven by `daftar-sync-driver`.
 //!
+//! - [`snapshot`]: every document of a workspace in sealed parts, for fast bootstrap.
+//!
 //! The relay (`daftar-relay`) is built on these.
 
 pub mod engine;
@@ -21,6 +23,7 @@ pub mod envelope;
 pub mod invite;
 pub mod recovery;
 pub mod relay_auth;
+pub mod snapshot;
 
 pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
 pub use invite::{InviteCode, InviteError};

@@ -1,0 +1,180 @@
+//! The store's side of snapshots for fast bootstrap: reading every document as stored (its
+//! compacted save and its change rows, queued ones included), and taking such documents in.
+
+use automerge::{Automerge, Change};
+use daftar_domain::{Customer, DeviceId, DocumentId, Invoice, Item};
+use daftar_sync::snapshot::{SnapshotChange, SnapshotDocument};
+use rusqlite::{OptionalExtension, params};
+
+use crate::document;
+use crate::error::{Result, StoreError};
+use crate::exchange::{IncomingChange, apply_one};
+use crate::records::{DocKind, Record, SearchWrite};
+use crate::store::{Store, insert_document_row, stored_bytes};
+
+impl Store {
+    /// Every document id with the size it takes in a snapshot, in id order: enough to cut a
+    /// snapshot into parts before reading any content.
+    pub fn snapshot_plan(&self) -> Result<Vec<(DocumentId, usize)>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT d.id,
+                        coalesce((SELECT length(bytes) FROM snapshots WHERE doc_id = d.id), 0),
+                        coalesce((SELECT sum(20 + length(bytes)) FROM changes WHERE doc_id = d.id), 0)
+                 FROM documents d ORDER BY d.id",
+            )?;
+            let rows =
+                statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+            let mut plan = Vec::new();
+            for row in rows {
+                let (id, saved, changes) = row?;
+                plan.push((self.parse_document_id(&id)?, 25 + saved as usize + changes as usize));
+            }
+            Ok(plan)
+        })
+    }
+
+    fn parse_document_id(&self, id: &str) -> Result<DocumentId> {
+        id.parse().map_err(|_| StoreError::Corrupt {
+            path: self.info.data_dir.clone(),
+            detail: format!("a document row names {id:?}"),
+        })
+    }
+
+    /// The documents `ids` as stored, for a snapshot part.
+    pub fn snapshot_documents(&self, ids: &[DocumentId]) -> Result<Vec<SnapshotDocument>> {
+        self.read(|conn| {
+            let mut kind_of = conn.prepare_cached("SELECT kind FROM documents WHERE id = ?1")?;
+            let mut saved_of = conn.prepare_cached("SELECT bytes FROM snapshots WHERE doc_id = ?1")?;
+            let mut changes_of =
+                conn.prepare_cached("SELECT device, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let key = id.to_string();
+                // A document purged since the plan is simply left out.
+                let Some(kind) = kind_of.query_row([&key], |r| r.get::<_, String>(0)).optional()? else { continue };
+                let kind = DocKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Document { id: *id, detail: format!("unknown kind {kind:?}") })?;
+                let saved: Option<Vec<u8>> = saved_of.query_row([&key], |r| r.get(0)).optional()?;
+                let changes = changes_of
+                    .query_map([&key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+                    .map(|row| {
+                        let (device, bytes) = row?;
+                        let device: DeviceId = device.parse().map_err(|_| StoreError::Document {
+                            id: *id,
+                            detail: format!("a change row names device {device:?}"),
+                        })?;
+                        Ok(SnapshotChange { device, bytes })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.push(SnapshotDocument { document: *id, kind: kind.code(), saved, changes });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Takes in documents from a snapshot part, in one transaction. A document this store lacks
+    /// is stored as it came (its save and change rows) and indexed; one it has already is merged
+    /// change by change, so nothing here is overwritten. A document that does not load is
+    /// refused as a whole: the part is then rejected and the bootstrap falls back to the log.
+    /// Returns the number of documents taken in.
+    pub fn import_snapshot(&mut self, documents: &[SnapshotDocument]) -> Result<usize> {
+        // Decode and load outside the write lock; only storing needs it.
+        let loaded = documents
+            .iter()
+            .map(|d| {
+                let broken = |detail: String| StoreError::Document { id: d.document, detail };
+                let kind = DocKind::from_code(d.kind).ok_or_else(|| broken(format!("unknown kind code {}", d.kind)))?;
+                let mut doc = match &d.saved {
+                    Some(bytes) => {
+                        Automerge::load(bytes).map_err(|e| broken(format!("its save does not load: {e}")))?
+                    }
+                    None => Automerge::new(),
+                };
+                let (saved_heads, saved_count) = (doc.get_heads(), doc.get_changes(&[]).len());
+                let changes = d
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        Change::from_bytes(c.bytes.clone())
+                            .map_err(|e| broken(format!("a change does not decode: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                doc.apply_changes(changes.clone()).map_err(|e| broken(format!("changes do not apply: {e}")))?;
+                Ok((d, kind, doc, changes, saved_heads, saved_count))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.write(|tx, ctx, cache| {
+            let mut taken = 0;
+            for (d, kind, doc, changes, saved_heads, saved_count) in &loaded {
+                let key = d.document.to_string();
+                let known: Option<String> = tx
+                    .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?;
+                if known.is_some() {
+                    // Merge: every change of the save and every row, through the ordinary path.
+                    let mut all: Vec<(DeviceId, Vec<u8>)> = Vec::new();
+                    if let Some(bytes) = &d.saved {
+                        let saved = Automerge::load(bytes).map_err(|e| StoreError::Document {
+                            id: d.document,
+                            detail: format!("its save does not load: {e}"),
+                        })?;
+                        for change in saved.get_changes(&[]) {
+                            let device = document::device_of(change.actor_id()).unwrap_or(ctx.device);
+                            all.push((device, stored_bytes(change)));
+                        }
+                    }
+                    all.extend(d.changes.iter().map(|c| (c.device, c.bytes.clone())));
+                    for (sender, bytes) in &all {
+                        apply_one(tx, ctx, cache, &IncomingChange { document: d.document, kind: *kind, sender: *sender, bytes })?;
+                    }
+                    taken += 1;
+                    continue;
+                }
+                insert_document_row(tx, d.document, *kind, &doc.get_heads(), ctx)?;
+                if let Some(bytes) = &d.saved {
+                    tx.prepare_cached(
+                        "INSERT INTO snapshots (doc_id, bytes, heads, change_count, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        key,
+                        bytes,
+                        document::encode_heads(saved_heads),
+                        *saved_count as i64,
+                        ctx.now.timestamp_millis()
+                    ])?;
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for (row, change) in d.changes.iter().zip(changes) {
+                    insert.execute(params![
+                        key,
+                        change.hash().0.as_slice(),
+                        row.bytes,
+                        row.device.to_string(),
+                        change.timestamp()
+                    ])?;
+                }
+                let indexed = match kind {
+                    DocKind::Settings => Ok(()),
+                    DocKind::Invoice => index::<Invoice>(tx, d.document, doc),
+                    DocKind::Customer => index::<Customer>(tx, d.document, doc),
+                    DocKind::Item => index::<Item>(tx, d.document, doc),
+                };
+                // A document whose dependencies are still missing is indexed when they arrive.
+                if let Err(StoreError::Sqlite(e)) = indexed {
+                    return Err(StoreError::Sqlite(e));
+                }
+                taken += 1;
+            }
+            Ok(taken)
+        })
+    }
+}
+
+fn index<R: Record>(conn: &rusqlite::Connection, id: DocumentId, doc: &Automerge) -> Result<()> {
+    let record: R = document::read_record(id, doc, None)?;
+    record.index(conn, SearchWrite::Direct)
+}
