@@ -16,17 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use automerge::transaction::Transactable;
 use chrono::Utc;
-use daftar_domain::{
-    Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, Line, LineId, SellerProfile, VatCategory,
-};
-use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, LineInput, NewInvoice, Store, SystemClock};
-use uuid::Uuid;
+use daftar_domain::{Customer, Invoice, SellerProfile};
+use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, NewInvoice, Store, SystemClock};
+#[path = "fixtures.rs"]
+mod fixtures;
+use fixtures::{WORDS, customer, invoice, line_input};
 
 const PASSPHRASE: &str = "benchmark passphrase";
-const WORDS: &[&str] = &[
-    "flour", "sugar", "saffron", "cardamom", "dates", "rice", "tea", "coffee", "oud", "amber", "cable", "pipe",
-    "cement", "steel", "paint", "tiles", "lamp", "desk", "chair", "paper",
-];
 
 struct Args {
     invoices: usize,
@@ -53,50 +49,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn customer(n: usize) -> Customer {
-    Customer {
-        id: CustomerId::from_uuid(Uuid::now_v7()),
-        name: format!("Customer {n} {} Trading", WORDS[n % WORDS.len()]),
-        vat_number: Some("311111111111113".into()),
-        address: Default::default(),
-        email: format!("buyer{n}@example.com"),
-        phone: String::new(),
-        created_at: Utc::now(),
-        deleted: None,
-    }
-}
-
-fn line_input(n: usize, i: usize) -> LineInput {
-    LineInput {
-        description: format!("{} {} grade {i}", WORDS[(n + i) % WORDS.len()], WORDS[(n * 7 + i) % WORDS.len()]),
-        quantity: daftar_domain::Quantity::from_raw(((n + i) % 9 + 1) as i64 * 1000 + 250),
-        unit_price: Amount::from_raw(((n * 31 + i * 17) % 50_000 + 100) as i64),
-        discount: Amount::ZERO,
-        vat: VatCategory::standard(),
-    }
-}
-
-/// A 10-line draft like those the bulk import stores.
-fn invoice(n: usize, customers: &[Customer]) -> Invoice {
-    let mut invoice = Invoice::draft(InvoiceId::from_uuid(Uuid::now_v7()), InvoiceKind::Standard, Utc::now());
-    invoice.customer = Some(customers[n % customers.len()].snapshot());
-    invoice.notes = format!("order {n} by phone");
-    invoice.lines = (0..10)
-        .map(|i| {
-            let l = line_input(n, i);
-            Line {
-                id: LineId::from_uuid(Uuid::now_v7()),
-                description: l.description,
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                discount: l.discount,
-                vat: l.vat,
-            }
-        })
-        .collect();
-    invoice
 }
 
 /// Floor: a fresh Automerge document built from the invoice's JSON and saved. Returns its bytes.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use daftar_domain::{DeviceId, WorkspaceId};
-use daftar_store::{ConflictKind, Store};
+use daftar_store::{ConflictKind, KeyChoice, Store};
 use daftar_sync::{InviteCode, RecoveryKey};
 use daftar_sync_driver::{RelayReport, SetUp, WatchEvent};
 use serde_json::json;
@@ -160,14 +160,14 @@ pub fn snapshot(store: &mut Store, json: bool) -> Result<()> {
 pub fn recover(dir: &Path, json: bool, relay: &str, workspace: &str, recovery_key: &str) -> Result<()> {
     let recovery = RecoveryKey::parse(recovery_key)?;
     let workspace: WorkspaceId = workspace.parse()?;
-    let set_up = daftar_sync_driver::recover(dir, relay, workspace, recovery)?;
+    let set_up = daftar_sync_driver::recover(dir, relay, workspace, recovery, KeyChoice::Keyring)?;
     print_set_up(&set_up, json, "recovered");
     Ok(())
 }
 
 pub fn join(dir: &Path, json: bool, code: &str) -> Result<()> {
     let code = InviteCode::parse(code)?;
-    let set_up = daftar_sync_driver::join(dir, &code)?;
+    let set_up = daftar_sync_driver::join(dir, &code, KeyChoice::Keyring)?;
     print_set_up(&set_up, json, "approved");
     Ok(())
 }

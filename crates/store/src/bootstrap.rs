@@ -73,40 +73,15 @@ impl Store {
         })
     }
 
-    /// Takes in documents from a snapshot part, in one transaction. A document this store lacks
-    /// is stored as it came (its save and change rows) and indexed; one it has already is merged
-    /// change by change, so nothing here is overwritten. A document that does not load is
-    /// refused as a whole: the part is then rejected and the bootstrap falls back to the log.
-    /// Returns the number of documents taken in.
-    pub fn import_snapshot(&mut self, documents: &[SnapshotDocument]) -> Result<usize> {
-        // Decode and load outside the write lock; only storing needs it.
-        let loaded = documents
-            .iter()
-            .map(|d| {
-                let broken = |detail: String| StoreError::Document { id: d.document, detail };
-                let kind = DocKind::from_code(d.kind).ok_or_else(|| broken(format!("unknown kind code {}", d.kind)))?;
-                let mut doc = match &d.saved {
-                    Some(bytes) => {
-                        Automerge::load(bytes).map_err(|e| broken(format!("its save does not load: {e}")))?
-                    }
-                    None => Automerge::new(),
-                };
-                let (saved_heads, saved_count) = (doc.get_heads(), doc.get_changes(&[]).len());
-                let changes = d
-                    .changes
-                    .iter()
-                    .map(|c| {
-                        Change::from_bytes(c.bytes.clone())
-                            .map_err(|e| broken(format!("a change does not decode: {e}")))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                doc.apply_changes(changes.clone()).map_err(|e| broken(format!("changes do not apply: {e}")))?;
-                Ok((d, kind, doc, changes, saved_heads, saved_count))
-            })
-            .collect::<Result<Vec<_>>>()?;
+    /// Takes in a prepared snapshot part, in one transaction. A document this store lacks is
+    /// stored as it came (its save and change rows) and indexed; one it has already is merged
+    /// change by change, so nothing here is overwritten. Returns the number of documents taken
+    /// in.
+    pub fn import_snapshot(&mut self, part: PreparedSnapshot) -> Result<usize> {
         self.write(|tx, ctx, cache| {
             let mut taken = 0;
-            for (d, kind, doc, changes, saved_heads, saved_count) in &loaded {
+            for p in &part.documents {
+                let d = &p.source;
                 let key = d.document.to_string();
                 let known: Option<String> = tx
                     .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
@@ -127,12 +102,13 @@ impl Store {
                     }
                     all.extend(d.changes.iter().map(|c| (c.device, c.bytes.clone())));
                     for (sender, bytes) in &all {
-                        apply_one(tx, ctx, cache, &IncomingChange { document: d.document, kind: *kind, sender: *sender, bytes })?;
+                        let incoming = IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes };
+                        apply_one(tx, ctx, cache, &incoming)?;
                     }
                     taken += 1;
                     continue;
                 }
-                insert_document_row(tx, d.document, *kind, &doc.get_heads(), ctx)?;
+                insert_document_row(tx, d.document, p.kind, &p.heads, ctx)?;
                 if let Some(bytes) = &d.saved {
                     tx.prepare_cached(
                         "INSERT INTO snapshots (doc_id, bytes, heads, change_count, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -140,32 +116,23 @@ impl Store {
                     .execute(params![
                         key,
                         bytes,
-                        document::encode_heads(saved_heads),
-                        *saved_count as i64,
+                        document::encode_heads(&p.saved_heads),
+                        p.saved_count as i64,
                         ctx.now.timestamp_millis()
                     ])?;
                 }
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                for (row, change) in d.changes.iter().zip(changes) {
-                    insert.execute(params![
-                        key,
-                        change.hash().0.as_slice(),
-                        row.bytes,
-                        row.device.to_string(),
-                        change.timestamp()
-                    ])?;
+                for (row, (hash, time)) in d.changes.iter().zip(&p.changes) {
+                    insert.execute(params![key, hash.0.as_slice(), row.bytes, row.device.to_string(), time])?;
                 }
-                let indexed = match kind {
-                    DocKind::Settings => Ok(()),
-                    DocKind::Invoice => index::<Invoice>(tx, d.document, doc),
-                    DocKind::Customer => index::<Customer>(tx, d.document, doc),
-                    DocKind::Item => index::<Item>(tx, d.document, doc),
-                };
                 // A document whose dependencies are still missing is indexed when they arrive.
-                if let Err(StoreError::Sqlite(e)) = indexed {
-                    return Err(StoreError::Sqlite(e));
+                match &p.record {
+                    Some(Indexable::Invoice(r)) => r.index(tx, SearchWrite::Direct)?,
+                    Some(Indexable::Customer(r)) => r.index(tx, SearchWrite::Direct)?,
+                    Some(Indexable::Item(r)) => r.index(tx, SearchWrite::Direct)?,
+                    None => {}
                 }
                 taken += 1;
             }
@@ -174,7 +141,77 @@ impl Store {
     }
 }
 
-fn index<R: Record>(conn: &rusqlite::Connection, id: DocumentId, doc: &Automerge) -> Result<()> {
-    let record: R = document::read_record(id, doc, None)?;
-    record.index(conn, SearchWrite::Direct)
+/// A record read from a snapshot document, ready for the index.
+#[derive(Debug)]
+enum Indexable {
+    Invoice(Box<Invoice>),
+    Customer(Box<Customer>),
+    Item(Box<Item>),
+}
+
+#[derive(Debug)]
+struct PreparedDocument {
+    source: SnapshotDocument,
+    kind: DocKind,
+    heads: Vec<automerge::ChangeHash>,
+    saved_heads: Vec<automerge::ChangeHash>,
+    saved_count: usize,
+    /// Hash and time of each change row.
+    changes: Vec<(automerge::ChangeHash, i64)>,
+    record: Option<Indexable>,
+}
+
+/// A snapshot part decoded, loaded and read, ready for [`Store::import_snapshot`]. Preparing
+/// needs no store, so a bootstrap prepares the next part on another core while the store takes
+/// in this one.
+#[derive(Debug)]
+pub struct PreparedSnapshot {
+    documents: Vec<PreparedDocument>,
+}
+
+/// Decodes and loads every document of a snapshot part and reads its record. A document that
+/// does not load refuses the whole part: the bootstrap then falls back to the log.
+pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnapshot> {
+    let documents = documents
+        .into_iter()
+        .map(|d| {
+            let broken = |detail: String| StoreError::Document { id: d.document, detail };
+            let kind = DocKind::from_code(d.kind).ok_or_else(|| broken(format!("unknown kind code {}", d.kind)))?;
+            let mut doc = match &d.saved {
+                Some(bytes) => Automerge::load(bytes).map_err(|e| broken(format!("its save does not load: {e}")))?,
+                None => Automerge::new(),
+            };
+            let (saved_heads, saved_count) = (doc.get_heads(), doc.get_changes(&[]).len());
+            let changes = d
+                .changes
+                .iter()
+                .map(|c| {
+                    Change::from_bytes(c.bytes.clone()).map_err(|e| broken(format!("a change does not decode: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let rows = changes.iter().map(|c| (c.hash(), c.timestamp())).collect();
+            doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
+            let record = match kind {
+                DocKind::Settings => None,
+                DocKind::Invoice => read::<Invoice>(d.document, &doc).map(|r| Indexable::Invoice(Box::new(r))),
+                DocKind::Customer => read::<Customer>(d.document, &doc).map(|r| Indexable::Customer(Box::new(r))),
+                DocKind::Item => read::<Item>(d.document, &doc).map(|r| Indexable::Item(Box::new(r))),
+            };
+            Ok(PreparedDocument {
+                heads: doc.get_heads(),
+                source: d,
+                kind,
+                saved_heads,
+                saved_count,
+                changes: rows,
+                record,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PreparedSnapshot { documents })
+}
+
+/// The record, or `None` while its dependencies are missing.
+fn read<R: Record>(id: DocumentId, doc: &Automerge) -> Option<R> {
+    document::read_record(id, doc, None).ok()
 }

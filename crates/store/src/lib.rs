@@ -35,6 +35,7 @@ mod store;
 
 use chrono::{DateTime, Utc};
 
+pub use bootstrap::{PreparedSnapshot, prepare_snapshot};
 pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};

@@ -42,6 +42,8 @@ pub struct RelayReport {
     pub pushed: usize,
     /// Envelopes received.
     pub pulled: usize,
+    /// Their size, as sealed.
+    pub pulled_bytes: usize,
     /// Received changes that were new here.
     pub applied: usize,
     /// Envelopes refused (forged, altered, from an unknown device), each with the reason.
@@ -206,6 +208,7 @@ impl Device {
             }
         }
         report.pulled += page.len();
+        report.pulled_bytes += page.iter().map(|e| e.bytes.len()).sum::<usize>();
         report.rejected.extend(rejected);
         store.record_sync(&self.urls[relay], Some(through), None)?;
         Ok((through, page.len() == limit as usize))

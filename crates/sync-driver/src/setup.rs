@@ -181,6 +181,7 @@ fn set_up_device(
     existing: ExistingWorkspace,
     series: Series,
     name: &str,
+    key: KeyChoice,
     enrol_further: impl Fn(&str) -> Result<(), SyncError>,
 ) -> Result<SetUp, SyncError> {
     let (mut store, _) = Store::init(
@@ -188,7 +189,7 @@ fn set_up_device(
         InitOptions {
             seller: Default::default(),
             series: Some(series),
-            key: KeyChoice::Keyring,
+            key,
             device_name: name.into(),
             existing: Some(existing),
         },
@@ -223,8 +224,15 @@ fn new_device() -> Result<(Uuid, daftar_keys::Secret<32>, DeviceSigningKey), Syn
     Ok((Uuid::now_v7(), seed, key))
 }
 
-/// Rebuilds a lost workspace into `dir` from a relay and the recovery key.
-pub fn recover(dir: &Path, relay: &str, workspace: WorkspaceId, recovery: RecoveryKey) -> Result<SetUp, SyncError> {
+/// Rebuilds a lost workspace into `dir` from a relay and the recovery key. `key` says where the
+/// new data directory's database key goes.
+pub fn recover(
+    dir: &Path,
+    relay: &str,
+    workspace: WorkspaceId,
+    recovery: RecoveryKey,
+    key_choice: KeyChoice,
+) -> Result<SetUp, SyncError> {
     let relay = normalise(relay);
     let (id, seed, key) = new_device()?;
     let device = DeviceId::from_uuid(id);
@@ -236,7 +244,7 @@ pub fn recover(dir: &Path, relay: &str, workspace: WorkspaceId, recovery: Recove
     let existing =
         ExistingWorkspace { workspace_id: workspace, device_id: device, workspace_key, signing_seed: seed, recovery };
     let recovery_signer = existing.recovery.relay_signing_key();
-    set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device", |url| {
+    set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device", key_choice, |url| {
         // Not every relay may have survived: a relay that cannot be reached is skipped.
         match RelayClient::new(url, device, &key)?.recover(workspace, &recovery_signer) {
             Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
@@ -245,8 +253,9 @@ pub fn recover(dir: &Path, relay: &str, workspace: WorkspaceId, recovery: Recove
     })
 }
 
-/// Joins the workspace an invite code names, as a new device in `dir`.
-pub fn join(dir: &Path, code: &InviteCode) -> Result<SetUp, SyncError> {
+/// Joins the workspace an invite code names, as a new device in `dir`. `key` says where the
+/// new data directory's database key goes.
+pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetUp, SyncError> {
     let (id, seed, key) = new_device()?;
     let device = DeviceId::from_uuid(id);
     let client = RelayClient::new(&code.relay, device, &key)?;
@@ -265,12 +274,10 @@ pub fn join(dir: &Path, code: &InviteCode) -> Result<SetUp, SyncError> {
         signing_seed: seed,
         recovery,
     };
-    set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device", |url| match RelayClient::new(
-        url, device, &key,
-    )?
-    .enrol(code.workspace, code.token())
-    {
-        Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
-        Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
+    set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device", key_choice, |url| {
+        match RelayClient::new(url, device, &key)?.enrol(code.workspace, code.token()) {
+            Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
+            Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
+        }
     })
 }

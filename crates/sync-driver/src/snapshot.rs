@@ -8,7 +8,7 @@
 
 use daftar_domain::DocumentId;
 use daftar_relay_client::RelayClient;
-use daftar_store::Store;
+use daftar_store::{PreparedSnapshot, Store};
 use daftar_sync::snapshot::{self, PartHeader, SNAPSHOT_KIND};
 use daftar_sync::{Envelope, Sealer};
 use serde::Serialize;
@@ -91,41 +91,75 @@ impl Device {
     /// position it covers, so only the tail of the log is pulled. `Ok(None)` when the relay has
     /// no snapshot. On any error the cursor stays where it was and a pull from there brings
     /// everything (what was taken in already merges harmlessly).
+    ///
+    /// Two threads: one fetches, opens and prepares the next part (Automerge loading and reading
+    /// records) while the store takes in the current one.
     pub(crate) fn bootstrap(&mut self, store: &mut Store, relay: usize) -> Result<Option<BootstrapReport>, SyncError> {
         let url = self.urls[relay].clone();
         self.device_keys(relay, true)?;
-        let keys = self.keys[relay].as_ref().expect("just filled");
-        let client = RelayClient::new(&url, self.info.device_id, &self.key)?;
         let workspace = self.info.workspace_id;
-        let Some((seq, parts)) = client.snapshot_manifest(workspace)? else { return Ok(None) };
+        let Some((seq, parts)) =
+            RelayClient::new(&url, self.info.device_id, &self.key)?.snapshot_manifest(workspace)?
+        else {
+            return Ok(None);
+        };
         let mut report = BootstrapReport { seq, parts, documents: 0, bytes: 0 };
-        let mut first: Option<PartHeader> = None;
-        for part in 0..parts {
-            let sealed = client.snapshot_part(workspace, seq, part)?;
-            report.bytes += sealed.len();
-            let envelope = Envelope::parse(&sealed)?;
-            let opened = envelope.open(
-                workspace,
-                |sender| keys.get(&sender).copied(),
-                |epoch| (epoch == EPOCH).then_some(&self.epoch_key),
-            )?;
-            if opened.kind != SNAPSHOT_KIND {
-                return Err(snapshot::SnapshotError::NotASnapshot.into());
+        let this = &*self;
+        std::thread::scope(|scope| -> Result<(), SyncError> {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<(usize, PreparedSnapshot), SyncError>>(1);
+            scope.spawn(move || {
+                let mut first: Option<PartHeader> = None;
+                for part in 0..parts {
+                    let prepared = this.fetch_part(&url, seq, parts, part, &mut first);
+                    let failed = prepared.is_err();
+                    if sender.send(prepared).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            for prepared in receiver {
+                let (bytes, prepared) = prepared?;
+                report.bytes += bytes;
+                report.documents += store.import_snapshot(prepared)?;
             }
-            let (header, documents) = snapshot::unpack(&opened.change)?;
-            let first = *first.get_or_insert(header);
-            snapshot::check_part(&first, part, &header)?;
-            if header.seq != seq || header.parts != parts || header.snapshot != *opened.document.as_uuid().as_bytes() {
-                return Err(snapshot::SnapshotError::Mismatched(format!(
-                    "the relay says it covers {seq} in {parts} parts, the sealed part says {} in {}",
-                    header.seq, header.parts
-                ))
-                .into());
-            }
-            report.documents += store.import_snapshot(&documents)?;
-        }
-        store.record_sync(&url, Some(seq), None)?;
+            Ok(())
+        })?;
+        store.record_sync(&self.urls[relay], Some(seq), None)?;
         Ok(Some(report))
+    }
+
+    /// Fetches, opens, checks and prepares one part; returns its sealed size too.
+    fn fetch_part(
+        &self,
+        url: &str,
+        seq: i64,
+        parts: u32,
+        part: u32,
+        first: &mut Option<PartHeader>,
+    ) -> Result<(usize, PreparedSnapshot), SyncError> {
+        let workspace = self.info.workspace_id;
+        let relay = self.urls.iter().position(|u| u == url).expect("one of this device's relays");
+        let keys = self.keys[relay].as_ref().expect("filled before the bootstrap");
+        let sealed = RelayClient::new(url, self.info.device_id, &self.key)?.snapshot_part(workspace, seq, part)?;
+        let opened = Envelope::parse(&sealed)?.open(
+            workspace,
+            |sender| keys.get(&sender).copied(),
+            |epoch| (epoch == EPOCH).then_some(&self.epoch_key),
+        )?;
+        if opened.kind != SNAPSHOT_KIND {
+            return Err(snapshot::SnapshotError::NotASnapshot.into());
+        }
+        let (header, documents) = snapshot::unpack(&opened.change)?;
+        let first = *first.get_or_insert(header);
+        snapshot::check_part(&first, part, &header)?;
+        if header.seq != seq || header.parts != parts || header.snapshot != *opened.document.as_uuid().as_bytes() {
+            return Err(snapshot::SnapshotError::Mismatched(format!(
+                "the relay says it covers {seq} in {parts} parts, the sealed part says {} in {}",
+                header.seq, header.parts
+            ))
+            .into());
+        }
+        Ok((sealed.len(), daftar_store::prepare_snapshot(documents)?))
     }
 }
 

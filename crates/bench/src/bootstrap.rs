@@ -1,0 +1,207 @@
+//! `daftar-bootstrap-bench`: a new device joining a workspace of many invoices through the real
+//! relay on loopback, beside a floor measured in the same run: the same number of bytes in the
+//! same number of requests from a bare HTTP server on loopback.
+//!
+//! ```text
+//! cargo build --release -p daftar-relay -p daftar-bench
+//! "$CARGO_TARGET_DIR"/release/daftar-bootstrap-bench [--invoices 100000] [--write docs/BENCHMARKS.md]
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use daftar_domain::{Customer, Invoice, SellerProfile};
+use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock};
+
+#[path = "fixtures.rs"]
+mod fixtures;
+use fixtures::{customer, invoice};
+
+const PASSPHRASE: &str = "benchmark passphrase";
+
+struct Args {
+    invoices: usize,
+    write: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args { invoices: 100_000, write: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--invoices" => args.invoices = value.parse()?,
+            "--write" => args.write = Some(PathBuf::from(value)),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    Ok(args)
+}
+
+fn start_relay(dir: &Path) -> Result<(Child, String)> {
+    let exe = std::env::current_exe()?.with_file_name("daftar-relay");
+    if !exe.exists() {
+        bail!("{} is missing; run `cargo build --release -p daftar-relay` first", exe.display());
+    }
+    let mut child = Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(dir.join("relay.db"))
+        .env("DAFTAR_RELAY_LOG", "warn")
+        .env("DAFTAR_RELAY_RATE_PER_SECOND", "1000000")
+        .env("DAFTAR_RELAY_RATE_BURST", "1000000")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("relay stdout")?).read_line(&mut line)?;
+    let url = line.trim().strip_prefix("daftar-relay listening on ").context("relay did not start")?.to_owned();
+    Ok((child, url))
+}
+
+fn options(name: &str) -> InitOptions {
+    InitOptions {
+        seller: SellerProfile { name: "Bench Co".into(), vat_number: "300000000000003".into(), ..Default::default() },
+        series: None,
+        key: KeyChoice::Passphrase(PASSPHRASE.into()),
+        device_name: name.into(),
+        existing: None,
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// The floor: `parts` GETs of `part_bytes` each from a bare axum server on loopback.
+fn floor(parts: usize, part_bytes: usize) -> Result<Duration> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let body = axum::body::Bytes::from(vec![0x5A; part_bytes]);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let app = axum::Router::new().route("/part", axum::routing::get(move || std::future::ready(body.clone())));
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::blocking::Client::new();
+    let started = Instant::now();
+    let mut received = 0;
+    for _ in 0..parts {
+        received += client.get(format!("http://{address}/part")).send()?.bytes()?.len();
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(received == parts * part_bytes, "the floor server sent {received} bytes");
+    Ok(elapsed)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let scratch = tempfile::tempdir()?;
+    let (mut relay, url) = start_relay(scratch.path())?;
+    let result = run(&args, scratch.path(), &url);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    result
+}
+
+fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
+    // The office: one device with many invoices, synced to the relay.
+    let (mut a, _) = Store::init(&scratch.join("a"), options("office"), Arc::new(SystemClock))?;
+    let customers: Vec<Customer> = (0..100).map(customer).collect();
+    a.create_many(&customers, "import")?;
+    for start in (0..args.invoices).step_by(10_000) {
+        let batch: Vec<Invoice> =
+            (start..(start + 10_000).min(args.invoices)).map(|n| invoice(n, &customers)).collect();
+        a.create_many(&batch, "import")?;
+    }
+    daftar_sync_driver::add_relay(&mut a, url)?;
+    let started = Instant::now();
+    let reports = daftar_sync_driver::sync_once(&mut a)?;
+    let upload = started.elapsed();
+    let snapshot = match reports[0].snapshot.clone() {
+        Some(made) => made,
+        None => daftar_sync_driver::make_snapshots(&mut a)?.remove(0),
+    };
+    println!(
+        "office: {} envelopes pushed in {}; snapshot of {} documents, {} parts, {:.1} MB",
+        reports[0].pushed,
+        secs(upload),
+        snapshot.documents,
+        snapshot.parts,
+        snapshot.bytes as f64 / 1e6
+    );
+    // A few changes after the snapshot: the tail a new device pulls.
+    let tail: Vec<Invoice> = (0..50).map(|n| invoice(args.invoices + n, &customers)).collect();
+    a.create_many(&tail, "import")?;
+    daftar_sync_driver::sync_once(&mut a)?;
+
+    // The key file's KDF is part of setting up any new data directory; measured alone.
+    let started = Instant::now();
+    Store::init(&scratch.join("kdf"), options("kdf"), Arc::new(SystemClock))?;
+    let set_up_alone = started.elapsed();
+
+    let invite = daftar_sync_driver::invite(&a, "clerk", None, 24, chrono::Utc::now().timestamp_millis())?;
+    let started = Instant::now();
+    let joined = daftar_sync_driver::join(&scratch.join("b"), &invite.code, KeyChoice::Passphrase(PASSPHRASE.into()))?;
+    let bootstrap = started.elapsed();
+    let taken = joined.snapshot.context("the new device did not start from the snapshot")?;
+    let listed = joined.store.list_invoices(&InvoiceQuery { limit: Some(usize::MAX), ..Default::default() })?.len();
+    anyhow::ensure!(listed == args.invoices + 50, "the new device lists {listed} invoices");
+    let bytes = taken.bytes + joined.report.pulled_bytes;
+    println!(
+        "new device: snapshot {} documents in {} parts ({:.1} MB), then {} envelopes of the tail, in {}",
+        taken.documents,
+        taken.parts,
+        taken.bytes as f64 / 1e6,
+        joined.report.pulled,
+        secs(bootstrap)
+    );
+    let parts = taken.parts as usize + 1;
+    let floor = floor(parts, bytes.div_ceil(parts))?;
+    let mut rows = Vec::new();
+    let mut row = |name: &str, ours: String, floor: String, ratio: String, goal: &str| {
+        println!("{name:<56} {ours:>12} {floor:>12} {ratio:>10}  {goal}");
+        rows.push(format!("| {name} | {ours} | {floor} | {ratio} | {goal} |"));
+    };
+    println!("{:<56} {:>12} {:>12} {:>10}  goal", "figure", "ours", "floor", "ratio");
+    row(
+        &format!("bootstrap of a new device, {} invoices, snapshot + tail", args.invoices),
+        secs(bootstrap),
+        secs(floor),
+        format!("{:.0}×", bootstrap.as_secs_f64() / floor.as_secs_f64()),
+        "< 20 s",
+    );
+    row("of which: setting up an empty data directory (key-file KDF)", secs(set_up_alone), "-".into(), "-".into(), "");
+    row(
+        &format!("bytes moved ({} parts + tail)", taken.parts),
+        format!("{:.1} MB", taken.bytes as f64 / 1e6),
+        format!("{:.1} MB", (bytes / parts * parts) as f64 / 1e6),
+        "-".into(),
+        "",
+    );
+    row(
+        &format!("initial upload of {} envelopes from the office, with its snapshot", reports[0].pushed),
+        secs(upload),
+        "-".into(),
+        "-".into(),
+        "",
+    );
+    if let Some(path) = &args.write {
+        const START: &str = "<!-- bootstrap-bench:start -->";
+        const END: &str = "<!-- bootstrap-bench:end -->";
+        let section = format!(
+            "{START}\nMeasured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-bootstrap-bench --invoices {} --write docs/BENCHMARKS.md` (relay and devices on the same 2 cores). The floor moves the same bytes in the same number of requests from a bare axum server on loopback; the ratio is how many times longer the bootstrap takes.\n\n| figure | ours | floor (bare HTTP) | ratio | goal |\n|---|---|---|---|---|\n{}\n{END}",
+            chrono::Utc::now().format("%Y-%m-%d"),
+            args.invoices,
+            rows.join("\n")
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let updated = match (text.find(START), text.find(END)) {
+            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
+            _ => format!("{text}\n## Bootstrap of a new device\n\n{section}\n"),
+        };
+        std::fs::write(path, updated)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
