@@ -55,8 +55,9 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
     for r in relays {
         let last = r.last_sync.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.to_rfc3339());
         println!(
-            "{}  pending {}  last sync {}{}",
+            "{}  {}  pending {}  last sync {}{}",
             r.url,
+            if r.online { "online" } else { "offline" },
             r.pending,
             last.as_deref().unwrap_or("never"),
             r.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()

@@ -43,6 +43,8 @@ pub struct RelayStatus {
     pub pending: i64,
     pub last_sync: Option<i64>,
     pub last_error: Option<String>,
+    /// Whether the last attempt reached the relay (false before the first sync).
+    pub online: bool,
 }
 
 /// One local change waiting for a relay.
@@ -86,6 +88,7 @@ impl Store {
                 last_sync: r.get(3)?,
                 last_error: r.get(4)?,
                 pending: r.get(5)?,
+                online: r.get::<_, Option<i64>>(3)?.is_some() && r.get::<_, Option<String>>(4)?.is_none(),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
