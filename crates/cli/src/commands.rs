@@ -127,6 +127,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sync { command: None, watch: false } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
         Command::Sync { command: None, watch: true } => crate::sync::watch(&mut open(&cli)?, cli.json),
         Command::Sync { command: Some(crate::SyncCommand::Status), .. } => crate::sync::status(&open(&cli)?, cli.json),
+        Command::Sync { command: Some(crate::SyncCommand::Refused), .. } => {
+            crate::sync::refused(&open(&cli)?, cli.json)
+        }
         Command::Sync { command: Some(crate::SyncCommand::Snapshot), .. } => {
             crate::sync::snapshot(&mut open(&cli)?, cli.json)
         }

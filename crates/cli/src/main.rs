@@ -437,6 +437,9 @@ pub enum SyncCommand {
     Status,
     /// Issued invoices that met a concurrent edit, delete or second issue, and what was kept.
     Conflicts,
+    /// Envelopes relays served that were refused (altered, forged, from an unknown device);
+    /// nothing of them was applied.
+    Refused,
     /// Upload a snapshot of this device's documents to every relay now, for fast bootstrap of
     /// new devices (also made automatically as the log grows).
     Snapshot,

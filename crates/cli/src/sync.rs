@@ -60,7 +60,8 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
             if r.online { "online" } else { "offline" },
             r.pending,
             last.as_deref().unwrap_or("never"),
-            r.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()
+            if r.refused > 0 { format!("  {} envelopes refused", r.refused) } else { String::new() }
+                + &r.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()
         );
     }
     Ok(())
@@ -135,6 +136,20 @@ pub fn watch(store: &mut Store, json: bool) -> Result<()> {
         WatchEvent::Live { url } => eprintln!("sync: live with {url}"),
         WatchEvent::Offline { url, error } => eprintln!("sync: {url}: {error}"),
     })?;
+    Ok(())
+}
+
+pub fn refused(store: &Store, json: bool) -> Result<()> {
+    let refused = store.refused_envelopes()?;
+    if json {
+        print_json(&refused);
+    } else if refused.is_empty() {
+        println!("No envelope was refused.");
+    } else {
+        for r in refused {
+            println!("{}  envelope {} (seq {}): {}", r.relay, r.envelope_id, r.seq, r.reason);
+        }
+    }
     Ok(())
 }
 

@@ -369,6 +369,12 @@ fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
         rejected.iter().all(|r| r.contains("altered or forged") || r.contains("not a known device")),
         "{rejected:?}"
     );
+    assert_eq!(b.json(&["sync", "status"])[0]["refused"], 2, "the refused envelopes are kept as evidence");
+    let evidence = b.json(&["sync", "refused"]);
+    assert!(
+        evidence.as_array().unwrap().iter().any(|e| e["reason"].as_str().unwrap().contains("altered or forged")),
+        "{evidence}"
+    );
     let shown = b.run(&["invoice", "show", invoice["id"].as_str().unwrap()]);
     assert!(!shown.status.success(), "the altered change was not applied");
     assert_eq!(b.json(&["store", "verify"])["ok"], true, "refused envelopes leave the store sound");
@@ -642,4 +648,35 @@ fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
     let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| k.starts_with("invoices")).collect::<Vec<_>>();
     assert_eq!(invoices(&c), invoices(&a), "the log alone brings everything");
     assert_eq!(c.json(&["store", "verify"])["ok"], true);
+}
+
+#[test]
+fn a_device_killed_while_pulling_resumes_without_losing_or_repeating_anything() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Busy Customer", None);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let b = Daftar::new();
+    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    assert!(a.run(&["debug", "write-loop", "--customer", &customer, "--count", "600"]).status.success());
+    a.json(&["sync"]);
+
+    // B's sync is killed with SIGKILL at random moments, then runs to the end.
+    let mut rng = SplitMix(0xC0FFEE);
+    for _ in 0..6 {
+        let mut sync = b.command().args(["sync"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(40 + rng.below(200) as u64));
+        let _ = sync.kill();
+        let _ = sync.wait();
+    }
+    b.json(&["sync"]);
+    a.json(&["sync"]);
+    assert_eq!(b.json(&["invoice", "list", "--limit", "1000"]).as_array().unwrap().len(), 600);
+    assert_eq!(export(&a), export(&b), "nothing lost");
+    let verify = b.json(&["store", "verify"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+    let history = b.json(&["invoice", "history", "A-000001"]);
+    assert_eq!(history.as_array().unwrap().len(), 2, "each change once in history: {history}");
 }

@@ -45,6 +45,19 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
     /// Whether the last attempt reached the relay (false before the first sync).
     pub online: bool,
+    /// Envelopes from this relay that were refused and never applied.
+    pub refused: i64,
+}
+
+/// An envelope a relay served that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedEnvelope {
+    pub relay: String,
+    pub seq: i64,
+    pub envelope_id: String,
+    pub reason: String,
+    /// Milliseconds since the epoch.
+    pub at: i64,
 }
 
 /// One local change waiting for a relay.
@@ -77,7 +90,8 @@ impl Store {
         let device = self.info.device_id.to_string();
         let mut statement = self.conn.prepare(
             "SELECT url, push_cursor, pull_cursor, last_sync, last_error,
-                    (SELECT count(*) FROM changes WHERE device = ?1 AND seq > relays.push_cursor)
+                    (SELECT count(*) FROM changes WHERE device = ?1 AND seq > relays.push_cursor),
+                    (SELECT count(*) FROM refused_envelopes WHERE relay = relays.url)
              FROM relays ORDER BY added_at, url",
         )?;
         let rows = statement.query_map([device], |r| {
@@ -89,6 +103,7 @@ impl Store {
                 last_error: r.get(4)?,
                 pending: r.get(5)?,
                 online: r.get::<_, Option<i64>>(3)?.is_some() && r.get::<_, Option<String>>(4)?.is_none(),
+                refused: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -142,6 +157,41 @@ impl Store {
         self.write(|tx, _, _| {
             tx.execute("UPDATE relays SET push_cursor = max(push_cursor, ?2) WHERE url = ?1", params![url, seq])?;
             Ok(())
+        })
+    }
+
+    /// Keeps the envelopes of a pulled page that were refused, as evidence (`refused_envelopes`).
+    pub fn record_refused(&mut self, url: &str, refused: &[(i64, String, String)]) -> Result<()> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx, ctx, _| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO refused_envelopes (relay, seq, envelope_id, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (seq, id, reason) in refused {
+                insert.execute(params![url, seq, id, reason, ctx.now.timestamp_millis()])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every refused envelope, newest first.
+    pub fn refused_envelopes(&self) -> Result<Vec<RefusedEnvelope>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT relay, seq, envelope_id, reason, at FROM refused_envelopes ORDER BY at DESC, relay, seq DESC",
+            )?;
+            let rows = statement.query_map([], |r| {
+                Ok(RefusedEnvelope {
+                    relay: r.get(0)?,
+                    seq: r.get(1)?,
+                    envelope_id: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

@@ -40,7 +40,7 @@ pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
 pub use error::{Result, StoreError};
-pub use exchange::{IncomingChange, OutgoingChange, RelayStatus};
+pub use exchange::{IncomingChange, OutgoingChange, RefusedEnvelope, RelayStatus};
 pub use history::FieldChange;
 pub use invoices::{DiscountInput, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice};
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};

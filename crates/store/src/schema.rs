@@ -160,6 +160,18 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (doc_id, kind, cause)
     );
     "#,
+    // 3: envelopes a relay served that were refused (forged, altered, from an unknown device),
+    // kept as evidence; nothing of them was applied.
+    r#"
+    CREATE TABLE refused_envelopes (
+        relay       TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        envelope_id TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        PRIMARY KEY (relay, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The newest schema this build understands.

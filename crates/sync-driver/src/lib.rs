@@ -186,7 +186,7 @@ impl Device {
             match result {
                 Ok(ok) => opened.push((remote, ok)),
                 // A refused envelope changes nothing; it is reported, and the cursor moves on.
-                Err(e) => rejected.push(format!("envelope {} (seq {}): {e}", remote.id, remote.seq)),
+                Err(e) => rejected.push((remote.seq, remote.id.clone(), e)),
             }
         }
         let incoming: Vec<IncomingChange<'_>> = opened
@@ -204,12 +204,14 @@ impl Device {
             match outcome {
                 Ok(true) => report.applied += 1,
                 Ok(false) => {}
-                Err(e) => rejected.push(format!("envelope {} (seq {}): {e}", remote.id, remote.seq)),
+                Err(e) => rejected.push((remote.seq, remote.id.clone(), e.to_string())),
             }
         }
+        store.record_refused(&self.urls[relay], &rejected)?;
+        let report = &mut self.reports[relay];
         report.pulled += page.len();
         report.pulled_bytes += page.iter().map(|e| e.bytes.len()).sum::<usize>();
-        report.rejected.extend(rejected);
+        report.rejected.extend(rejected.into_iter().map(|(seq, id, e)| format!("envelope {id} (seq {seq}): {e}")));
         store.record_sync(&self.urls[relay], Some(through), None)?;
         Ok((through, page.len() == limit as usize))
     }
