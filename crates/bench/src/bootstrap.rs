@@ -94,6 +94,61 @@ fn floor(parts: usize, part_bytes: usize) -> Result<Duration> {
     Ok(elapsed)
 }
 
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Device B syncs live (`watch`, on its own thread); device A edits an invoice and syncs, `count`
+/// times. Each sample is from A's edit to B having applied it. Sorted.
+fn propagation(a: &mut Store, b: Store, count: usize) -> Result<Vec<Duration>> {
+    let (applied, heard) = std::sync::mpsc::channel::<Instant>();
+    std::thread::spawn(move || {
+        let mut b = b;
+        let _ = daftar_sync_driver::watch(&mut b, |event| {
+            if let daftar_sync_driver::WatchEvent::Synced { relays } = event
+                && relays.iter().any(|r| r.applied > 0)
+            {
+                let _ = applied.send(Instant::now());
+            }
+        });
+    });
+    let id: daftar_domain::InvoiceId =
+        a.list_invoices(&InvoiceQuery { limit: Some(1), ..Default::default() })?[0].id.parse()?;
+    // Let B's subscription open and its first round finish.
+    std::thread::sleep(Duration::from_millis(500));
+    while heard.try_recv().is_ok() {}
+    let mut samples = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = Instant::now();
+        a.edit_invoice(id, vec![daftar_store::InvoiceEdit::Notes(format!("edit {n}"))])?;
+        daftar_sync_driver::sync_once(a)?;
+        let at = heard.recv_timeout(Duration::from_secs(10)).context("device B never heard of the edit")?;
+        samples.push(at - started);
+        std::thread::sleep(Duration::from_millis(20));
+        while heard.try_recv().is_ok() {}
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+/// The floor for propagation: bare HTTP round trips on loopback. Sorted.
+fn round_trip(count: usize) -> Result<Vec<Duration>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let app = axum::Router::new().route("/ping", axum::routing::get(|| std::future::ready("ok")));
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::blocking::Client::new();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        client.get(format!("http://{address}/ping")).send()?.bytes()?;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    Ok(samples)
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let scratch = tempfile::tempdir()?;
@@ -156,6 +211,8 @@ fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
         joined.report.pulled,
         secs(bootstrap)
     );
+    let propagation = propagation(&mut a, joined.store, 100)?;
+    let rtt = round_trip(200)?;
     let parts = taken.parts as usize + 1;
     let floor = floor(parts, bytes.div_ceil(parts))?;
     let mut rows = Vec::new();
@@ -185,6 +242,23 @@ fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
         "-".into(),
         "-".into(),
         "",
+    );
+    row(
+        "propagation of one edit, device A → relay → device B (live), p50",
+        ms(propagation[propagation.len() / 2]),
+        ms(rtt[rtt.len() / 2]),
+        format!("{:.0}×", propagation[propagation.len() / 2].as_secs_f64() / rtt[rtt.len() / 2].as_secs_f64()),
+        "< 50 ms",
+    );
+    row(
+        "propagation of one edit, p99",
+        ms(propagation[propagation.len() * 99 / 100]),
+        ms(rtt[rtt.len() * 99 / 100]),
+        format!(
+            "{:.0}×",
+            propagation[propagation.len() * 99 / 100].as_secs_f64() / rtt[rtt.len() * 99 / 100].as_secs_f64()
+        ),
+        "< 200 ms",
     );
     if let Some(path) = &args.write {
         const START: &str = "<!-- bootstrap-bench:start -->";
