@@ -680,3 +680,36 @@ fn a_device_killed_while_pulling_resumes_without_losing_or_repeating_anything() 
     let history = b.json(&["invoice", "history", "A-000001"]);
     assert_eq!(history.as_array().unwrap().len(), 2, "each change once in history: {history}");
 }
+
+#[test]
+fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
+    let first = Relay::start();
+    let third = Relay::start();
+    let a = Daftar::new();
+    let init = a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let (workspace, recovery) = (init["workspace_id"].as_str().unwrap(), init["recovery_key"].as_str().unwrap());
+    let customer = a.customer("Nour Bakery", None);
+    a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    a.json(&["relay", "add", &first.url]);
+    a.json(&["sync"]);
+    let clerk = Daftar::new();
+    clerk.json(&["join", a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap()]);
+    let refused = clerk.fails(&["relay", "add", &third.url]);
+    assert!(refused["message"].as_str().unwrap().contains("only an owner"), "{refused}");
+    let owner = Daftar::new();
+    owner.json(&["join", a.json(&["invite", "--role", "owner"])["code"].as_str().unwrap()]);
+    owner.json(&["relay", "add", &third.url]);
+    // Every device adopts the new relay and sends it what it has.
+    for d in [&owner, &a, &clerk, &a] {
+        d.json(&["sync"]);
+    }
+    assert_eq!(clerk.json(&["relay", "list"]).as_array().unwrap().len(), 2, "the clerk adopted the relay");
+
+    // Everything but the new relay is lost; the recovery key opens the material it holds, which
+    // a joined device handed over.
+    drop(first);
+    let rebuilt = Daftar::new();
+    rebuilt.json(&["recover", "--relay", &third.url, "--workspace", workspace, "--recovery-key", recovery]);
+    let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| !k.starts_with("settings")).collect::<Vec<_>>();
+    assert_eq!(invoices(&rebuilt), invoices(&a));
+}

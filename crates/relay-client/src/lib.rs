@@ -281,6 +281,19 @@ impl<'k> RelayClient<'k> {
             .collect()
     }
 
+    /// The workspace's recovery material as this relay keeps it: the public half of the
+    /// recovery signing key and the recovery-wrapped workspace key.
+    pub fn recovery_material(&self, workspace: WorkspaceId) -> Result<([u8; 32], Vec<u8>), RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/recovery"), None, None)?;
+        let public =
+            answer["recovery_public_key"].as_str().and_then(|k| hex::decode(k).ok()).and_then(|k| k.try_into().ok());
+        let wrapped = answer["recovery_wrapped_key"].as_str().and_then(|w| BASE64.decode(w).ok());
+        match (public, wrapped) {
+            (Some(public), Some(wrapped)) => Ok((public, wrapped)),
+            _ => Err(RelayError::Protocol(format!("malformed recovery material {answer}"))),
+        }
+    }
+
     /// Every device of the workspace as this relay knows it, with its role.
     pub fn members(&self, workspace: WorkspaceId) -> Result<Vec<Member>, RelayError> {
         let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None, None)?;

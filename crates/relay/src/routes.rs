@@ -116,6 +116,7 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces", post(create_workspace::<S>))
         .route("/v1/workspaces/{workspace}/enrol", post(enrol::<S>))
         .route("/v1/workspaces/{workspace}/recover", post(recover::<S>))
+        .route("/v1/workspaces/{workspace}/recovery", get(recovery_material::<S>))
         .route("/v1/workspaces/{workspace}/invites", post(create_invite::<S>))
         .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}", axum::routing::put(register_device::<S>))
@@ -643,6 +644,22 @@ async fn get_snapshot<S: RelayStorage>(
     })?;
     Ok(([("x-daftar-snapshot-seq", seq.to_string()), ("x-daftar-snapshot-parts", parts.to_string())], bytes)
         .into_response())
+}
+
+/// The workspace's recovery material, for a member adding a further relay: the public half of
+/// the recovery signing key and the recovery-wrapped workspace key (opaque without the recovery
+/// key).
+async fn recovery_material<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    member(&state, &workspace, &incoming).await?;
+    let (public, wrapped) =
+        state.storage.recovery(workspace).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "this workspace has no recovery material")
+        })?;
+    Ok(Json(json!({ "recovery_public_key": hex::encode(public), "recovery_wrapped_key": BASE64.encode(wrapped) })))
 }
 
 /// The device header value of requests signed with the recovery key.

@@ -485,6 +485,15 @@ fn the_recovery_key_enrols_a_new_owner_when_every_device_is_lost() {
     let (status, log) = replacement.call("GET", &path, None);
     assert_eq!(status, 200);
     assert_eq!(log["envelopes"].as_array().unwrap().len(), 1, "the new device reads the whole log");
+
+    // Members may read the (opaque) recovery material to carry it to a further relay; outsiders
+    // learn nothing.
+    let material = format!("/v1/workspaces/{workspace}/recovery");
+    let (status, held) = owner.call("GET", &material, None);
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(BASE64.decode(held["recovery_wrapped_key"].as_str().unwrap()).unwrap(), b"opaque wrapped key");
+    let outsider = Device::new(&relay);
+    assert_eq!(outsider.call("GET", &material, None).1["code"], "not_a_member");
 }
 
 #[test]

@@ -515,6 +515,18 @@ impl Store {
             .ok_or_else(|| corrupt_meta(&self.info.data_dir, "recovery public key"))
     }
 
+    /// Replaces the recovery material this device hands to relays with the workspace's own, as
+    /// a relay already holding the workspace keeps it. A device that joined an existing workspace
+    /// never saw the recovery key, so it starts with placeholder material.
+    pub fn set_recovery_material(&mut self, public_key: &[u8; 32], wrapped: &[u8]) -> Result<()> {
+        self.write(|tx, _, _| {
+            let mut set = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+            set.execute(["recovery_public_key", &hex::encode(public_key)])?;
+            set.execute(["recovery_wrapped_workspace_key", &hex::encode(wrapped)])?;
+            Ok(())
+        })
+    }
+
     /// The workspace key wrapped by the recovery key, as the relay will keep it.
     pub fn recovery_wrapped_workspace_key(&self) -> Result<Vec<u8>> {
         let text = meta(&self.conn, "recovery_wrapped_workspace_key")?

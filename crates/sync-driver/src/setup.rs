@@ -19,33 +19,67 @@ fn normalise(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
 }
 
-/// Adds a relay to this device: creates the workspace there (or finds this device already
-/// enrolled, for joined and recovered devices) and records it. Returns the URL as recorded.
+/// Adds a relay to this device and names it in the workspace settings, so every device adopts
+/// it. On the first relay the workspace is created (this device its owner). On a further relay
+/// this device may already be enrolled (it joined through it); otherwise the workspace is created
+/// there — by an owner's device only — with the workspace's recovery material and every device the
+/// first relay knows. Returns the URL as recorded.
 pub fn add_relay(store: &mut Store, url: &str) -> Result<String, SyncError> {
     let url = normalise(url);
     let key = store.device_signing_key()?;
     let info = store.info().clone();
     let client = RelayClient::new(&url, info.device_id, &key)?;
-    match client.create_workspace(
-        info.workspace_id,
-        &store.recovery_public_key()?,
-        &store.recovery_wrapped_workspace_key()?,
-    ) {
-        Ok(()) => {
-            // A further relay: it must know the workspace's other devices to let them in.
-            if let Some(known) = store.relays()?.into_iter().next() {
-                let members = RelayClient::new(&known.url, info.device_id, &key)?.members(info.workspace_id)?;
-                for member in members.iter().filter(|m| m.device_id != info.device_id) {
-                    client.register_device(info.workspace_id, member)?;
-                }
+    match store.relays()?.into_iter().next() {
+        None => match client.create_workspace(
+            info.workspace_id,
+            &store.recovery_public_key()?,
+            &store.recovery_wrapped_workspace_key()?,
+        ) {
+            Ok(()) => {}
+            // This device is already enrolled there (a joined or recovered device).
+            Err(RelayError::Refused { code, .. }) if code == "workspace_exists" => {}
+            Err(e) => return Err(e.into()),
+        },
+        Some(known) => match client.members(info.workspace_id) {
+            Ok(_) => {}
+            Err(RelayError::Refused { code, .. }) if code == "not_a_member" => {
+                extend_to(store, &client, &known.url, &key)?;
             }
-        }
-        Err(RelayError::Refused { code, .. }) if code == "workspace_exists" => {}
-        Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.into()),
+        },
     }
     store.add_relay(&url)?;
     store.announce_relay(&url)?;
     Ok(url)
+}
+
+/// Creates the workspace on a further relay: only an owner's device may (it becomes the owner
+/// there), with the workspace's recovery material and every device `known` has.
+fn extend_to(
+    store: &mut Store,
+    client: &RelayClient<'_>,
+    known: &str,
+    key: &DeviceSigningKey,
+) -> Result<(), SyncError> {
+    let info = store.info().clone();
+    let first = RelayClient::new(known, info.device_id, key)?;
+    let members = first.members(info.workspace_id)?;
+    let role = members.iter().find(|m| m.device_id == info.device_id).map(|m| m.role.as_str());
+    if role != Some("owner") {
+        return Err(SyncError::Invalid(format!(
+            "only an owner's device can add a relay to the workspace (this device is {}); ask an owner to run `daftar relay add {}`",
+            role.unwrap_or("not a member"),
+            client.url()
+        )));
+    }
+    // The workspace's own recovery material, which a joined device did not start with.
+    let (public, wrapped) = first.recovery_material(info.workspace_id)?;
+    store.set_recovery_material(&public, &wrapped)?;
+    client.create_workspace(info.workspace_id, &public, &wrapped)?;
+    for member in members.iter().filter(|m| m.device_id != info.device_id) {
+        client.register_device(info.workspace_id, member)?;
+    }
+    Ok(())
 }
 
 /// Adds to this device the relays the workspace names that it lacks. Returns how many.
@@ -209,6 +243,11 @@ fn set_up_device(
             "this device is set up but its first sync failed ({error}); run `daftar sync` to try again"
         )));
     }
+    // The workspace's own recovery material replaces the placeholder a joined device starts with.
+    let info = store.info().clone();
+    let (public, wrapped) =
+        RelayClient::new(relay, info.device_id, &store.device_signing_key()?)?.recovery_material(info.workspace_id)?;
+    store.set_recovery_material(&public, &wrapped)?;
     // The workspace's other relays (sync_once adopted them): enrol there too.
     for other in store.relays()?.into_iter().filter(|r| r.url != relay) {
         enrol_further(&other.url)?;
@@ -264,8 +303,8 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
         .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;
     let workspace_key = code.unwrap_workspace_key(&wrapped)?;
     // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
-    // device makes a throwaway; known gap: if this device later adds a relay the workspace does
-    // not exist on yet, that relay gets recovery material nobody can open.
+    // device makes a placeholder; its material is replaced by the workspace's own right after
+    // the first sync, and the placeholder key itself is never kept.
     let recovery = RecoveryKey::generate()?;
     let existing = ExistingWorkspace {
         workspace_id: code.workspace,
