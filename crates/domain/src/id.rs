@@ -21,8 +21,9 @@ macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
         #[serde(transparent)]
-        pub struct $name(Uuid);
+        pub struct $name(#[cfg_attr(feature = "ts", ts(type = "string"))] Uuid);
 
         impl $name {
             /// Human name of this kind of identifier, used in error messages.
@@ -66,8 +67,9 @@ macro_rules! identifier {
 
 /// Any stored document, whatever its kind. The store keys documents by this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(transparent)]
-pub struct DocumentId(Uuid);
+pub struct DocumentId(#[cfg_attr(feature = "ts", ts(type = "string"))] Uuid);
 
 impl DocumentId {
     pub fn from_uuid(uuid: Uuid) -> Self {

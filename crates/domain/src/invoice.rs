@@ -15,6 +15,7 @@ use crate::validate::Problems;
 
 /// What kind of document an invoice is (ZATCA invoice type codes 388, 381, 383).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceKind {
     /// Standard tax invoice (B2B): cleared by ZATCA before it is shared.
@@ -67,6 +68,7 @@ impl FromStr for InvoiceKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceStatus {
     Draft,
@@ -101,6 +103,7 @@ impl FromStr for InvoiceStatus {
 
 /// One line of an invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Line {
     /// Stable identity so that concurrent edits to different lines merge.
     pub id: LineId,
@@ -115,6 +118,7 @@ pub struct Line {
 
 /// A document-level discount (UBL `AllowanceCharge`), which belongs to one VAT category.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct DocumentDiscount {
     pub amount: Amount,
     pub vat: VatCategory,
@@ -124,6 +128,7 @@ pub struct DocumentDiscount {
 
 /// How a payment was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     Cash,
@@ -149,6 +154,7 @@ impl FromStr for PaymentMethod {
 
 /// A payment recorded against an invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Payment {
     pub id: PaymentId,
     pub amount: Amount,
@@ -160,6 +166,7 @@ pub struct Payment {
 
 /// The invoice a credit or debit note corrects, and why (UBL `BillingReference`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct BillingReference {
     pub invoice_id: InvoiceId,
     /// The original's number, copied so the note prints it even if the original is not synced.
@@ -169,6 +176,7 @@ pub struct BillingReference {
 
 /// An invoice, credit note or debit note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Invoice {
     pub id: InvoiceId,
     pub kind: InvoiceKind,

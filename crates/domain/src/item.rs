@@ -10,6 +10,7 @@ use crate::tax::VatCategory;
 use crate::validate::Problems;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Item {
     pub id: ItemId,
     pub name: String,

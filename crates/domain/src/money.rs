@@ -112,7 +112,8 @@ macro_rules! decimal_type {
     ($(#[$doc:meta])* $name:ident, $places:expr, $what:literal, $example:literal, trim = $trim:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-        pub struct $name(i64);
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+        pub struct $name(#[cfg_attr(feature = "ts", ts(type = "string"))] i64);
 
         impl $name {
             /// Number of decimal places this type holds exactly.
@@ -206,7 +207,8 @@ impl Rate {
 /// two decimals; invoicing in KWD, BHD, OMR or JOD (three decimals) is refused with a clear error
 /// rather than rounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Currency([u8; 3]);
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct Currency(#[cfg_attr(feature = "ts", ts(type = "string"))] [u8; 3]);
 
 /// Currencies whose minor unit is not 1/100; listed so the error can say why they are refused.
 const NOT_TWO_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND", "JPY", "KRW"];
@@ -279,6 +281,7 @@ impl<'de> Deserialize<'de> for Currency {
 
 /// An amount together with its currency, for values that travel alone (totals, payments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Money {
     pub amount: Amount,
     pub currency: Currency,

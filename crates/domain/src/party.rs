@@ -27,6 +27,7 @@ impl VatNumber {
 
 /// A postal address; for Saudi addresses, the "national address" fields ZATCA requires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Address {
     #[serde(default)]
     pub street: String,
@@ -120,6 +121,7 @@ impl Address {
 
 /// The business issuing invoices, stored in the workspace settings document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct SellerProfile {
     /// Legal name in Latin script.
     pub name: String,
@@ -172,6 +174,7 @@ impl SellerProfile {
 
 /// A customer record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Customer {
     pub id: CustomerId,
     pub name: String,
@@ -244,6 +247,7 @@ fn looks_like_email(text: &str) -> bool {
 
 /// The customer as it was when the invoice was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct CustomerSnapshot {
     #[serde(default)]
     pub id: Option<CustomerId>,

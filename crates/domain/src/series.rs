@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// A device's invoice-number prefix: 1 to 8 ASCII letters or digits, upper case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(try_from = "String", into = "String")]
-pub struct Series(String);
+pub struct Series(#[cfg_attr(feature = "ts", ts(type = "string"))] String);
 
 /// The series prefix given is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

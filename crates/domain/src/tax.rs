@@ -19,6 +19,7 @@ use crate::money::{Amount, Currency, ExchangeRate, Quantity, Rate, round_half_aw
 
 /// ZATCA's VAT category codes (UNTDID 5305 subset used in Saudi Arabia).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub enum VatCode {
     /// Standard rate (15%).
     S,
@@ -111,6 +112,7 @@ pub fn exemption_text(code: VatCode, reason_code: &str) -> Option<&'static str> 
 
 /// The VAT treatment of a line, an item or a document discount.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct VatCategory {
     pub code: VatCode,
     pub rate: Rate,
@@ -162,6 +164,7 @@ impl Default for VatCategory {
 
 /// Totals of one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct LineTotal {
     pub line: LineId,
     /// quantity × unit price, rounded.
@@ -175,6 +178,7 @@ pub struct LineTotal {
 
 /// Taxable amount and VAT of one (category, rate) group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct CategoryTotal {
     pub code: VatCode,
     pub rate: Rate,
@@ -188,6 +192,7 @@ pub struct CategoryTotal {
 
 /// Every figure of an invoice, all in its currency unless named otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Totals {
     pub currency: Currency,
     /// Sum of line nets before the document discount.

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// One thing wrong with a record, with a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Problem {
     /// Where the problem is, as a path such as `lines[3].quantity` (1-based line numbers).
     pub field: String,
@@ -25,6 +26,7 @@ impl fmt::Display for Problem {
 
 /// All problems found in one record; empty means valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(transparent)]
 pub struct Problems(Vec<Problem>);
 

@@ -36,6 +36,7 @@ const PAYMENT_MESSAGE: &str = "record payment";
 
 /// What met an issued invoice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
     /// Edited or deleted elsewhere while (or after) it was issued; the edit was undone.
@@ -63,6 +64,7 @@ impl ConflictKind {
 
 /// A recorded conflict on an issued invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Conflict {
     pub invoice_id: InvoiceId,
     pub kind: ConflictKind,

@@ -9,6 +9,7 @@ use crate::store::Store;
 
 /// A customer row in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct CustomerSummary {
     pub id: String,
     pub name: String,
@@ -21,6 +22,7 @@ pub struct CustomerSummary {
 
 /// An item row in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ItemSummary {
     pub id: String,
     pub name: String,
@@ -31,6 +33,7 @@ pub struct ItemSummary {
 
 /// Something in the trash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct TrashEntry {
     pub kind: DocKind,
     pub id: String,

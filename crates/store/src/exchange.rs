@@ -35,6 +35,7 @@ impl DocKind {
 
 /// A relay this device syncs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RelayStatus {
     pub url: String,
     pub push_cursor: i64,
@@ -51,6 +52,7 @@ pub struct RelayStatus {
 
 /// An envelope a relay served that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RefusedEnvelope {
     pub relay: String,
     pub seq: i64,

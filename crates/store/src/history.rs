@@ -13,6 +13,7 @@ use crate::store::{Store, heads_at, load_doc};
 /// One field that differs between two versions. Lines are named by their position (`lines[2]`)
 /// but matched by identity, so removing line 1 does not show every later line as changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct FieldChange {
     pub path: String,
     /// `None` when the field did not exist in the earlier version.

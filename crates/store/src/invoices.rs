@@ -25,6 +25,14 @@ pub struct LineInput {
 }
 
 impl LineInput {
+    /// The line, keeping `id` when it is already on a draft (a new id otherwise).
+    pub fn into_line_with(self, id: Option<LineId>) -> Line {
+        match id {
+            Some(id) => Line { id, ..self.into_line() },
+            None => self.into_line(),
+        }
+    }
+
     fn into_line(self) -> Line {
         Line {
             id: LineId::from_uuid(Uuid::now_v7()),
@@ -63,6 +71,22 @@ pub struct NewInvoice {
     pub original: Option<(InvoiceId, String)>,
 }
 
+/// A draft's whole content as an editor holds it: saved in one change that writes only what
+/// differs, so concurrent edits of other fields or other lines still merge.
+#[derive(Debug, Clone, Default)]
+pub struct DraftContent {
+    pub kind: Option<InvoiceKind>,
+    pub customer: Option<CustomerId>,
+    /// Each line with its id when it is already on the draft (kept, so edits merge by line).
+    pub lines: Vec<(Option<LineId>, LineInput)>,
+    pub currency: Option<Currency>,
+    pub exchange_rate: Option<ExchangeRate>,
+    pub supply_date: Option<NaiveDate>,
+    pub due_date: Option<NaiveDate>,
+    pub notes: String,
+    pub discount: Option<DiscountInput>,
+}
+
 /// One change to a draft.
 #[derive(Debug, Clone)]
 pub enum InvoiceEdit {
@@ -99,6 +123,7 @@ pub struct InvoiceQuery {
 
 /// One row of an invoice list, read from the index without loading documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct InvoiceSummary {
     pub id: String,
     pub number: Option<String>,
@@ -248,6 +273,40 @@ impl Store {
         .map(|(invoice, ())| invoice)
     }
 
+    /// Replaces a draft's content with what an editor holds.
+    pub fn save_draft(&mut self, id: InvoiceId, content: DraftContent) -> Result<Invoice> {
+        self.update(
+            id.into(),
+            |invoice: &mut Invoice, tx, _| {
+                invoice.ensure_editable()?;
+                if invoice.deleted.is_some() {
+                    return Err(StoreError::InTrash { kind: "invoice", id: id.to_string() });
+                }
+                if let Some(kind) = content.kind {
+                    invoice.kind = kind;
+                }
+                let current = invoice.customer.as_ref().and_then(|c| c.id);
+                invoice.customer = match content.customer {
+                    None => None,
+                    // The snapshot taken when the customer was picked stays as it was.
+                    Some(customer) if Some(customer) == current => invoice.customer.take(),
+                    Some(customer) => Some(live_customer(tx, &DocCache::default(), customer)?.snapshot()),
+                };
+                invoice.lines =
+                    content.lines.into_iter().map(|(line_id, input)| input.into_line_with(line_id)).collect();
+                invoice.currency = content.currency.unwrap_or_default();
+                invoice.exchange_rate = content.exchange_rate;
+                invoice.supply_date = content.supply_date;
+                invoice.due_date = content.due_date;
+                invoice.notes = content.notes;
+                invoice.discount = content.discount.map(|d| resolve_discount(d, &invoice.lines)).transpose()?;
+                Ok(())
+            },
+            |_| "edit".to_owned(),
+        )
+        .map(|(invoice, ())| invoice)
+    }
+
     /// Issues a draft: freezes it and gives it the next number of this device's series, in the
     /// same transaction, so numbers are gapless and never reused.
     pub fn issue_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
@@ -360,6 +419,53 @@ impl Store {
 
     /// Lists invoices from the index, newest first.
     pub fn list_invoices(&self, query: &InvoiceQuery) -> Result<Vec<InvoiceSummary>> {
+        let (sql, args) = self.invoice_query(
+            query,
+            "i.id, i.number, i.kind, i.status, i.customer_id, i.customer_name, i.issued_at, i.due_date,
+             i.created_at, i.currency, i.net, i.vat, i.gross, i.due, i.deleted",
+            true,
+        )?;
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
+            Ok(InvoiceSummary {
+                id: r.get(0)?,
+                number: r.get(1)?,
+                kind: r.get(2)?,
+                status: r.get(3)?,
+                customer_id: r.get(4)?,
+                customer: r.get(5)?,
+                issued_at: r.get(6)?,
+                due_date: r.get(7)?,
+                created_at: r.get(8)?,
+                currency: r.get(9)?,
+                net: Amount::from_raw(r.get(10)?),
+                vat: Amount::from_raw(r.get(11)?),
+                gross: Amount::from_raw(r.get(12)?),
+                due: Amount::from_raw(r.get(13)?),
+                deleted: r.get::<_, i64>(14)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many invoices match `query` (its limit and offset aside): the height of a scrolled list.
+    pub fn count_invoices(&self, query: &InvoiceQuery) -> Result<usize> {
+        let (sql, args) = self.invoice_query(query, "count(*)", false)?;
+        let count: i64 = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| r.get(0))?;
+        Ok(count as usize)
+    }
+
+    /// The SQL and arguments of an invoice list query selecting `columns`, paged or not.
+    #[allow(clippy::type_complexity)]
+    fn invoice_query(
+        &self,
+        query: &InvoiceQuery,
+        columns: &str,
+        paged: bool,
+    ) -> Result<(String, Vec<Box<dyn rusqlite::ToSql>>)> {
         // With search words, FTS5 drives the query in descending rowid (= creation) order and
         // the LIMIT stops it after one page; without, it is a walk down the primary key.
         let expression = query.text.as_deref().and_then(crate::search::match_expression);
@@ -382,11 +488,7 @@ impl Store {
             // and stops after one page instead of sorting every live invoice.
             (false, None) => "+i.deleted = 0",
         };
-        let mut sql = format!(
-            "SELECT i.id, i.number, i.kind, i.status, i.customer_id, i.customer_name, i.issued_at, i.due_date,
-                    i.created_at, i.currency, i.net, i.vat, i.gross, i.due, i.deleted
-             FROM {from} AND {deleted}"
-        );
+        let mut sql = format!("SELECT {columns} FROM {from} AND {deleted}");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(expression)];
         let mut arg = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
             args.push(value);
@@ -404,31 +506,13 @@ impl Store {
         if let Some(to) = query.to {
             arg(&mut sql, " AND substr(coalesce(i.issued_at, i.created_at), 1, 10) <= ?", Box::new(to.to_string()));
         }
-        sql.push_str(order);
-        let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
-        arg(&mut sql, " LIMIT ?", Box::new(limit));
-        arg(&mut sql, " OFFSET ?", Box::new(query.offset as i64));
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let rows = statement.query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
-            Ok(InvoiceSummary {
-                id: r.get(0)?,
-                number: r.get(1)?,
-                kind: r.get(2)?,
-                status: r.get(3)?,
-                customer_id: r.get(4)?,
-                customer: r.get(5)?,
-                issued_at: r.get(6)?,
-                due_date: r.get(7)?,
-                created_at: r.get(8)?,
-                currency: r.get(9)?,
-                net: Amount::from_raw(r.get(10)?),
-                vat: Amount::from_raw(r.get(11)?),
-                gross: Amount::from_raw(r.get(12)?),
-                due: Amount::from_raw(r.get(13)?),
-                deleted: r.get::<_, i64>(14)? != 0,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        if paged {
+            sql.push_str(order);
+            let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
+            arg(&mut sql, " LIMIT ?", Box::new(limit));
+            arg(&mut sql, " OFFSET ?", Box::new(query.offset as i64));
+        }
+        Ok((sql, args))
     }
 
     /// Resolves what a person typed (id, id prefix, or number) to an invoice id.

@@ -15,6 +15,7 @@ use crate::store::{Store, load_doc};
 
 /// What `store verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct VerifyReport {
     pub documents: usize,
     pub changes: usize,

@@ -13,6 +13,7 @@ use crate::error::Result;
 
 /// Which kind of record a document holds; stored in `documents.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
     Settings,
@@ -44,6 +45,7 @@ impl DocKind {
 
 /// What a device contributes to the workspace settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct DeviceEntry {
     pub id: DeviceId,
     pub series: Series,
@@ -54,6 +56,7 @@ pub struct DeviceEntry {
 
 /// The workspace settings document (one per workspace; its document id is the workspace id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WorkspaceSettings {
     pub id: WorkspaceId,
     pub seller: SellerProfile,

@@ -162,6 +162,7 @@ impl std::fmt::Debug for Store {
 
 /// One version of a document: one Automerge change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Version {
     /// 1-based position in the document's history, oldest first.
     pub version: usize,

@@ -1,0 +1,314 @@
+//! The desktop app's API over Daftar's core. One [`Request`] type names everything the UI can
+//! ask; [`Api::handle`] maps each request to one store or sync-driver call and the answer to
+//! JSON; errors become an [`ApiError`] with a closed [`ErrorCode`]. The Tauri shell
+//! (`src-tauri`) and the HTTP shell used by the browser tests (`daftar-web`) are a few lines
+//! each around it, so both drive exactly the same code.
+//!
+//! The store is opened on first use and kept behind a mutex: requests are short, and SQLite
+//! serialises writers anyway. Callers run [`Api::handle`] off the UI thread. Background sync runs
+//! on its own thread with its own connection ([`Api::start_sync`]) and reports through a callback.
+
+mod draft;
+mod error;
+mod request;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use daftar_domain::{Address, Customer, CustomerId, Item, ItemId, Problems};
+use daftar_store::{InitOptions, KeyChoice, Store, StoreError, SystemClock, Unlock};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use error::{ApiError, ErrorCode};
+pub use request::*;
+
+/// Where background sync reports.
+pub type SyncListener = Arc<dyn Fn(SyncEvent) + Send + Sync>;
+
+/// The app's core: one data directory.
+pub struct Api {
+    dir: PathBuf,
+    store: Mutex<Option<Store>>,
+    sync_state: Arc<Mutex<String>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn json<T: Serialize>(value: T) -> Result<Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("an answer did not serialise: {e}")))
+}
+
+fn open(dir: &Path) -> Result<Store, StoreError> {
+    let unlock = Unlock { passphrase: std::env::var("DAFTAR_PASSPHRASE").ok() };
+    Store::open(dir, &unlock, Arc::new(SystemClock))
+}
+
+impl Api {
+    pub fn new(dir: PathBuf) -> Api {
+        Api { dir, store: Mutex::new(None), sync_state: Arc::new(Mutex::new("idle".into())) }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` with the open store, opening it on first use.
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut guard =
+            self.store.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "the store lock is poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(open(&self.dir)?);
+        }
+        f(guard.as_mut().expect("opened above"))
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, request: Request) -> Result<Value, ApiError> {
+        match request {
+            Request::Status => self.status(),
+            Request::CreateWorkspace { seller } => self.create_workspace(seller),
+            Request::JoinWorkspace { code } => self.join_workspace(&code),
+            Request::UpdateSeller { seller } => self.with_store(|s| {
+                seller.validate().into_result().map_err(ApiError::invalid)?;
+                json(s.update_seller(|current| *current = seller)?.seller)
+            }),
+            Request::ListInvoices { query } => self.with_store(|s| {
+                let query = draft::invoice_query(&query)?;
+                let total = s.count_invoices(&query)?;
+                json(InvoicePage { rows: s.list_invoices(&query)?, total: total as u32 })
+            }),
+            Request::GetInvoice { id } => self.with_store(|s| json(draft::view(s.invoice(id)?))),
+            Request::PreviewDraft { draft } => self.with_store(|s| json(draft::preview(s, &draft))),
+            Request::CreateInvoice { draft } => self.with_store(|s| {
+                let created = s.create_invoice(draft::new_invoice(&draft)?)?;
+                json(draft::view(created))
+            }),
+            Request::SaveDraft { id, draft } => {
+                self.with_store(|s| json(draft::view(s.save_draft(id, draft::content(&draft)?)?)))
+            }
+            Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
+            Request::DeleteInvoice { id } => self.with_store(|s| json(draft::view(s.delete_invoice(id)?))),
+            Request::RestoreInvoice { id } => self.with_store(|s| json(draft::view(s.restore_invoice(id)?))),
+            Request::InvoiceHistory { id } => self.with_store(|s| json(s.history(id.into())?)),
+            Request::InvoiceVersion { id, version } => {
+                self.with_store(|s| json(draft::view(s.get_at(id.into(), version as usize)?)))
+            }
+            Request::InvoiceDiff { id, from, to } => {
+                self.with_store(|s| json(s.diff(id.into(), from as usize, to as usize)?))
+            }
+            Request::RevertInvoice { id, version } => {
+                self.with_store(|s| json(draft::view(s.revert_invoice(id, version as usize)?)))
+            }
+            Request::ListCustomers { text, deleted } => {
+                self.with_store(|s| json(s.list_customers(text.as_deref().filter(|t| !t.is_empty()), deleted, Some(200))?))
+            }
+            Request::GetCustomer { id } => self.with_store(|s| json(CustomerView { customer: s.customer(id)? })),
+            Request::SaveCustomer { id, customer } => self.with_store(|s| json(save_customer(s, id, customer)?)),
+            Request::DeleteCustomer { id } => {
+                self.with_store(|s| json(CustomerView { customer: s.delete::<Customer>(id.into(), |_| Ok(()))? }))
+            }
+            Request::RestoreCustomer { id } => {
+                self.with_store(|s| json(CustomerView { customer: s.restore::<Customer>(id.into())? }))
+            }
+            Request::ListItems { text, deleted } => {
+                self.with_store(|s| json(s.list_items(text.as_deref().filter(|t| !t.is_empty()), deleted, Some(200))?))
+            }
+            Request::GetItem { id } => self.with_store(|s| json(ItemView { item: s.item(id)? })),
+            Request::SaveItem { id, item } => self.with_store(|s| json(save_item(s, id, item)?)),
+            Request::DeleteItem { id } => {
+                self.with_store(|s| json(ItemView { item: s.delete::<Item>(id.into(), |_| Ok(()))? }))
+            }
+            Request::RestoreItem { id } => self.with_store(|s| json(ItemView { item: s.restore::<Item>(id.into())? })),
+            Request::Trash => self.with_store(|s| json(s.trash()?)),
+            Request::SyncStatus => self.sync_view(),
+            Request::SyncNow => self.with_store(|s| json(daftar_sync_driver::sync_once(s)?)),
+            Request::AddRelay { url } => self.with_store(|s| json(daftar_sync_driver::add_relay(s, &url)?)),
+            Request::CreateInvite { role } => self.with_store(|s| {
+                let invite = daftar_sync_driver::invite(s, &role, None, 24, Utc::now().timestamp_millis())?;
+                json(serde_json::json!({ "code": invite.code.expose_code(), "role": invite.role, "expires_at": invite.expires_at }))
+            }),
+            Request::ListDevices => self.with_store(|s| json(daftar_sync_driver::devices(s)?)),
+        }
+    }
+
+    fn status(&self) -> Result<Value, ApiError> {
+        let data_dir = self.dir.display().to_string();
+        match self.with_store(|s| {
+            let info = s.info().clone();
+            Ok(WorkspaceView {
+                workspace_id: info.workspace_id.to_string(),
+                device_id: info.device_id.to_string(),
+                series: info.series.to_string(),
+                seller: s.settings()?.seller,
+            })
+        }) {
+            Ok(workspace) => json(AppStatus { workspace: Some(workspace), data_dir }),
+            Err(e) if e.code == ErrorCode::NotInitialised => json(AppStatus { workspace: None, data_dir }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_workspace(&self, seller: daftar_domain::SellerProfile) -> Result<Value, ApiError> {
+        seller.validate().into_result().map_err(ApiError::invalid)?;
+        let mut guard =
+            self.store.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "the store lock is poisoned"))?;
+        let options = InitOptions {
+            seller,
+            series: None,
+            key: KeyChoice::Keyring,
+            device_name: "this device".into(),
+            existing: None,
+        };
+        let (store, recovery) = Store::init(&self.dir, options, Arc::new(SystemClock))?;
+        let created = CreatedWorkspace {
+            workspace_id: store.info().workspace_id.to_string(),
+            recovery_key: recovery.expose_printable(),
+        };
+        *guard = Some(store);
+        json(created)
+    }
+
+    fn join_workspace(&self, code: &str) -> Result<Value, ApiError> {
+        let code = daftar_sync::InviteCode::parse(code.trim())
+            .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+        let mut guard =
+            self.store.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "the store lock is poisoned"))?;
+        let set_up = daftar_sync_driver::join(&self.dir, &code, KeyChoice::Keyring)?;
+        let info = set_up.store.info().clone();
+        *guard = Some(set_up.store);
+        json(
+            serde_json::json!({ "workspace_id": info.workspace_id, "device_id": info.device_id, "series": info.series }),
+        )
+    }
+
+    fn sync_view(&self) -> Result<Value, ApiError> {
+        let state = self.sync_state.lock().map(|s| s.clone()).unwrap_or_default();
+        self.with_store(|s| json(SyncView { relays: s.relays()?, conflicts: s.conflicts()?, state }))
+    }
+
+    /// Starts background sync on its own thread and connection: it waits for the workspace to
+    /// exist and name a relay, then keeps syncing live (`daftar_sync_driver::watch`), telling
+    /// `listener` what happens. It never stops the app: failures are reported and retried.
+    pub fn start_sync(&self, listener: SyncListener) {
+        let dir = self.dir.clone();
+        let state = self.sync_state.clone();
+        std::thread::Builder::new()
+            .name("daftar-sync".into())
+            .spawn(move || {
+                let report = |name: &str, detail: String, changed: bool| {
+                    if let Ok(mut s) = state.lock() {
+                        *s = name.to_owned();
+                    }
+                    listener(SyncEvent { state: name.into(), detail, changed });
+                };
+                loop {
+                    let mut store = match open(&dir) {
+                        Ok(store) if store.relays().map(|r| !r.is_empty()).unwrap_or(false) => store,
+                        _ => {
+                            std::thread::sleep(std::time::Duration::from_secs(2));
+                            continue;
+                        }
+                    };
+                    let outcome = daftar_sync_driver::watch(&mut store, |event| match event {
+                        daftar_sync_driver::WatchEvent::Synced { relays } => {
+                            let applied: usize = relays.iter().map(|r| r.applied).sum();
+                            let pushed: usize = relays.iter().map(|r| r.pushed).sum();
+                            let offline = relays.iter().all(|r| r.error.is_some());
+                            let name = if offline { "offline" } else { "live" };
+                            report(name, format!("sent {pushed}, received {applied}"), applied > 0 || pushed > 0);
+                        }
+                        daftar_sync_driver::WatchEvent::Live { url } => report("live", url.clone(), false),
+                        daftar_sync_driver::WatchEvent::Offline { url, error } => {
+                            report("offline", format!("{url}: {error}"), false)
+                        }
+                    });
+                    if let Err(e) = outcome {
+                        report("offline", e.to_string(), false);
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                }
+            })
+            .expect("the sync thread starts");
+    }
+}
+
+fn save_customer(store: &mut Store, id: Option<CustomerId>, input: CustomerInput) -> Result<CustomerView, ApiError> {
+    let apply = |c: &mut Customer| {
+        c.name = input.name.trim().to_owned();
+        c.vat_number = input.vat_number.clone().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        c.email = input.email.trim().to_owned();
+        c.phone = input.phone.trim().to_owned();
+        c.address.street = input.street.trim().to_owned();
+        c.address.building_number = input.building_number.trim().to_owned();
+        c.address.district = input.district.trim().to_owned();
+        c.address.city = input.city.trim().to_owned();
+        c.address.postal_code = input.postal_code.trim().to_owned();
+    };
+    let customer = match id {
+        Some(id) => store.edit::<Customer>(id.into(), |c| {
+            apply(c);
+            Ok(())
+        })?,
+        None => {
+            let mut customer = Customer {
+                id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
+                name: String::new(),
+                vat_number: None,
+                address: Address::default(),
+                email: String::new(),
+                phone: String::new(),
+                created_at: Utc::now(),
+                deleted: None,
+            };
+            apply(&mut customer);
+            store.create(&customer, "create")?;
+            customer
+        }
+    };
+    Ok(CustomerView { customer })
+}
+
+fn save_item(store: &mut Store, id: Option<ItemId>, input: ItemInput) -> Result<ItemView, ApiError> {
+    let mut problems = Problems::new();
+    let price = draft::amount(&input.unit_price, "unit_price", &mut problems);
+    problems.into_result().map_err(ApiError::invalid)?;
+    let apply = |item: &mut Item| {
+        item.name = input.name.trim().to_owned();
+        item.name_ar = input.name_ar.trim().to_owned();
+        item.unit_price = price;
+        item.vat = input.vat.clone();
+        item.unit = input.unit.trim().to_owned();
+    };
+    let item = match id {
+        Some(id) => store.edit::<Item>(id.into(), |i| {
+            apply(i);
+            Ok(())
+        })?,
+        None => {
+            let mut item = Item {
+                id: ItemId::from_uuid(uuid::Uuid::now_v7()),
+                name: String::new(),
+                name_ar: String::new(),
+                unit_price: price,
+                vat: input.vat.clone(),
+                unit: String::new(),
+                created_at: Utc::now(),
+                deleted: None,
+            };
+            apply(&mut item);
+            store.create(&item, "create")?;
+            item
+        }
+    };
+    Ok(ItemView { item })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! What the UI can ask for, and the shapes of the answers. Everything here is exported to
+//! TypeScript (`ui/src/lib/bindings`), so the UI and the core cannot disagree silently.
+
+use daftar_domain::{
+    Customer, CustomerId, InvoiceId, InvoiceKind, InvoiceStatus, Item, ItemId, LineId, Problems, SellerProfile, Totals,
+    VatCategory,
+};
+use daftar_store::{Conflict, RelayStatus};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// One request from the UI. `command` names it; the other fields are its arguments.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[ts(export)]
+pub enum Request {
+    /// Whether a workspace exists here, and which.
+    Status,
+    CreateWorkspace {
+        seller: SellerProfile,
+    },
+    JoinWorkspace {
+        code: String,
+    },
+    UpdateSeller {
+        seller: SellerProfile,
+    },
+    ListInvoices {
+        query: InvoiceListQuery,
+    },
+    GetInvoice {
+        id: InvoiceId,
+    },
+    /// Totals and problems of a draft as typed, without saving it (live totals).
+    PreviewDraft {
+        draft: DraftInput,
+    },
+    CreateInvoice {
+        draft: DraftInput,
+    },
+    SaveDraft {
+        id: InvoiceId,
+        draft: DraftInput,
+    },
+    IssueInvoice {
+        id: InvoiceId,
+    },
+    DeleteInvoice {
+        id: InvoiceId,
+    },
+    RestoreInvoice {
+        id: InvoiceId,
+    },
+    InvoiceHistory {
+        id: InvoiceId,
+    },
+    InvoiceVersion {
+        id: InvoiceId,
+        version: u32,
+    },
+    InvoiceDiff {
+        id: InvoiceId,
+        from: u32,
+        to: u32,
+    },
+    RevertInvoice {
+        id: InvoiceId,
+        version: u32,
+    },
+    ListCustomers {
+        text: Option<String>,
+        deleted: bool,
+    },
+    GetCustomer {
+        id: CustomerId,
+    },
+    SaveCustomer {
+        id: Option<CustomerId>,
+        customer: CustomerInput,
+    },
+    DeleteCustomer {
+        id: CustomerId,
+    },
+    RestoreCustomer {
+        id: CustomerId,
+    },
+    ListItems {
+        text: Option<String>,
+        deleted: bool,
+    },
+    GetItem {
+        id: ItemId,
+    },
+    SaveItem {
+        id: Option<ItemId>,
+        item: ItemInput,
+    },
+    DeleteItem {
+        id: ItemId,
+    },
+    RestoreItem {
+        id: ItemId,
+    },
+    Trash,
+    SyncStatus,
+    SyncNow,
+    AddRelay {
+        url: String,
+    },
+    CreateInvite {
+        role: String,
+    },
+    ListDevices,
+}
+
+/// Which invoices to list.
+#[derive(Debug, Clone, Default, Deserialize, TS)]
+#[ts(export)]
+pub struct InvoiceListQuery {
+    pub text: Option<String>,
+    pub status: Option<InvoiceStatus>,
+    #[serde(default)]
+    pub deleted: bool,
+    pub customer: Option<CustomerId>,
+    /// YYYY-MM-DD, inclusive.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// A draft as the editor holds it: amounts and quantities as typed, checked by the core.
+#[derive(Debug, Clone, Default, Deserialize, TS)]
+#[ts(export)]
+pub struct DraftInput {
+    pub kind: Option<InvoiceKind>,
+    pub customer: Option<CustomerId>,
+    pub lines: Vec<DraftLine>,
+    /// ISO 4217; empty for SAR.
+    #[serde(default)]
+    pub currency: String,
+    pub exchange_rate: Option<String>,
+    pub supply_date: Option<String>,
+    pub due_date: Option<String>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// One line as typed.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export)]
+pub struct DraftLine {
+    /// Set for lines already on the draft.
+    pub id: Option<LineId>,
+    pub description: String,
+    pub quantity: String,
+    pub unit_price: String,
+    #[serde(default)]
+    pub discount: String,
+    pub vat: VatCategory,
+}
+
+/// A customer as the form holds it.
+#[derive(Debug, Clone, Default, Deserialize, TS)]
+#[ts(export)]
+pub struct CustomerInput {
+    pub name: String,
+    pub vat_number: Option<String>,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub street: String,
+    #[serde(default)]
+    pub building_number: String,
+    #[serde(default)]
+    pub district: String,
+    #[serde(default)]
+    pub city: String,
+    #[serde(default)]
+    pub postal_code: String,
+}
+
+/// A catalogue item as the form holds it.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export)]
+pub struct ItemInput {
+    pub name: String,
+    #[serde(default)]
+    pub name_ar: String,
+    pub unit_price: String,
+    pub vat: VatCategory,
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// Whether this data directory holds a workspace.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct AppStatus {
+    pub workspace: Option<WorkspaceView>,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct WorkspaceView {
+    pub workspace_id: String,
+    pub device_id: String,
+    pub series: String,
+    pub seller: SellerProfile,
+}
+
+/// A new workspace. The recovery key is shown once and stored nowhere.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct CreatedWorkspace {
+    pub workspace_id: String,
+    pub recovery_key: String,
+}
+
+/// One page of an invoice list, with the number of matches (the scrolled list's height).
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct InvoicePage {
+    pub rows: Vec<daftar_store::InvoiceSummary>,
+    pub total: u32,
+}
+
+/// An invoice with its totals, and what stops it from being issued.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct InvoiceView {
+    pub invoice: daftar_domain::Invoice,
+    pub totals: Option<Totals>,
+    pub issue_problems: Problems,
+}
+
+/// Live totals of a draft being typed.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct DraftPreview {
+    pub totals: Option<Totals>,
+    /// Input that cannot be read (amounts, dates).
+    pub problems: Problems,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct CustomerView {
+    pub customer: Customer,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct ItemView {
+    pub item: Item,
+}
+
+/// Sync as people see it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct SyncView {
+    pub relays: Vec<RelayStatus>,
+    pub conflicts: Vec<Conflict>,
+    /// The background sync's latest state: `idle` (no relay), `live`, `syncing` or `offline`.
+    pub state: String,
+}
+
+/// What the background sync tells the UI as it goes.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct SyncEvent {
+    pub state: String,
+    pub detail: String,
+    /// Received changes were applied: lists on screen may have changed.
+    pub changed: bool,
+}
