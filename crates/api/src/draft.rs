@@ -96,7 +96,7 @@ pub(crate) fn new_invoice(draft: &DraftInput) -> Result<NewInvoice, ApiError> {
         due_date: read.due_date,
         notes: draft.notes.clone(),
         discount: None,
-        original: None,
+        original: draft.original.as_ref().map(|o| (o.invoice, o.reason.trim().to_owned())),
     })
 }
 

@@ -50,6 +50,15 @@ fn open(dir: &Path) -> Result<Store, StoreError> {
     Store::open(dir, &unlock, Arc::new(SystemClock))
 }
 
+/// The data directory the CLI and the app share: `DAFTAR_DATA_DIR`, else the OS data directory
+/// (`~/.local/share/daftar` on Linux).
+pub fn default_data_dir() -> Option<PathBuf> {
+    match std::env::var_os("DAFTAR_DATA_DIR") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => dirs::data_dir().map(|d| d.join("daftar")),
+    }
+}
+
 impl Api {
     pub fn new(dir: PathBuf) -> Api {
         Api { dir, store: Mutex::new(None), sync_state: Arc::new(Mutex::new("idle".into())) }

@@ -144,6 +144,17 @@ pub struct DraftInput {
     pub due_date: Option<String>,
     #[serde(default)]
     pub notes: String,
+    /// For credit and debit notes: the issued invoice they correct, and why.
+    #[serde(default)]
+    pub original: Option<OriginalInput>,
+}
+
+/// The invoice a credit or debit note corrects.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export)]
+pub struct OriginalInput {
+    pub invoice: InvoiceId,
+    pub reason: String,
 }
 
 /// One line as typed.

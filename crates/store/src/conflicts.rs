@@ -77,6 +77,7 @@ pub struct Conflict {
     /// The devices whose changes were undone (made concurrently with or after the issue).
     pub devices: Vec<DeviceId>,
     /// Milliseconds since the epoch.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub detected_at: i64,
 }
 

@@ -38,15 +38,20 @@ impl DocKind {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RelayStatus {
     pub url: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub push_cursor: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub pull_cursor: i64,
     /// Local changes not yet acknowledged by this relay.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub pending: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub last_sync: Option<i64>,
     pub last_error: Option<String>,
     /// Whether the last attempt reached the relay (false before the first sync).
     pub online: bool,
     /// Envelopes from this relay that were refused and never applied.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub refused: i64,
 }
 
@@ -55,10 +60,12 @@ pub struct RelayStatus {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RefusedEnvelope {
     pub relay: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub seq: i64,
     pub envelope_id: String,
     pub reason: String,
     /// Milliseconds since the epoch.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: i64,
 }
 

@@ -26,4 +26,4 @@ devices: Array<DeviceId>,
 /**
  * Milliseconds since the epoch.
  */
-detected_at: bigint, };
+detected_at: number, };

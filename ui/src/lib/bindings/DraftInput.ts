@@ -2,6 +2,7 @@
 import type { CustomerId } from "./CustomerId";
 import type { DraftLine } from "./DraftLine";
 import type { InvoiceKind } from "./InvoiceKind";
+import type { OriginalInput } from "./OriginalInput";
 
 /**
  * A draft as the editor holds it: amounts and quantities as typed, checked by the core.
@@ -10,4 +11,8 @@ export type DraftInput = { kind: InvoiceKind | null, customer: CustomerId | null
 /**
  * ISO 4217; empty for SAR.
  */
-currency: string, exchange_rate: string | null, supply_date: string | null, due_date: string | null, notes: string, };
+currency: string, exchange_rate: string | null, supply_date: string | null, due_date: string | null, notes: string, 
+/**
+ * For credit and debit notes: the issued invoice they correct, and why.
+ */
+original: OriginalInput | null, };

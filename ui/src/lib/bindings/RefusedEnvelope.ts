@@ -3,8 +3,8 @@
 /**
  * An envelope a relay served that was refused.
  */
-export type RefusedEnvelope = { relay: string, seq: bigint, envelope_id: string, reason: string, 
+export type RefusedEnvelope = { relay: string, seq: number, envelope_id: string, reason: string, 
 /**
  * Milliseconds since the epoch.
  */
-at: bigint, };
+at: number, };

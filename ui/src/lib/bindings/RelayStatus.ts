@@ -3,11 +3,11 @@
 /**
  * A relay this device syncs with.
  */
-export type RelayStatus = { url: string, push_cursor: bigint, pull_cursor: bigint, 
+export type RelayStatus = { url: string, push_cursor: number, pull_cursor: number, 
 /**
  * Local changes not yet acknowledged by this relay.
  */
-pending: bigint, last_sync: bigint | null, last_error: string | null, 
+pending: number, last_sync: number | null, last_error: string | null, 
 /**
  * Whether the last attempt reached the relay (false before the first sync).
  */
@@ -15,4 +15,4 @@ online: boolean,
 /**
  * Envelopes from this relay that were refused and never applied.
  */
-refused: bigint, };
+refused: number, };

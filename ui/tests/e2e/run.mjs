@@ -1,0 +1,196 @@
+// The browser tests: the main flows in English and Arabic against the real backend, with a
+// screenshot of each main screen in both languages (docs/screenshots/). Prints a summary line
+// and exits non-zero on the first failure.
+
+import { join } from "node:path";
+import { startBackend, startBrowser, check, checked, repo } from "./harness.mjs";
+
+const shots = process.env.DAFTAR_SCREENSHOTS ?? join(repo, "docs/screenshots");
+const backend = await startBackend();
+const browser = await startBrowser();
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+page.on("pageerror", (error) => {
+  console.error(`page error: ${error.message}`);
+  process.exitCode = 1;
+});
+
+async function shot(name) {
+  await page.waitForTimeout(250);
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+async function text(selector) {
+  return (await page.locator(selector).first().textContent())?.trim() ?? "";
+}
+
+try {
+  await page.goto(backend.url);
+  // Onboarding: validation messages beside the fields, then the recovery key gate.
+  await page.getByRole("button", { name: "Create a new workspace" }).click();
+  await shot("onboarding-en");
+  await page.getByLabel("VAT number").fill("12");
+  await page.getByRole("button", { name: "Create workspace" }).click();
+  await page.locator("#seller-vat-problem").waitFor();
+  check((await text("#seller-name-problem")).includes("must not be empty"), "an empty name is named beside its field");
+  await page.getByLabel("Legal name (English)").fill("Acme Trading");
+  await page.getByLabel("Legal name (Arabic)").fill("شركة أكمي للتجارة");
+  await page.getByLabel("VAT number").fill("300000000000003");
+  await page.getByLabel("City").fill("Riyadh");
+  await page.getByRole("button", { name: "Create workspace" }).click();
+  await page.getByTestId("recovery-key").waitFor();
+  const key = await text("[data-testid=recovery-key]");
+  check(/^[0-9A-Z]{6}(-[0-9A-Z]{6}){5}$/.test(key), `the recovery key is shown (${key})`);
+  await shot("recovery-key-en");
+  const go = page.getByRole("button", { name: "Continue" });
+  check(await go.isDisabled(), "continuing needs the confirmation");
+  await page.getByLabel("I have written down the recovery key").check();
+  await go.click();
+  await page.getByRole("heading", { name: "Invoices" }).waitFor();
+  check((await text("[data-testid=invoice-count]")) === "0 invoices", "an empty list");
+
+  // A customer, then an invoice with three lines and live totals.
+  await page.getByRole("navigation").getByRole("button", { name: "Customers" }).click();
+  await page.getByRole("button", { name: "Add customer" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Nour Bakery");
+  await page.getByLabel("VAT number").fill("311111111111113");
+  await page.getByLabel("City").fill("Jeddah");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByTestId("customer-row").waitFor();
+  await shot("customers-en");
+
+  await page.keyboard.press("Control+n");
+  await page.getByRole("heading", { name: "New invoice" }).waitFor();
+  await page.getByLabel("Customer").selectOption({ label: "Nour Bakery" });
+  const fillLine = async (n, description, quantity, price) => {
+    await page.getByLabel(`Description ${n}`).fill(description);
+    await page.getByLabel(`Quantity ${n}`).fill(quantity);
+    await page.getByLabel(`Unit price ${n}`).fill(price);
+  };
+  await fillLine(1, "Flour sacks", "2", "50");
+  await page.getByTestId("add-line").click();
+  await fillLine(2, "Salt", "1", "5.555");
+  await page.getByText("Amount").first().waitFor({ timeout: 3000 }).catch(() => {});
+  await page.waitForTimeout(400);
+  check((await page.locator("td .problem").count()) >= 1, "a bad amount is flagged beside its input");
+  await page.getByLabel("Unit price 2").fill("5.50");
+  await page.getByTestId("add-line").click();
+  await fillLine(3, "Yeast", "3", "1.25");
+  await page.waitForTimeout(400);
+  check((await text("[data-testid=total-gross]")) === "SAR 125.64", `live totals (${await text("[data-testid=total-gross]")})`);
+  check((await text("[data-testid=total-vat]")) === "SAR 16.39", "VAT on the whole category, rounded once");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByTestId("invoice-status").waitFor();
+  check((await text("[data-testid=invoice-status]")) === "Draft", "saved as a draft");
+  await shot("invoice-editor-en");
+
+  // Issue with confirmation: read-only, numbered.
+  await page.getByTestId("issue").click();
+  await page.getByTestId("confirm-issue").click();
+  await page.getByRole("heading", { name: "Invoice A-000001" }).waitFor();
+  check(await page.getByLabel("Description 1").isDisabled(), "an issued invoice is read-only");
+  check(await page.getByRole("button", { name: "Create credit note" }).isVisible(), "and offers a credit note");
+  await shot("invoice-issued-en");
+
+  // A second draft: edit it, delete it, restore it from the trash, restore an earlier version.
+  await page.keyboard.press("Control+n");
+  await page.getByRole("heading", { name: "New invoice" }).waitFor();
+  await fillLine(1, "Dates", "1", "30");
+  await page.keyboard.press("Control+s");
+  await page.getByTestId("invoice-status").waitFor();
+  await page.getByLabel("Quantity 1").fill("4");
+  await page.keyboard.press("Control+s");
+  await page.getByText("Saved.").waitFor();
+  check((await text("[data-testid=total-gross]")) === "SAR 138.00", "the edit is saved");
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.getByText("This invoice is in the trash").waitFor();
+  await page.getByRole("navigation").getByRole("button", { name: "Trash" }).click();
+  await page.getByTestId("trash-entry").waitFor();
+  await shot("trash-en");
+  await page.getByTestId("trash-entry").getByRole("button", { name: "Restore" }).click();
+  await page.getByText("The trash is empty.").waitFor();
+  await page.getByRole("navigation").getByRole("button", { name: "Invoices" }).click();
+  await page.getByTestId("invoice-row").nth(1).waitFor();
+  check((await text("[data-testid=invoice-count]")) === "2 invoices", "both invoices are listed");
+  await shot("invoices-en");
+  await page.getByTestId("invoice-row").first().click();
+  await page.getByRole("button", { name: "History" }).click();
+  await page.getByTestId("version").nth(3).waitFor();
+  check((await page.getByTestId("version").count()) === 4, "create, edit, delete, restore");
+  await page.getByTestId("diff").waitFor();
+  await shot("history-en");
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByTestId("restore-version").first().click();
+  await page.getByTestId("version").nth(4).waitFor();
+  await page.getByRole("button", { name: "Back" }).click();
+  await page.getByTestId("total-gross").waitFor();
+  await page.waitForTimeout(300);
+  check((await text("[data-testid=total-gross]")) === "SAR 34.50", "version 1 restored as a new version");
+
+  // Search as you type.
+  await page.getByRole("navigation").getByRole("button", { name: "Invoices" }).click();
+  await page.keyboard.press("Control+f");
+  await page.keyboard.type("yeast");
+  await page.waitForTimeout(400);
+  check((await text("[data-testid=invoice-count]")) === "1 invoices", "search finds the invoice by a line");
+  await page.locator("#invoice-search").fill("");
+
+  // The sync screen and settings, then everything again in Arabic.
+  await page.getByRole("navigation").getByRole("button", { name: "Sync" }).click();
+  await page.getByText("No relay yet").waitFor();
+  await shot("sync-en");
+  await page.getByRole("navigation").getByRole("button", { name: "Settings" }).click();
+  await shot("settings-en");
+  await page.getByRole("navigation").getByRole("button", { name: "Items" }).click();
+  await page.getByRole("button", { name: "Add item" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Cardamom 1kg");
+  await page.getByLabel("Unit price").fill("42");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByTestId("item-row").waitFor();
+  await shot("items-en");
+
+  await page.getByTestId("toggle-language").click();
+  check((await page.locator("html").getAttribute("dir")) === "rtl", "Arabic lays out right to left");
+  await page.getByRole("navigation").getByRole("button", { name: "الفواتير" }).click();
+  await page.getByTestId("invoice-row").nth(1).waitFor();
+  check((await text("[data-testid=invoice-count]")) === "2 فاتورة", "the list speaks Arabic");
+  await shot("invoices-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "الإعدادات" }).click();
+  await page.getByLabel("عربية هندية (١٢٣)").check();
+  await shot("settings-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "الفواتير" }).click();
+  await page.getByTestId("invoice-row").nth(1).waitFor();
+  check((await text("[data-testid=invoice-count]")) === "٢ فاتورة", "Arabic-Indic digits when chosen");
+  await page.getByTestId("invoice-row").nth(1).click();
+  await page.getByTestId("total-gross").waitFor();
+  await page.waitForTimeout(300);
+  check((await text("[data-testid=total-gross]")) === "١٢٥٫٦٤ ر.س", `amounts in Arabic (${await text("[data-testid=total-gross]")})`);
+  await shot("invoice-issued-ar");
+  await page.getByRole("button", { name: "السجل" }).click();
+  await page.getByTestId("version").first().waitFor();
+  await shot("history-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "المحذوفات" }).click();
+  await shot("trash-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "العملاء" }).click();
+  await page.getByTestId("customer-row").waitFor();
+  await shot("customers-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "الأصناف" }).click();
+  await page.getByTestId("item-row").waitFor();
+  await shot("items-ar");
+  await page.getByRole("navigation").getByRole("button", { name: "المزامنة" }).click();
+  await shot("sync-ar");
+  await page.getByRole("button", { name: "فاتورة جديدة" }).click();
+  await page.getByLabel("الوصف 1").fill("هيل");
+  await page.getByLabel("الكمية 1").fill("2");
+  await page.getByLabel("سعر الوحدة 1").fill("10");
+  await page.waitForTimeout(400);
+  await shot("invoice-editor-ar");
+  await page.getByLabel("عربية هندية (١٢٣)").count();
+  console.log(`e2e: ${checked()} checks passed, screenshots in ${shots}`);
+} catch (error) {
+  await page.screenshot({ path: join(shots, "failure.png") }).catch(() => {});
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  backend.stop();
+}
