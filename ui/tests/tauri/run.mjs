@@ -1,0 +1,186 @@
+// End to end against the real desktop binary: tauri-driver + WebKitWebDriver under Xvfb (the
+// caller provides the display). Each app instance runs in its own D-Bus session with its own
+// unlocked gnome-keyring and data directory, like two office machines; a real relay joins them.
+//
+//   node tests/tauri/run.mjs        (env: DAFTAR_APP, TAURI_DRIVER, DAFTAR_RELAY)
+
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir, homedir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Session, by } from "./webdriver.mjs";
+import { repo } from "../e2e/harness.mjs";
+
+const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
+const app = process.env.DAFTAR_APP ?? join(target, "debug/daftar-app");
+const driver = process.env.TAURI_DRIVER ?? join(homedir(), ".cache/daftar/tools/bin/tauri-driver");
+const relayBinary = process.env.DAFTAR_RELAY ?? join(target, "debug/daftar-relay");
+const shots = process.env.DAFTAR_SCREENSHOTS ?? join(repo, "docs/screenshots");
+const children = [];
+let checks = 0;
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+  checks += 1;
+}
+
+/** One office machine: its own D-Bus session, keyring, data directory and tauri-driver. */
+function machine(port) {
+  const home = mkdtempSync(join(tmpdir(), "daftar-app-e2e-"));
+  const script = [
+    "printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null",
+    `exec ${JSON.stringify(driver)} --port ${port} --native-port ${port + 1}`,
+  ].join("; ");
+  const child = spawn("dbus-run-session", ["--", "sh", "-c", script], {
+    env: {
+      ...process.env,
+      XDG_DATA_HOME: join(home, "xdg"),
+      DAFTAR_DATA_DIR: join(home, "data"),
+      WEBKIT_DISABLE_COMPOSITING_MODE: "1",
+      WEBKIT_DISABLE_DMABUF_RENDERER: "1",
+    },
+    stdio: ["ignore", "ignore", "ignore"],
+    detached: true,
+  });
+  children.push(child);
+  return Session.start(port, app);
+}
+
+async function startRelay() {
+  const dir = mkdtempSync(join(tmpdir(), "daftar-relay-e2e-"));
+  const child = spawn(relayBinary, ["--listen", "127.0.0.1:0", "--database", join(dir, "relay.db")], {
+    stdio: ["ignore", "pipe", "ignore"],
+    env: { ...process.env, DAFTAR_RELAY_LOG: "warn" },
+  });
+  children.push(child);
+  const line = await new Promise((ok) => createInterface({ input: child.stdout }).once("line", ok));
+  return String(line).replace("daftar-relay listening on ", "").trim();
+}
+
+/** A screenshot of the whole X display: WebKitWebDriver's own screenshot hangs under Xvfb. */
+async function shot(session, name) {
+  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((ok, fail) =>
+    spawn("import", ["-window", "root", join(shots, `${name}.png`)], { stdio: "ignore" }).once("exit", (code) =>
+      code === 0 ? ok() : fail(new Error(`import exited with ${code}`)),
+    ),
+  );
+}
+
+const line = (n, part) => by.label(`${part} ${n}`);
+
+try {
+  const relay = await startRelay();
+  const a = await machine(4444);
+
+  // Onboarding.
+  await a.click(by.button("Create a new workspace"));
+  await a.type(by.id("seller-name"), "Acme Trading");
+  await a.type(by.id("seller-name-ar"), "شركة أكمي للتجارة");
+  await a.type(by.id("seller-vat"), "300000000000003");
+  await a.type(by.id("seller-city"), "Riyadh");
+  await a.click(by.button("Create workspace"));
+  const key = await a.text(by.test("recovery-key"));
+  check(/^[0-9A-Z]{6}(-[0-9A-Z]{6}){5}$/.test(key), `recovery key shown (${key})`);
+  await a.click(`//label[contains(@class,'confirm')]/input`);
+  await a.click(by.button("Continue"));
+  await a.waitText(by.test("invoice-count"), (t) => t === "0 invoices");
+  await shot(a, "app-window-en");
+
+  // An invoice with three lines: the totals, then issue it.
+  await a.click(by.button("New invoice"));
+  await a.type(line(1, "Description"), "Flour sacks");
+  await a.type(line(1, "Quantity"), "2");
+  await a.type(line(1, "Unit price"), "50");
+  await a.click(by.test("add-line"));
+  await a.type(line(2, "Description"), "Salt");
+  await a.type(line(2, "Quantity"), "1");
+  await a.type(line(2, "Unit price"), "5.50");
+  await a.click(by.test("add-line"));
+  await a.type(line(3, "Description"), "Yeast");
+  await a.type(line(3, "Quantity"), "3");
+  await a.type(line(3, "Unit price"), "1.25");
+  await a.waitText(by.test("total-gross"), (t) => t === "SAR 125.64");
+  check((await a.text(by.test("total-vat"))) === "SAR 16.39", "VAT of the three lines");
+  await a.click(by.button("Save"));
+  await a.waitText(by.test("invoice-status"), (t) => t === "Draft");
+  await a.click(by.test("issue"));
+  await a.click(by.test("confirm-issue"));
+  await a.waitText(by.test("invoice-title"), (t) => t.includes("A-000001"));
+  check((await a.property(line(1, "Description"), "disabled")) === true, "issued invoices are read-only");
+  await shot(a, "app-invoice-issued-en");
+
+  // A draft: edit, delete, restore from the trash, restore an earlier version from history.
+  await a.click(by.button("New invoice"));
+  await a.type(line(1, "Description"), "Dates");
+  await a.type(line(1, "Unit price"), "30");
+  await a.click(by.button("Save"));
+  await a.waitText(by.test("invoice-status"), (t) => t === "Draft");
+  await a.type(line(1, "Quantity"), "4");
+  await a.click(by.button("Save"));
+  await a.waitText(by.test("total-gross"), (t) => t === "SAR 138.00");
+  await a.click(by.button("Delete"));
+  await a.waitText(by.test("invoice-status"), (t) => t === "In trash");
+  await a.click(by.nav("Trash"));
+  await a.click(`${by.test("trash-entry")}//button`);
+  await a.waitText(by.text("The trash is empty."), () => true);
+  await a.click(by.nav("Invoices"));
+  await a.waitText(by.test("invoice-count"), (t) => t === "2 invoices");
+  await a.click(`(${by.test("invoice-row")})[1]`);
+  await a.click(by.button("History"));
+  await a.find(`(${by.test("version")})[4]`);
+  await a.run("window.confirm = () => true;");
+  await a.click(`(${by.test("restore-version")})[1]`);
+  await a.find(`(${by.test("version")})[5]`);
+  await a.click(by.button("Back"));
+  await a.waitText(by.test("total-gross"), (t) => t === "SAR 34.50");
+  check(true, "version 1 of the draft restored");
+
+  // Arabic, right to left.
+  await a.click(by.test("toggle-language"));
+  check((await a.run("return document.documentElement.dir;")) === "rtl", "Arabic is right to left");
+  await a.click(by.nav("الفواتير"));
+  await a.waitText(by.test("invoice-count"), (t) => t === "2 فاتورة");
+  await shot(a, "app-window-ar");
+  await a.click(by.test("toggle-language"));
+
+  // A second machine joins through a relay and sees the first one's invoices; then an invoice
+  // made on the first appears on the second by live sync.
+  await a.click(by.nav("Sync"));
+  await a.type(`//input[@type='url']`, relay);
+  await a.click(by.button("Add relay"));
+  await a.find(by.test("relay"));
+  await a.click(by.button("Invite a device"));
+  const code = await a.waitText(`//p[contains(@class,'code')]`, (t) => t.startsWith("daftar-invite-1."));
+
+  const b = await machine(4454);
+  await b.click(by.button("Join with an invite code"));
+  await b.type(by.id("invite-code"), code);
+  await b.click(by.button("Join"));
+  await b.waitText(by.test("invoice-count"), (t) => t === "2 invoices", 30_000);
+  check(true, "the joined machine lists the first machine's invoices");
+
+  await a.click(by.button("New invoice"));
+  await a.type(line(1, "Description"), "Cardamom");
+  await a.type(line(1, "Unit price"), "42");
+  await a.click(by.button("Save"));
+  await a.waitText(by.test("invoice-status"), (t) => t === "Draft");
+  await b.waitText(by.test("invoice-count"), (t) => t === "3 invoices", 30_000);
+  check(true, "an invoice made on one machine appears on the other");
+  await shot(b, "app-second-machine-en");
+
+  await a.end();
+  await b.end();
+  console.log(`app e2e: ${checks} checks passed`);
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  for (const child of children) {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      child.kill();
+    }
+  }
+}
