@@ -11,6 +11,21 @@ use std::sync::Arc;
 use daftar_api::{Api, ApiError, ErrorCode, Request};
 use tauri::{Emitter, Manager};
 
+/// When the process started: the start of "start to an interactive invoice list".
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// The UI shows its first page of invoices and answers input: logged, and with
+/// `DAFTAR_APP_EXIT_AFTER_READY` printed and the app closed (for `daftar-app-bench`).
+#[tauri::command]
+fn ready(rows: u32) {
+    let elapsed = STARTED.get().map(|s| s.elapsed().as_secs_f64() * 1e3).unwrap_or_default();
+    tracing::info!(elapsed_ms = elapsed, rows, "interactive invoice list");
+    if std::env::var_os("DAFTAR_APP_EXIT_AFTER_READY").is_some() {
+        println!("ready {elapsed:.1} ms, {rows} rows");
+        std::process::exit(0);
+    }
+}
+
 #[tauri::command]
 async fn call(api: tauri::State<'_, Arc<Api>>, request: Request) -> Result<serde_json::Value, ApiError> {
     let api = api.inner().clone();
@@ -26,12 +41,17 @@ fn start_logging(dir: &std::path::Path) {
         .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(logs.join("daftar-app.log")));
     let filter = std::env::var("DAFTAR_APP_LOG").unwrap_or_else(|_| "info".into());
     match file {
-        Ok(file) => tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init(),
+        Ok(file) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
         Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 }
 
 fn main() {
+    STARTED.get_or_init(std::time::Instant::now);
     let Some(dir) = daftar_api::default_data_dir() else {
         eprintln!("daftar-app: no data directory is known for this user; set DAFTAR_DATA_DIR");
         std::process::exit(2);
@@ -55,7 +75,7 @@ fn main() {
             }));
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![call])
+        .invoke_handler(tauri::generate_handler![call, ready])
         .run(tauri::generate_context!());
     if let Err(e) = result {
         tracing::error!(error = %e, "the window could not start");

@@ -80,6 +80,16 @@ export async function call<T>(request: Request): Promise<T> {
   return body as T;
 }
 
+let reported = false;
+
+/** Tells the desktop shell, once, that the invoice list is on screen and answers input (the end
+ * of the measured start-up). Nothing in a plain browser. */
+export function reportReady(rows: number): void {
+  if (reported || !inTauri()) return;
+  reported = true;
+  import("@tauri-apps/api/core").then(({ invoke }) => invoke("ready", { rows }).catch(() => {}));
+}
+
 /** Calls `handler` with every background sync event; returns a function that stops it. */
 export function onSync(handler: (event: SyncEvent) => void): () => void {
   if (inTauri()) {
