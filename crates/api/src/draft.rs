@@ -157,5 +157,7 @@ pub(crate) fn invoice_query(query: &InvoiceListQuery) -> Result<InvoiceQuery, Ap
         to,
         limit: Some(query.limit.clamp(1, 500) as usize),
         offset: query.offset as usize,
+        sort: query.sort,
+        ascending: query.ascending,
     })
 }

@@ -127,6 +127,10 @@ pub struct InvoiceListQuery {
     pub to: Option<String>,
     pub offset: u32,
     pub limit: u32,
+    #[serde(default)]
+    pub sort: daftar_store::InvoiceSort,
+    #[serde(default)]
+    pub ascending: bool,
 }
 
 /// A draft as the editor holds it: amounts and quantities as typed, checked by the core.

@@ -83,6 +83,17 @@ fn a_workspace_and_a_draft_go_from_typing_to_issued_to_the_trash_and_back() {
     let reverted = ok(&api, json!({ "command": "revert_invoice", "id": other_id, "version": 1 }));
     assert_eq!(reverted["totals"]["gross"], "125.64", "restoring version 1 brings its lines back");
 
+    let sorted = ok(
+        &api,
+        json!({ "command": "list_invoices",
+        "query": { "offset": 0, "limit": 10, "sort": "total", "ascending": true } }),
+    );
+    let totals: Vec<&str> = sorted["rows"].as_array().unwrap().iter().map(|r| r["gross"].as_str().unwrap()).collect();
+    assert_eq!(totals, ["125.64", "241.50"], "sorted by total, smallest first: {sorted}");
+    let sorted =
+        ok(&api, json!({ "command": "list_invoices", "query": { "offset": 0, "limit": 10, "sort": "number" } }));
+    assert_eq!(sorted["rows"][1]["number"], Value::Null, "drafts come after numbered invoices: {sorted}");
+
     let missing =
         call(&api, json!({ "command": "get_invoice", "id": "01900000-0000-7000-8000-000000000000" })).unwrap_err();
     assert_eq!(missing.code, ErrorCode::NotFound);

@@ -431,6 +431,7 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
                 to: to.as_deref().map(input::date).transpose().context("--to")?,
                 limit: *limit,
                 offset: *offset,
+                ..Default::default()
             };
             let rows = store.list_invoices(&query)?;
             if cli.json {

@@ -42,7 +42,9 @@ pub use database::{KEY_FILE, KeyLocation};
 pub use error::{Result, StoreError};
 pub use exchange::{IncomingChange, OutgoingChange, RefusedEnvelope, RelayStatus};
 pub use history::FieldChange;
-pub use invoices::{DiscountInput, DraftContent, InvoiceEdit, InvoiceQuery, InvoiceSummary, LineInput, NewInvoice};
+pub use invoices::{
+    DiscountInput, DraftContent, InvoiceEdit, InvoiceQuery, InvoiceSort, InvoiceSummary, LineInput, NewInvoice,
+};
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;

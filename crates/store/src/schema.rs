@@ -172,6 +172,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (relay, seq)
     ) WITHOUT ROWID;
     "#,
+    // 4: sorting the invoice list by customer, total or date without sorting every row: the
+    // app's list pages through them with OFFSET as it scrolls.
+    r#"
+    CREATE INDEX invoice_index_by_customer ON invoice_index (deleted, customer_name COLLATE NOCASE);
+    CREATE INDEX invoice_index_by_total ON invoice_index (deleted, gross);
+    CREATE INDEX invoice_index_by_date ON invoice_index (deleted, coalesce(issued_at, created_at));
+    "#,
 ];
 
 /// The newest schema this build understands.

@@ -133,6 +133,17 @@ try {
   await page.waitForTimeout(400);
   check((await text("[data-testid=invoice-count]")) === "1 invoices", "search finds the invoice by a line");
   await page.locator("#invoice-search").fill("");
+  await page.waitForTimeout(300);
+
+  // Sorting by a column, then reversing it.
+  await page.getByTestId("sort-total").click();
+  await page.waitForTimeout(300);
+  check((await text("[data-testid=invoice-row] .num")) === "SAR 125.64", "largest total first");
+  await page.getByTestId("sort-total").click();
+  await page.waitForTimeout(300);
+  check((await text("[data-testid=invoice-row] .num")) === "SAR 34.50", "then smallest first");
+  check((await page.getByRole("columnheader", { name: /Total/ }).getAttribute("aria-sort")) === "ascending", "aria-sort says so");
+  await page.getByTestId("sort-date").click();
 
   // The sync screen and settings, then everything again in Arabic.
   await page.getByRole("navigation").getByRole("button", { name: "Sync" }).click();
