@@ -7,15 +7,17 @@
 //! "$CARGO_TARGET_DIR"/release/daftar-bootstrap-bench [--invoices 100000] [--write docs/BENCHMARKS.md]
 //! ```
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use daftar_domain::{Customer, Invoice, SellerProfile};
 use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock};
+
+#[path = "relay_process.rs"]
+mod relay_process;
+use relay_process::start_relay;
 
 #[path = "fixtures.rs"]
 mod fixtures;
@@ -40,25 +42,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn start_relay(dir: &Path) -> Result<(Child, String)> {
-    let exe = std::env::current_exe()?.with_file_name("daftar-relay");
-    if !exe.exists() {
-        bail!("{} is missing; run `cargo build --release -p daftar-relay` first", exe.display());
-    }
-    let mut child = Command::new(exe)
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(dir.join("relay.db"))
-        .env("DAFTAR_RELAY_LOG", "warn")
-        .env("DAFTAR_RELAY_RATE_PER_SECOND", "1000000")
-        .env("DAFTAR_RELAY_RATE_BURST", "1000000")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("relay stdout")?).read_line(&mut line)?;
-    let url = line.trim().strip_prefix("daftar-relay listening on ").context("relay did not start")?.to_owned();
-    Ok((child, url))
 }
 
 fn options(name: &str) -> InitOptions {

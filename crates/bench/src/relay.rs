@@ -6,9 +6,7 @@
 //! "$CARGO_TARGET_DIR"/release/daftar-relay-bench [--devices 20] [--pushes 200] [--batch 1] [--write docs/BENCHMARKS.md]
 //! ```
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +18,10 @@ use daftar_sync::relay_auth;
 use daftar_sync::{DeviceSigningKey, RecoveryKey, Sealer};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+#[path = "relay_process.rs"]
+mod relay_process;
+use relay_process::start_relay;
 
 struct Args {
     devices: usize,
@@ -109,26 +111,6 @@ fn push_body(device: &Device, workspace: WorkspaceId, batch: usize) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&json!({ "envelopes": envelopes })).unwrap()
-}
-
-fn start_relay(dir: &Path) -> Result<(Child, String)> {
-    let exe = std::env::current_exe()?.with_file_name("daftar-relay");
-    if !exe.exists() {
-        bail!("{} is missing; run `cargo build --release -p daftar-relay` first", exe.display());
-    }
-    let mut child = Command::new(exe)
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(dir.join("relay.db"))
-        .env("DAFTAR_RELAY_LOG", "warn")
-        // The benchmark measures throughput, not the per-device limits.
-        .env("DAFTAR_RELAY_RATE_PER_SECOND", "1000000")
-        .env("DAFTAR_RELAY_RATE_BURST", "1000000")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("relay stdout")?).read_line(&mut line)?;
-    let url = line.trim().strip_prefix("daftar-relay listening on ").context("relay did not start")?.to_owned();
-    Ok((child, url))
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

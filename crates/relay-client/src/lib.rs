@@ -82,6 +82,30 @@ pub struct RemoteEnvelope {
     pub bytes: Vec<u8>,
 }
 
+/// Adds the signature headers to a request; `device` overrides the device header (requests
+/// signed with the recovery key say `recovery`).
+fn with_signature(
+    request: reqwest::blocking::RequestBuilder,
+    headers: relay_auth::SignedHeaders,
+    device: Option<&str>,
+) -> reqwest::blocking::RequestBuilder {
+    request
+        .header(relay_auth::DEVICE_HEADER, device.unwrap_or(&headers.device))
+        .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
+        .header(relay_auth::NONCE_HEADER, headers.nonce)
+        .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+}
+
+/// The response if the relay accepted the request, else `Refused` with its code and message.
+fn accepted(response: reqwest::blocking::Response) -> Result<reqwest::blocking::Response, RelayError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let value: Value = response.json().unwrap_or(Value::Null);
+    Err(refusal(status, &value))
+}
+
 fn refusal(status: u16, value: &Value) -> RelayError {
     RelayError::Refused {
         status,
@@ -130,11 +154,7 @@ impl<'k> RelayClient<'k> {
             "PUT" => self.http.put(url).header("content-type", "application/json").body(bytes),
             _ => self.http.post(url).header("content-type", "application/json").body(bytes),
         };
-        let response = request
-            .header(relay_auth::DEVICE_HEADER, signer.unwrap_or(&headers.device))
-            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
-            .header(relay_auth::NONCE_HEADER, headers.nonce)
-            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+        let response = with_signature(request, headers, signer)
             .send()
             .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
         let status = response.status().as_u16();
@@ -156,19 +176,10 @@ impl<'k> RelayClient<'k> {
             "GET" => self.http.get(url),
             _ => self.http.put(url).header("content-type", "application/octet-stream").body(body),
         };
-        let response = request
-            .header(relay_auth::DEVICE_HEADER, headers.device)
-            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
-            .header(relay_auth::NONCE_HEADER, headers.nonce)
-            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+        let response = with_signature(request, headers, None)
             .send()
             .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let value: Value = response.json().unwrap_or(Value::Null);
-            return Err(refusal(status, &value));
-        }
-        Ok(response)
+        accepted(response)
     }
 
     /// Uploads part `part` of `parts` of a sealed snapshot covering the log up to `seq`.
@@ -357,23 +368,10 @@ impl<'k> RelayClient<'k> {
             .timeout(None)
             .build()
             .map_err(|e| RelayError::Protocol(e.to_string()))?;
-        let response = streaming
-            .get(format!("{}{path}", self.url))
-            .header(relay_auth::DEVICE_HEADER, headers.device)
-            .header(relay_auth::TIMESTAMP_HEADER, headers.timestamp)
-            .header(relay_auth::NONCE_HEADER, headers.nonce)
-            .header(relay_auth::SIGNATURE_HEADER, headers.signature)
+        let response = with_signature(streaming.get(format!("{}{path}", self.url)), headers, None)
             .send()
             .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let value: Value = response.json().unwrap_or(Value::Null);
-            return Err(RelayError::Refused {
-                status,
-                code: value["code"].as_str().unwrap_or("http_error").to_owned(),
-                message: value["message"].as_str().unwrap_or("subscription refused").to_owned(),
-            });
-        }
+        let response = accepted(response)?;
         Ok(Events { lines: std::io::BufRead::lines(std::io::BufReader::new(response)) })
     }
 
