@@ -5,7 +5,7 @@
 //   node tests/tauri/run.mjs        (env: DAFTAR_APP, TAURI_DRIVER, DAFTAR_RELAY)
 
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir, homedir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -27,6 +27,12 @@ function check(condition, message) {
 /** One office machine: its own D-Bus session, keyring, data directory and tauri-driver. */
 function machine(port) {
   const home = mkdtempSync(join(tmpdir(), "daftar-app-e2e-"));
+  // As in scripts/test: a keyring daemon that D-Bus restarts comes back unlocked.
+  mkdirSync(join(home, "xdg/dbus-1/services"), { recursive: true });
+  writeFileSync(
+    join(home, "xdg/dbus-1/services/org.freedesktop.secrets.service"),
+    '[D-BUS Service]\nName=org.freedesktop.secrets\nExec=/bin/sh -c "printf pw | exec gnome-keyring-daemon --unlock --components=secrets --foreground"\n',
+  );
   const script = [
     "printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null",
     `exec ${JSON.stringify(driver)} --port ${port} --native-port ${port + 1}`,
