@@ -195,7 +195,20 @@ try {
   await page.getByLabel("سعر الوحدة 1").fill("10");
   await page.waitForTimeout(400);
   await shot("invoice-editor-ar");
-  await page.getByLabel("عربية هندية (١٢٣)").count();
+
+  // A credit note against the issued invoice: a new draft that refers to it.
+  await page.getByTestId("toggle-language").click();
+  await page.getByRole("navigation").getByRole("button", { name: "Invoices" }).click();
+  await page.getByTestId("sort-number").click();
+  await page.waitForTimeout(400);
+  check((await text("[data-testid=invoice-row] .number")) === "A-000001", "numbered invoices first when sorted by number");
+  await page.getByTestId("invoice-row").first().click();
+  await page.getByTestId("credit-note").click();
+  await page.getByTestId("credit-reason").fill("Two sacks returned damaged");
+  await page.getByTestId("confirm-credit").click();
+  await page.getByText("Draft invoice").waitFor();
+  check((await page.locator("#kind").inputValue()) === "credit_note", "the new draft is a credit note");
+  check((await page.getByLabel("Description 1").inputValue()) === "Flour sacks", "with the original's lines");
   console.log(`e2e: ${checked()} checks passed, screenshots in ${shots}`);
 } catch (error) {
   await page.screenshot({ path: join(shots, "failure.png") }).catch(() => {});

@@ -89,6 +89,7 @@ export const ar: Messages = {
   "editor.quantity": "الكمية",
   "editor.discount": "الخصم",
   "editor.line_total": "إجمالي البند",
+  "editor.reason": "سبب التصحيح",
   "editor.notes": "ملاحظات",
   "editor.supply_date": "تاريخ التوريد",
   "editor.due_date": "تاريخ الاستحقاق",

@@ -87,6 +87,7 @@ export const en = {
   "editor.quantity": "Quantity",
   "editor.discount": "Discount",
   "editor.line_total": "Line total",
+  "editor.reason": "Reason for the correction",
   "editor.notes": "Notes",
   "editor.supply_date": "Supply date",
   "editor.due_date": "Due date",
