@@ -1,6 +1,6 @@
 //! Customers and catalogue items: the same list / edit / trash patterns as invoices.
 
-use daftar_domain::{Customer, CustomerId, Item, ItemId};
+use daftar_domain::{Amount, Customer, CustomerId, Item, ItemId};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -37,7 +37,17 @@ pub struct ItemSummary {
 pub struct TrashEntry {
     pub kind: DocKind,
     pub id: String,
+    /// One line for people, in English: the number (or "draft") and customer of an invoice, or
+    /// the name of a customer or item.
     pub label: String,
+    /// For invoices: the number, none for a draft.
+    pub number: Option<String>,
+    /// The customer's name (invoices) or the record's name (customers, items).
+    pub name: String,
+    /// For invoices: the total.
+    pub gross: Option<Amount>,
+    /// For invoices: the currency of the total.
+    pub currency: Option<String>,
 }
 
 fn like_pattern(text: Option<&str>) -> String {
@@ -115,13 +125,22 @@ impl Store {
     /// Everything in the trash: invoices, customers and items.
     pub fn trash(&self) -> Result<Vec<TrashEntry>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT 'invoice', id, coalesce(number, 'draft') || ' ' || customer_name FROM invoice_index WHERE deleted = 1
-             UNION ALL SELECT 'customer', id, name FROM customer_index WHERE deleted = 1
-             UNION ALL SELECT 'item', id, name FROM item_index WHERE deleted = 1",
+            "SELECT 'invoice', id, coalesce(number, 'draft') || ' ' || customer_name, number, customer_name, gross, currency
+               FROM invoice_index WHERE deleted = 1
+             UNION ALL SELECT 'customer', id, name, NULL, name, NULL, NULL FROM customer_index WHERE deleted = 1
+             UNION ALL SELECT 'item', id, name, NULL, name, NULL, NULL FROM item_index WHERE deleted = 1",
         )?;
         let rows = statement.query_map([], |r| {
             let kind: String = r.get(0)?;
-            Ok(TrashEntry { kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice), id: r.get(1)?, label: r.get(2)? })
+            Ok(TrashEntry {
+                kind: DocKind::parse(&kind).unwrap_or(DocKind::Invoice),
+                id: r.get(1)?,
+                label: r.get(2)?,
+                number: r.get(3)?,
+                name: r.get(4)?,
+                gross: r.get::<_, Option<i64>>(5)?.map(Amount::from_raw),
+                currency: r.get(6)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
