@@ -1,0 +1,15 @@
+//! ZATCA phase 2 ("integration") e-invoicing: the pieces of the specification that can be
+//! checked against ZATCA's own SDK samples. Pure: no I/O.
+//!
+//! - [`hash`]: the invoice hash (extensions, signature and QR reference removed; C14N 1.1;
+//!   SHA-256; base64), reproducing the hash of all 19 samples.
+//!
+//! In progress (issue 5): UBL generation from Daftar's invoices, the PIH/ICV chain, the XAdES
+//! stamp (secp256k1), the QR TLV, onboarding and the Fatoora API client.
+
+pub mod hash;
+
+pub use hash::{HashError, canonical_for_hash, invoice_hash};
+
+/// The previous-invoice hash of a device's first invoice: base64 of the hex SHA-256 of "0".
+pub const FIRST_PIH: &str = "NWZlY2ViNjZmZmM4NmYzOGQ5NTI3ODZjNmQ2OTZjNzljMmRiYzIzOWRkNGU5MWI0NjcyOWQ3M2EyN2ZiNTdlOQ==";

@@ -1,0 +1,80 @@
+//! ZATCA's SDK samples (tests/samples, see its README for their origin) as the oracle: the
+//! invoice hash computed here must equal the `ds:DigestValue` each sample carries for its
+//! `invoiceSignedData` reference.
+
+use std::path::{Path, PathBuf};
+
+fn samples() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "xml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples"), &mut out);
+    out.sort();
+    out
+}
+
+/// The digest the sample's signature covers for the invoice itself.
+fn expected_hash(xml: &str) -> String {
+    let at = xml.find("Id=\"invoiceSignedData\"").expect("an invoiceSignedData reference");
+    let rest = &xml[at..];
+    let start = rest.find("<ds:DigestValue>").expect("a digest value") + "<ds:DigestValue>".len();
+    let end = rest[start..].find("</ds:DigestValue>").expect("its end");
+    rest[start..start + end].trim().to_owned()
+}
+
+#[test]
+fn the_invoice_hash_matches_every_zatca_sample() {
+    let samples = samples();
+    assert_eq!(samples.len(), 19, "all of ZATCA's samples are here");
+    let mut wrong = Vec::new();
+    for path in &samples {
+        let xml = std::fs::read_to_string(path).unwrap();
+        let ours = daftar_zatca::invoice_hash(&xml).unwrap();
+        let theirs = expected_hash(&xml);
+        if ours != theirs {
+            wrong.push(format!("{}: ours {ours}, ZATCA's {theirs}", path.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {} samples differ:\n{}", wrong.len(), samples.len(), wrong.join("\n"));
+}
+
+#[test]
+fn malformed_xml_is_refused_with_its_position() {
+    let error = daftar_zatca::invoice_hash("<Invoice><cbc:ID>1</Invoice>").unwrap_err();
+    assert!(error.to_string().contains("malformed"), "{error}");
+    assert!(daftar_zatca::invoice_hash("   ").is_err(), "no root element");
+}
+
+#[test]
+fn the_first_previous_invoice_hash_is_the_specified_value() {
+    let hex: String =
+        ring::digest::digest(&ring::digest::SHA256, b"0").as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    use base64::Engine;
+    assert_eq!(base64::engine::general_purpose::STANDARD.encode(hex), daftar_zatca::FIRST_PIH);
+}
+
+#[test]
+fn the_readme_examples_and_a_changed_amount() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples");
+    let standard = std::fs::read_to_string(dir.join("Standard/Invoice/Standard_Invoice.xml")).unwrap();
+    assert_eq!(daftar_zatca::invoice_hash(&standard).unwrap(), "V4U5qlZ3yXQ/Si1AC/R8SLc3F+iNy27wdVe8IWRqFAQ=");
+    let simplified = std::fs::read_to_string(dir.join("Simplified/Invoice/Simplified_Invoice.xml")).unwrap();
+    assert_eq!(daftar_zatca::invoice_hash(&simplified).unwrap(), "z5F9qsS6oWyDhehD8u8S0DaxV+2CUiUz9Y+UsR61JgQ=");
+    // One character of the payable amount changed: another hash.
+    let at = standard.find("<cbc:PayableAmount").unwrap();
+    let mut changed = standard.clone();
+    let digit = changed[at..].find('>').unwrap() + at + 1;
+    changed.replace_range(digit..digit + 1, if &standard[digit..digit + 1] == "9" { "8" } else { "9" });
+    assert_ne!(daftar_zatca::invoice_hash(&changed).unwrap(), daftar_zatca::invoice_hash(&standard).unwrap());
+    // The signature block and the QR do not take part: changing them keeps the hash.
+    let resigned = standard.replacen("<ds:SignatureValue>", "<ds:SignatureValue>AAAA", 1);
+    assert_eq!(daftar_zatca::invoice_hash(&resigned).unwrap(), daftar_zatca::invoice_hash(&standard).unwrap());
+}
