@@ -78,3 +78,61 @@ fn the_readme_examples_and_a_changed_amount() {
     let resigned = standard.replacen("<ds:SignatureValue>", "<ds:SignatureValue>AAAA", 1);
     assert_eq!(daftar_zatca::invoice_hash(&resigned).unwrap(), daftar_zatca::invoice_hash(&standard).unwrap());
 }
+
+/// Samples whose QR signature does not verify over their invoice hash with the key in their
+/// QR (13 of the 19 do).
+const UNVERIFIED: [&str; 6] = [
+    "Simplified_Credit_Note.xml",
+    "Simplified Tax Invoice with Zero Rated Item.xml",
+    "Simplified_Invoice.xml",
+    "Out of Scope Standard Tax Invoice.xml",
+    "Standard Invoice with Payable Rounding Adjustment.xml",
+    "Summary Invoice.xml",
+];
+
+/// The QR payload of a sample.
+fn qr_payload(xml: &str) -> String {
+    let at = xml.find("<cbc:ID>QR</cbc:ID>").expect("a QR reference");
+    let rest = &xml[at..];
+    let start = rest.find("mimeCode=\"text/plain\">").expect("the QR payload") + "mimeCode=\"text/plain\">".len();
+    let end = rest[start..].find('<').unwrap();
+    rest[start..start + end].trim().to_owned()
+}
+
+#[test]
+fn every_sample_qr_carries_its_hash_and_13_of_19_signatures_verify() {
+    use base64::Engine;
+    for path in samples() {
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let payload = qr_payload(&xml);
+        let fields = daftar_zatca::qr::decode(&payload).unwrap();
+        let tags: Vec<u8> = fields.iter().map(|(t, _)| *t).collect();
+        let simplified = path.to_string_lossy().contains("Simplified");
+        let expected: Vec<u8> = if simplified { (1..=9).collect() } else { (1..=8).collect() };
+        assert_eq!(tags, expected, "{}: QR tags", path.display());
+        let hash = daftar_zatca::invoice_hash(&xml).unwrap();
+        assert_eq!(String::from_utf8_lossy(&fields[5].1), hash, "{}: tag 6 is the invoice hash", path.display());
+        let signature = base64::engine::general_purpose::STANDARD.decode(&fields[6].1).unwrap();
+        let verified = daftar_zatca::stamp::verify(&hash, &signature, &fields[7].1);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if UNVERIFIED.contains(&name.as_str()) {
+            // Known: these six do not verify over their invoice hash (to investigate in issue 5;
+            // perhaps signed over another form). Kept strict both ways, so a fix shows up here.
+            assert_eq!(
+                verified,
+                Err(daftar_zatca::stamp::StampError::Mismatch),
+                "{name} now verifies: update UNVERIFIED"
+            );
+            continue;
+        }
+        verified.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Another invoice's hash does not verify with this signature.
+        let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(
+            daftar_zatca::stamp::verify(&wrong, &signature, &fields[7].1),
+            Err(daftar_zatca::stamp::StampError::Mismatch)
+        );
+        let refs: Vec<(u8, &[u8])> = fields.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        assert_eq!(daftar_zatca::qr::encode(&refs).unwrap(), payload, "{}: TLV round trip", path.display());
+    }
+}
