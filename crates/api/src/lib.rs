@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use daftar_domain::{Address, Customer, CustomerId, Item, ItemId, Problems};
+use daftar_domain::{Customer, CustomerId, Item, ItemId, Problems};
 use daftar_store::{InitOptions, KeyChoice, Store, StoreError, SystemClock, Unlock};
 use serde::Serialize;
 use serde_json::Value;
@@ -266,16 +266,7 @@ fn save_customer(store: &mut Store, id: Option<CustomerId>, input: CustomerInput
             Ok(())
         })?,
         None => {
-            let mut customer = Customer {
-                id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
-                name: String::new(),
-                vat_number: None,
-                address: Address::default(),
-                email: String::new(),
-                phone: String::new(),
-                created_at: Utc::now(),
-                deleted: None,
-            };
+            let mut customer = Customer::new(CustomerId::from_uuid(uuid::Uuid::now_v7()), "", Utc::now());
             apply(&mut customer);
             store.create(&customer, "create")?;
             customer

@@ -231,16 +231,7 @@ fn customer(cli: &Cli, command: &CustomerCommand) -> Result<()> {
     match command {
         CustomerCommand::Add(fields) => {
             let name = fields.name.clone().ok_or_else(|| anyhow!("a customer needs --name"))?;
-            let mut customer = Customer {
-                id: CustomerId::from_uuid(Uuid::now_v7()),
-                name,
-                vat_number: None,
-                address: Address::default(),
-                email: String::new(),
-                phone: String::new(),
-                created_at: Utc::now(),
-                deleted: None,
-            };
+            let mut customer = Customer::new(CustomerId::from_uuid(Uuid::now_v7()), name, Utc::now());
             customer_from(fields, &mut customer);
             store.create(&customer, "create")?;
             show_customer(cli.json, &customer);

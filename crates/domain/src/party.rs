@@ -193,6 +193,22 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// A new customer with only a name; the other fields are filled in by the caller.
+    pub fn new(id: CustomerId, name: impl Into<String>, created_at: DateTime<Utc>) -> Customer {
+        Customer {
+            id,
+            name: name.into(),
+            vat_number: None,
+            address: Address::default(),
+            email: String::new(),
+            phone: String::new(),
+            created_at,
+            deleted: None,
+        }
+    }
+}
+
+impl Customer {
     pub fn is_business(&self) -> bool {
         self.vat_number.is_some()
     }

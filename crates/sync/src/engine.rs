@@ -109,6 +109,15 @@ struct Relay {
     sub_failures: u32,
 }
 
+impl Relay {
+    /// The relay refuses this device for good: no more rounds, retries or subscription.
+    fn refuse(&mut self, message: String) {
+        self.phase = Phase::Refused;
+        self.subscription = Subscription::Off;
+        self.last_error = Some(message);
+    }
+}
+
 /// The decisions for every relay of one device.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -206,11 +215,7 @@ impl Engine {
         let options = self.options;
         let r = &mut self.relays[relay];
         match failure {
-            Failure::Refused(message) => {
-                r.phase = Phase::Refused;
-                r.subscription = Subscription::Off;
-                r.last_error = Some(message);
-            }
+            Failure::Refused(message) => r.refuse(message),
             Failure::Transient(message) => {
                 r.failures += 1;
                 r.phase = Phase::Backoff { retry_at: now + backoff(options, r.failures, random) };
@@ -235,11 +240,7 @@ impl Engine {
         let options = self.options;
         let r = &mut self.relays[relay];
         match failure {
-            Failure::Refused(message) => {
-                r.phase = Phase::Refused;
-                r.subscription = Subscription::Off;
-                r.last_error = Some(message);
-            }
+            Failure::Refused(message) => r.refuse(message),
             Failure::Transient(_) if r.subscription == Subscription::Off => {}
             Failure::Transient(message) => {
                 r.sub_failures += 1;
