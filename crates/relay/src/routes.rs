@@ -231,6 +231,21 @@ fn check_signature<S>(
 }
 
 /// Authenticates the device that signed the request as a current member of `workspace`.
+/// The signing device if it may manage the workspace's devices (owners and admins), else
+/// `forbidden` naming what it tried to do.
+async fn manager<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    request: &Incoming,
+    action: &str,
+) -> ApiResult<DeviceRecord> {
+    let device = member(state, workspace, request).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", format!("only owners and admins can {action}")));
+    }
+    Ok(device)
+}
+
 async fn member<S: RelayStorage>(state: &AppState<S>, workspace: &str, request: &Incoming) -> ApiResult<DeviceRecord> {
     let signed = signed_headers(&request.headers)?;
     // The same answer whether the workspace does not exist or the device is not in it, so ids
@@ -329,10 +344,7 @@ async fn create_invite<S: RelayStorage>(
     Path(workspace): Path<String>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.manages_devices() {
-        return Err(ApiError::forbidden("role", "only owners and admins can create invites"));
-    }
+    let device = manager(&state, &workspace, &incoming, "create invites").await?;
     let request: CreateInvite = parse_json(&incoming.body)?;
     if request.role == Role::Owner && device.role != Role::Owner {
         return Err(ApiError::forbidden("role", "only an owner can invite another owner"));
@@ -400,10 +412,7 @@ async fn register_device<S: RelayStorage>(
     Path((workspace, target)): Path<(String, String)>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.manages_devices() {
-        return Err(ApiError::forbidden("role", "only owners and admins can register devices"));
-    }
+    let device = manager(&state, &workspace, &incoming, "register devices").await?;
     let request: RegisterDevice = parse_json(&incoming.body)?;
     if request.role == Role::Owner && device.role != Role::Owner {
         return Err(ApiError::forbidden("role", "only an owner can register another owner's device"));
@@ -442,10 +451,7 @@ async fn revoke<S: RelayStorage>(
     Path((workspace, target)): Path<(String, String)>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.manages_devices() {
-        return Err(ApiError::forbidden("role", "only owners and admins can revoke devices"));
-    }
+    let device = manager(&state, &workspace, &incoming, "revoke devices").await?;
     let target = uuid_text(&target, "device")?;
     let record = state
         .storage

@@ -399,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_device_stops_asking_until_a_new_round_is_asked_for() {
+    fn a_refused_device_is_left_alone_even_when_changes_wait() {
         let mut e = engine(1);
         e.go_live();
         e.request_round();
