@@ -1,19 +1,22 @@
-//! ZATCA phase 2 ("integration") e-invoicing: the pieces of the specification that can be
-//! checked against ZATCA's own SDK samples. Pure: no I/O.
+//! ZATCA phase 2 ("integration") e-invoicing. Pure: no I/O.
 //!
 //! - [`hash`]: the invoice hash (extensions, signature and QR reference removed; C14N 1.1;
-//!   SHA-256; base64), reproducing the hash of all 19 samples.
+//!   SHA-256; base64), reproducing the hash of all 19 of ZATCA's SDK samples.
+//! - [`ubl`]: the UBL 2.1 XML of an issued invoice, stamped ([`ubl::stamp`]).
+//! - [`stamp`]: the ECDSA (secp256k1) stamp and its XAdES block.
 //! - [`qr`]: the QR payload's TLV fields.
-//! - [`stamp`]: checking a cryptographic stamp (ECDSA with SHA-256 on secp256k1 over the 32 bytes
-//!   of the invoice hash). 13 of the 19 samples' signatures verify this way with the key in
-//!   their QR; why the other six do not is still open (`tests/samples.rs`, `UNVERIFIED`).
+//! - [`cert`]: certificates: reading them, the self-signed one used before onboarding, the CSR.
+//! - [`verify`]: checking any e-invoice (hash, digests, QR against the document, signature).
 //!
-//! In progress (issue 5): UBL generation from Daftar's invoices, the PIH/ICV chain, the XAdES
-//! stamp (secp256k1), the QR TLV, onboarding and the Fatoora API client.
+//! Why not `fatoora-core`: see ARCHITECTURE.md ("ZATCA").
 
+pub mod cert;
 pub mod hash;
 pub mod qr;
 pub mod stamp;
+pub mod ubl;
+pub mod verify;
+pub mod xml;
 
 pub use hash::{HashError, canonical_for_hash, invoice_hash};
 

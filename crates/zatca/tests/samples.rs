@@ -79,17 +79,6 @@ fn the_readme_examples_and_a_changed_amount() {
     assert_eq!(daftar_zatca::invoice_hash(&resigned).unwrap(), daftar_zatca::invoice_hash(&standard).unwrap());
 }
 
-/// Samples whose QR signature does not verify over their invoice hash with the key in their
-/// QR (13 of the 19 do).
-const UNVERIFIED: [&str; 6] = [
-    "Simplified_Credit_Note.xml",
-    "Simplified Tax Invoice with Zero Rated Item.xml",
-    "Simplified_Invoice.xml",
-    "Out of Scope Standard Tax Invoice.xml",
-    "Standard Invoice with Payable Rounding Adjustment.xml",
-    "Summary Invoice.xml",
-];
-
 /// The QR payload of a sample.
 fn qr_payload(xml: &str) -> String {
     let at = xml.find("<cbc:ID>QR</cbc:ID>").expect("a QR reference");
@@ -100,7 +89,7 @@ fn qr_payload(xml: &str) -> String {
 }
 
 #[test]
-fn every_sample_qr_carries_its_hash_and_13_of_19_signatures_verify() {
+fn every_sample_qr_carries_its_hash_and_every_signature_verifies() {
     use base64::Engine;
     for path in samples() {
         let xml = std::fs::read_to_string(&path).unwrap();
@@ -113,19 +102,9 @@ fn every_sample_qr_carries_its_hash_and_13_of_19_signatures_verify() {
         let hash = daftar_zatca::invoice_hash(&xml).unwrap();
         assert_eq!(String::from_utf8_lossy(&fields[5].1), hash, "{}: tag 6 is the invoice hash", path.display());
         let signature = base64::engine::general_purpose::STANDARD.decode(&fields[6].1).unwrap();
-        let verified = daftar_zatca::stamp::verify(&hash, &signature, &fields[7].1);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if UNVERIFIED.contains(&name.as_str()) {
-            // Known: these six do not verify over their invoice hash (to investigate in issue 5;
-            // perhaps signed over another form). Kept strict both ways, so a fix shows up here.
-            assert_eq!(
-                verified,
-                Err(daftar_zatca::stamp::StampError::Mismatch),
-                "{name} now verifies: update UNVERIFIED"
-            );
-            continue;
-        }
-        verified.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Six of the samples are high-S signatures, which k256 alone would refuse.
+        daftar_zatca::stamp::verify(&hash, &signature, &fields[7].1)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         // Another invoice's hash does not verify with this signature.
         let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         assert_eq!(
@@ -135,4 +114,94 @@ fn every_sample_qr_carries_its_hash_and_13_of_19_signatures_verify() {
         let refs: Vec<(u8, &[u8])> = fields.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         assert_eq!(daftar_zatca::qr::encode(&refs).unwrap(), payload, "{}: TLV round trip", path.display());
     }
+}
+
+#[test]
+fn verify_accepts_all_19_samples() {
+    for path in samples() {
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let verified = daftar_zatca::verify::verify(&xml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(verified.hash, expected_hash(&xml));
+        assert!(!verified.self_signed, "ZATCA's samples are stamped with ZATCA-issued certificates");
+        assert!(verified.checks.len() >= 13, "{}: {:?}", path.display(), verified.checks);
+    }
+}
+
+/// Byte ranges of every non-blank text node and attribute value in the part of a document the
+/// invoice hash covers (outside the UBL extensions, the cac:Signature and the QR reference).
+fn hashed_values(xml: &str) -> Vec<(usize, usize)> {
+    let excluded: Vec<(usize, usize)> = ["<ext:UBLExtensions>", "<cac:Signature>"]
+        .iter()
+        .filter_map(|open| {
+            let start = xml.find(open)?;
+            let close = open.replacen('<', "</", 1);
+            Some((start, xml[start..].find(&close)? + start))
+        })
+        .chain(
+            xml.find("<cbc:ID>QR</cbc:ID>")
+                .map(|at| (at, at + xml[at..].find("</cac:AdditionalDocumentReference>").unwrap())),
+        )
+        .collect();
+    let mut out = Vec::new();
+    let bytes = xml.as_bytes();
+    let body = xml.find("?>").map_or(0, |i| i + 2);
+    let mut i = body;
+    while i < bytes.len() {
+        let (start, end) = if bytes[i] == b'>' {
+            let end = xml[i + 1..].find('<').map_or(bytes.len(), |e| e + i + 1);
+            (i + 1, end)
+        } else if bytes[i] == b'"' && i > 0 && bytes[i - 1] == b'=' {
+            let end = xml[i + 1..].find('"').map_or(bytes.len(), |e| e + i + 1);
+            (i + 1, end)
+        } else {
+            i += 1;
+            continue;
+        };
+        if !xml[start..end].trim().is_empty() && !excluded.iter().any(|(a, b)| start >= *a && start <= *b) {
+            out.push((start, end));
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
+/// Changes one character of `value` (its first non-blank one) into another of the same kind.
+fn one_character_changed(xml: &str, (start, end): (usize, usize)) -> String {
+    let value = &xml[start..end];
+    let (offset, c) = value.char_indices().find(|(_, c)| !c.is_whitespace()).unwrap();
+    let replacement = match c {
+        '0'..='8' => char::from(c as u8 + 1),
+        '9' => '0',
+        'a'..='y' | 'A'..='Y' => char::from(c as u8 + 1),
+        'z' => 'a',
+        'Z' => 'A',
+        _ => 'x',
+    };
+    let mut changed = xml.to_owned();
+    changed.replace_range(start + offset..start + offset + c.len_utf8(), &replacement.to_string());
+    changed
+}
+
+#[test]
+fn verify_rejects_every_sample_after_any_single_character_change_to_a_hashed_value() {
+    let mut tried = 0;
+    for path in samples() {
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let values = hashed_values(&xml);
+        assert!(values.len() > 20, "{}: found only {} hashed values", path.display(), values.len());
+        for range in values {
+            let changed = one_character_changed(&xml, range);
+            tried += 1;
+            match daftar_zatca::verify::verify(&changed) {
+                Err(_) => {}
+                Ok(_) => panic!(
+                    "{}: changing {:?} at byte {} still verifies",
+                    path.display(),
+                    &xml[range.0..range.1],
+                    range.0
+                ),
+            }
+        }
+    }
+    assert!(tried > 19 * 20, "{tried} changes tried");
 }
