@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::output::{invoice_json, print_invoice, print_json, record_json};
 use crate::{
     AddressArgs, Cli, Command, CreateInvoiceArgs, CustomerCommand, CustomerFields, DebugCommand, ExportCommand,
-    ImportCommand, InvoiceCommand, ItemCommand, ItemFields, SellerCommand, StoreCommand, input,
+    ImportCommand, InvoiceCommand, ItemCommand, ItemFields, SellerCommand, StoreCommand, ZatcaCommand, input,
 };
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
@@ -144,6 +144,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover { relay, workspace, recovery_key } => {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }
+        Command::Zatca(ZatcaCommand::Hash { file }) => crate::zatca::hash(cli.json, file),
+        Command::Zatca(ZatcaCommand::Verify { file }) => {
+            if crate::zatca::verify(cli.json, file)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        Command::Zatca(ZatcaCommand::Status) => crate::zatca::status(cli.json, &open(&cli)?),
     }
 }
 
@@ -481,6 +490,8 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             let id = store.resolve_invoice(id)?;
             show_invoice(cli.json, &store.issue_invoice(id)?);
         }
+        InvoiceCommand::Xml { id } => crate::zatca::xml(&store.invoice(store.resolve_invoice(id)?)?)?,
+        InvoiceCommand::Qr { id } => crate::zatca::qr(cli.json, &store.invoice(store.resolve_invoice(id)?)?)?,
         InvoiceCommand::Pay { id, amount, date, method, reference } => {
             let id = store.resolve_invoice(id)?;
             let amount = amount.parse().context("--amount")?;

@@ -6,6 +6,7 @@ mod commands;
 mod input;
 mod output;
 mod sync;
+mod zatca;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,9 +95,23 @@ pub enum Command {
         #[arg(long)]
         recovery_key: String,
     },
+    /// ZATCA phase 2 e-invoicing: status, onboarding, submission, and checks of any e-invoice.
+    #[command(subcommand)]
+    Zatca(ZatcaCommand),
     /// Test support (hidden).
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZatcaCommand {
+    /// The invoice hash of any e-invoice file (base64), as ZATCA computes it.
+    Hash { file: PathBuf },
+    /// Check any e-invoice (ours or a supplier's): hash, stamp, certificate, QR, signature.
+    /// Exits with status 1 when it does not verify.
+    Verify { file: PathBuf },
+    /// This device's e-invoicing state and its submission queue.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -326,8 +341,12 @@ pub enum InvoiceCommand {
         #[arg(long = "remove-line")]
         remove_lines: Vec<usize>,
     },
-    /// Issue a draft: number it and freeze it.
+    /// Issue a draft: number it, freeze it and stamp it as a ZATCA e-invoice.
     Issue { id: String },
+    /// The signed e-invoice (UBL 2.1 XML) of an issued invoice, on stdout.
+    Xml { id: String },
+    /// The QR code payload of an issued invoice, and its fields.
+    Qr { id: String },
     /// Record a payment.
     Pay {
         id: String,

@@ -45,6 +45,10 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         Err(e) => json!({ "error": e.to_string() }),
     };
     value["totals"] = totals;
+    // The signed XML is `daftar invoice xml ID`'s; the JSON view keeps the rest of the e-invoice.
+    if let Some(einvoice) = value.get_mut("einvoice").and_then(Value::as_object_mut) {
+        einvoice.remove("xml");
+    }
     value
 }
 

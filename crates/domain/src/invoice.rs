@@ -213,6 +213,34 @@ pub struct Invoice {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub deleted: Option<Tombstone>,
+    /// The ZATCA e-invoice this invoice was stamped as when issued (absent on drafts and on
+    /// invoices issued before Daftar stamped them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub einvoice: Option<EInvoice>,
+}
+
+/// An issued invoice's ZATCA phase 2 e-invoice, written once by the issuing device (its EGS
+/// unit) and synced with the invoice, so every device can print, export and verify it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct EInvoice {
+    /// The issuing device's invoice counter value (ICV).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub icv: u64,
+    /// The invoice hash (base64); the issuing device's next invoice carries it as its PIH.
+    pub hash: String,
+    /// The previous invoice hash this one is chained to.
+    pub pih: String,
+    /// The QR payload (base64 TLV) printed on the invoice.
+    pub qr: String,
+    /// `standard` (cleared by ZATCA) or `simplified` (reported).
+    pub subtype: String,
+    /// True when stamped with the device's self-signed test certificate, before onboarding:
+    /// such e-invoices are valid documents but ZATCA will not accept them.
+    pub self_signed: bool,
+    /// The signed UBL 2.1 XML, byte for byte as it was hashed and signed.
+    pub xml: String,
 }
 
 /// An edit or issue was refused because of the invoice's state.
@@ -261,10 +289,12 @@ pub(crate) fn check_vat(vat: &VatCategory, who: &str, field: &str, problems: &mu
                         ),
                     );
                 }
-                None if for_issue => problems.push(
+                None if for_issue => problems.push_rule(
+                    exemption_rule(code),
                     format!("{field}.exemption_code"),
                     format!(
-                        "{who}: VAT category {code} needs an exemption reason code such as {}",
+                        "{who}: VAT category {code} ({}) needs an exemption reason code such as {}, which tells ZATCA why no VAT is charged",
+                        category_name(code),
                         example_reason(code)
                     ),
                 ),
@@ -274,12 +304,31 @@ pub(crate) fn check_vat(vat: &VatCategory, who: &str, field: &str, problems: &mu
                 && vat.exemption_code.is_some()
                 && vat.exemption_reason.as_deref().is_none_or(|r| r.trim().is_empty())
             {
-                problems.push(
+                problems.push_rule(
+                    exemption_rule(code),
                     format!("{field}.exemption_reason"),
-                    format!("{who}: VAT category {code} needs an exemption reason text"),
+                    format!("{who}: VAT category {code} ({}) needs an exemption reason text", category_name(code)),
                 );
             }
         }
+    }
+}
+
+/// The ZATCA rule that asks for an exemption reason in each category.
+fn exemption_rule(code: VatCode) -> &'static str {
+    match code {
+        VatCode::E => "BR-KSA-23",
+        VatCode::O => "BR-KSA-24",
+        _ => "BR-KSA-69",
+    }
+}
+
+fn category_name(code: VatCode) -> &'static str {
+    match code {
+        VatCode::S => "standard-rated",
+        VatCode::Z => "zero-rated",
+        VatCode::E => "exempt",
+        VatCode::O => "out of scope",
     }
 }
 
@@ -313,6 +362,7 @@ impl Invoice {
             original: None,
             created_at,
             deleted: None,
+            einvoice: None,
         }
     }
 
@@ -425,16 +475,18 @@ impl Invoice {
         }
         if self.kind.is_note() {
             match &self.original {
-                None => problems.push(
+                None => problems.push_rule(
+                    "BR-KSA-56",
                     "original",
                     format!(
-                        "a {} must reference the original invoice (--original ID)",
+                        "a {} must reference the original invoice it corrects (--original ID)",
                         self.kind.as_str().replace('_', " ")
                     ),
                 ),
-                Some(original) if original.reason.trim().is_empty() => problems.push(
+                Some(original) if original.reason.trim().is_empty() => problems.push_rule(
+                    "BR-KSA-17",
                     "original.reason",
-                    format!("a {} must state its reason (--reason TEXT)", self.kind.as_str().replace('_', " ")),
+                    format!("a {} must state why it is issued (--reason TEXT)", self.kind.as_str().replace('_', " ")),
                 ),
                 _ => {}
             }
@@ -455,8 +507,26 @@ impl Invoice {
             if self.lines.is_empty() {
                 problems.push("lines", "an invoice needs at least one line before it is issued");
             }
-            if self.kind == InvoiceKind::Standard && self.customer.is_none() {
-                problems.push("customer", "a standard tax invoice needs a customer before it is issued");
+            if self.kind == InvoiceKind::Standard {
+                match &self.customer {
+                    None => problems.push_rule(
+                        "BR-KSA-42",
+                        "customer",
+                        "a standard tax invoice needs a customer (the buyer's name, BT-44) before it is issued; \
+                         for a sale to a consumer, issue a simplified invoice",
+                    ),
+                    Some(customer) if customer.vat_number.as_deref().is_none_or(|v| v.trim().is_empty()) => problems
+                        .push_rule(
+                            "BR-KSA-81",
+                            "customer.vat_number",
+                            format!(
+                                "a standard tax invoice must identify the buyer by VAT number (BT-48), and {} has none; \
+                                 add it (daftar customer edit ID --vat-number ...) or issue a simplified invoice",
+                                customer.name.trim()
+                            ),
+                        ),
+                    _ => {}
+                }
             }
             if let (Some(supply), Some(due)) = (self.supply_date, self.due_date)
                 && due < supply
@@ -543,7 +613,7 @@ mod tests {
         assert!(inv.validate().is_empty(), "a draft may be incomplete");
         assert_eq!(
             inv.validate_for_issue().to_string(),
-            "line 1: VAT category Z needs an exemption reason code such as VATEX-SA-32"
+            "BR-KSA-69: line 1: VAT category Z (zero-rated) needs an exemption reason code such as VATEX-SA-32, which tells ZATCA why no VAT is charged"
         );
     }
 
@@ -551,6 +621,10 @@ mod tests {
     fn notes_need_their_original() {
         let mut inv = invoice(vec![line(1, "1", "10")]);
         inv.kind = InvoiceKind::CreditNote;
-        assert_eq!(inv.validate().to_string(), "a credit note must reference the original invoice (--original ID)");
+        assert_eq!(
+            inv.validate().to_string(),
+            "BR-KSA-56: a credit note must reference the original invoice it corrects (--original ID)"
+        );
+        assert_eq!(inv.validate().iter().next().unwrap().rule.as_deref(), Some("BR-KSA-56"));
     }
 }

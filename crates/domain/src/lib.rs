@@ -31,7 +31,7 @@ pub mod tax;
 pub mod validate;
 
 pub use id::{CustomerId, DeviceId, DocumentId, IdParseError, InvoiceId, ItemId, LineId, PaymentId, WorkspaceId};
-pub use invoice::{Invoice, InvoiceKind, InvoiceStatus, Line, Payment};
+pub use invoice::{EInvoice, Invoice, InvoiceKind, InvoiceStatus, Line, Payment};
 pub use item::Item;
 pub use money::{Amount, Currency, ExchangeRate, Money, Quantity, Rate};
 pub use party::{Address, Customer, CustomerSnapshot, SellerProfile, VatNumber};

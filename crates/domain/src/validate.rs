@@ -10,11 +10,16 @@ pub struct Problem {
     pub field: String,
     /// The full message, already naming the field: `line 3: quantity must be greater than 0 (got -2)`.
     pub message: String,
+    /// The id of the ZATCA business rule this breaks (`BR-KSA-56`), when it is one of theirs;
+    /// the message then starts with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub rule: Option<String>,
 }
 
 impl Problem {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: field.into(), message: message.into(), rule: None }
     }
 }
 
@@ -37,6 +42,15 @@ impl Problems {
 
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem::new(field, message));
+    }
+
+    /// A problem that breaks ZATCA business rule `rule`: the message reads `BR-KSA-56: …`.
+    pub fn push_rule(&mut self, rule: &str, field: impl Into<String>, message: impl AsRef<str>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: format!("{rule}: {}", message.as_ref()),
+            rule: Some(rule.to_owned()),
+        });
     }
 
     pub fn extend(&mut self, other: Problems) {

@@ -43,6 +43,8 @@ pub enum StoreError {
     Invalid(Problems),
     #[error("the invoice cannot be issued yet:\n{0}")]
     NotIssuable(Problems),
+    #[error("ZATCA e-invoicing failed: {0}")]
+    Zatca(String),
     #[error(transparent)]
     State(#[from] InvoiceStateError),
     #[error("{kind} {id} is in the trash; restore it first (daftar {kind} restore {id})")]
@@ -111,6 +113,7 @@ impl StoreError {
             | StoreError::IssuedIsPermanent { .. }
             | StoreError::PurgeNeedsTrash { .. } => "conflict",
             StoreError::Sqlite(_) | StoreError::Io { .. } => "io",
+            StoreError::Zatca(_) => "zatca",
         }
     }
 }

@@ -329,11 +329,14 @@ impl Store {
 
     /// Issues a draft: freezes it and gives it the next number of this device's series, in the
     /// same transaction, so numbers are gapless and never reused.
+    /// The invoice is stamped as a ZATCA e-invoice in the same transaction (see `einvoice`).
     pub fn issue_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
         let series = self.info.series.clone();
-        self.update(
+        let seller = self.settings()?.seller;
+        let key = self.egs_key()?;
+        self.update_with_cache(
             id.into(),
-            |invoice: &mut Invoice, tx, ctx| {
+            |invoice: &mut Invoice, tx, ctx, cache| {
                 // Check before taking a number, so a refused issue uses none.
                 if invoice.is_issued() {
                     return Err(daftar_domain::invoice::InvoiceStateError::AlreadyIssued {
@@ -352,6 +355,7 @@ impl Store {
                     |r| r.get(0),
                 )?;
                 invoice.issue(series.number(next as u64), ctx.now, ctx.device)?;
+                crate::einvoice::stamp_issued(tx, cache, invoice, &seller, &key, ctx.now)?;
                 Ok(())
             },
             |invoice| format!("issue {}", invoice.number.as_deref().unwrap_or_default()),

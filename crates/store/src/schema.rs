@@ -179,6 +179,37 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX invoice_index_by_total ON invoice_index (deleted, gross);
     CREATE INDEX invoice_index_by_date ON invoice_index (deleted, coalesce(issued_at, created_at));
     "#,
+    // 5: ZATCA e-invoicing. Each device is its own EGS unit: its invoice counter (ICV) and the
+    // hash of its last e-invoice (the next one's PIH) advance in the same transaction that
+    // issues, so the chain has no gaps and no forks. `zatca_submissions` is this device's
+    // queue of e-invoices to clear or report, with ZATCA's answer; other devices' invoices
+    // are theirs to submit. `zatca_egs` holds this unit's certificate and onboarding state
+    // (the private key is derived from the device's keyring-held seed, never stored here).
+    r#"
+    CREATE TABLE zatca_chain (
+        unit INTEGER PRIMARY KEY CHECK (unit = 1),
+        icv  INTEGER NOT NULL,
+        pih  TEXT NOT NULL
+    );
+    CREATE TABLE zatca_egs (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE zatca_submissions (
+        invoice_id   TEXT PRIMARY KEY,
+        number       TEXT NOT NULL,
+        icv          INTEGER NOT NULL UNIQUE,
+        subtype      TEXT NOT NULL CHECK (subtype IN ('standard', 'simplified')),
+        status       TEXT NOT NULL CHECK (status IN ('not_reportable', 'pending', 'reported', 'cleared', 'rejected')),
+        issued_at    INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_attempt INTEGER,
+        last_error   TEXT,
+        response     TEXT,
+        cleared_xml  TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX zatca_submissions_by_status ON zatca_submissions (status, icv);
+    "#,
 ];
 
 /// The newest schema this build understands.

@@ -80,7 +80,7 @@ struct DeviceSecrets {
 }
 
 /// Secret names, in the keyring (`<name>:<namespace>`) or the `secrets` table.
-const SIGNING_SEED: &str = "device-signing-key";
+pub(crate) const SIGNING_SEED: &str = "device-signing-key";
 
 fn workspace_key_name(epoch: u32) -> String {
     format!("workspace-key-{epoch}")
@@ -491,7 +491,7 @@ impl Store {
         &self.info
     }
 
-    fn secret(&self, name: &str) -> Result<Secret<32>> {
+    pub(crate) fn secret(&self, name: &str) -> Result<Secret<32>> {
         match &self.info.key_location {
             KeyLocation::Keyring { namespace } => Ok(keyring_store::load(name, namespace)?),
             KeyLocation::KeyFile => {
@@ -638,9 +638,19 @@ impl Store {
         f: impl FnOnce(&mut R, &Transaction<'_>, Ctx) -> Result<T>,
         message: impl FnOnce(&R) -> String,
     ) -> Result<(R, T)> {
+        self.update_with_cache(id, |record, tx, ctx, _| f(record, tx, ctx), message)
+    }
+
+    /// [`Store::update`] for changes that read other documents in the same transaction.
+    pub(crate) fn update_with_cache<R: Record, T>(
+        &mut self,
+        id: DocumentId,
+        f: impl FnOnce(&mut R, &Transaction<'_>, Ctx, &DocCache) -> Result<T>,
+        message: impl FnOnce(&R) -> String,
+    ) -> Result<(R, T)> {
         self.write(|tx, ctx, cache| {
             let (mut doc, mut record) = load_record::<R>(tx, cache, id)?;
-            let value = f(&mut record, tx, ctx)?;
+            let value = f(&mut record, tx, ctx, cache)?;
             record.validate().into_result()?;
             if commit_json(tx, id, &mut doc, &document::to_json_value(&record), &message(&record), ctx)? {
                 record.index(tx, SearchWrite::Queue)?;

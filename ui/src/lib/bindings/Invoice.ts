@@ -4,6 +4,7 @@ import type { Currency } from "./Currency";
 import type { CustomerSnapshot } from "./CustomerSnapshot";
 import type { DeviceId } from "./DeviceId";
 import type { DocumentDiscount } from "./DocumentDiscount";
+import type { EInvoice } from "./EInvoice";
 import type { ExchangeRate } from "./ExchangeRate";
 import type { InvoiceId } from "./InvoiceId";
 import type { InvoiceKind } from "./InvoiceKind";
@@ -27,4 +28,9 @@ exchange_rate: ExchangeRate | null, customer: CustomerSnapshot | null, lines: Ar
 /**
  * For credit and debit notes: the invoice they correct.
  */
-original: BillingReference | null, created_at: string, deleted: Tombstone | null, };
+original: BillingReference | null, created_at: string, deleted: Tombstone | null, 
+/**
+ * The ZATCA e-invoice this invoice was stamped as when issued (absent on drafts and on
+ * invoices issued before Daftar stamped them).
+ */
+einvoice?: EInvoice, };

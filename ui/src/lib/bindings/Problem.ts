@@ -11,4 +11,9 @@ field: string,
 /**
  * The full message, already naming the field: `line 3: quantity must be greater than 0 (got -2)`.
  */
-message: string, };
+message: string, 
+/**
+ * The id of the ZATCA business rule this breaks (`BR-KSA-56`), when it is one of theirs;
+ * the message then starts with it.
+ */
+rule?: string, };

@@ -1,0 +1,195 @@
+//! `daftar zatca …` and the e-invoice views of `daftar invoice`: ZATCA phase 2 from the command
+//! line. `hash` and `verify` work on any file, without a workspace.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use daftar_domain::{EInvoice, Invoice};
+use daftar_store::Store;
+use serde_json::json;
+
+use crate::output::print_json;
+
+/// The names of the QR code's TLV tags, as ZATCA's specification gives them.
+const QR_TAGS: [&str; 9] = [
+    "seller name",
+    "VAT number",
+    "time stamp",
+    "total with VAT",
+    "VAT total",
+    "invoice hash",
+    "signature",
+    "public key",
+    "certificate signature",
+];
+
+fn read(file: &Path) -> Result<String> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!("{} is not UTF-8 text (byte {}): not an e-invoice", file.display(), e.utf8_error().valid_up_to())
+    })
+}
+
+/// `daftar zatca hash FILE`: the invoice hash of any e-invoice, base64.
+pub fn hash(json: bool, file: &Path) -> Result<()> {
+    let xml = read(file)?;
+    let hash = daftar_zatca::invoice_hash(&xml).with_context(|| format!("{}", file.display()))?;
+    if json {
+        print_json(&json!({ "file": file, "hash": hash }));
+    } else {
+        println!("{hash}");
+    }
+    Ok(())
+}
+
+/// `daftar zatca verify FILE`: checks any e-invoice; exits non-zero when it does not verify.
+pub fn verify(json: bool, file: &Path) -> Result<bool> {
+    let xml = read(file)?;
+    match daftar_zatca::verify::verify(&xml) {
+        Ok(verified) => {
+            if json {
+                let mut value = serde_json::to_value(&verified).expect("serialises");
+                value["file"] = json!(file);
+                value["valid"] = json!(true);
+                print_json(&value);
+            } else {
+                println!(
+                    "{}: valid e-invoice {} ({} {}, ICV {})",
+                    file.display(),
+                    verified.number,
+                    verified.subtype,
+                    verified.type_code,
+                    verified.icv
+                );
+                println!(
+                    "  seller {} (VAT {}), issued {}T{}",
+                    verified.seller_name, verified.seller_vat_number, verified.issue_date, verified.issue_time
+                );
+                println!("  total with VAT {}, VAT {}", verified.total_with_vat, verified.vat_total);
+                println!("  hash {}", verified.hash);
+                println!("  checked: {}", verified.checks.join(", "));
+                if verified.self_signed {
+                    println!(
+                        "  note: stamped with a self-signed certificate, not one ZATCA issued: not accepted by ZATCA"
+                    );
+                } else {
+                    println!("  certificate issued by {}", verified.certificate_issuer);
+                }
+            }
+            Ok(true)
+        }
+        Err(error) => {
+            let problems: Vec<String> = match &error {
+                daftar_zatca::verify::VerifyError::Failed(list) => list.clone(),
+                other => vec![other.to_string()],
+            };
+            if json {
+                print_json(&json!({ "file": file, "valid": false, "problems": problems }));
+            } else {
+                eprintln!("{}: NOT a valid e-invoice:", file.display());
+                for p in &problems {
+                    eprintln!("  - {p}");
+                }
+            }
+            Ok(false)
+        }
+    }
+}
+
+fn einvoice(invoice: &Invoice) -> Result<&EInvoice> {
+    let number = invoice.number.as_deref().unwrap_or("(draft)");
+    match (&invoice.einvoice, invoice.is_issued()) {
+        (Some(e), _) => Ok(e),
+        (None, false) => {
+            bail!("invoice {} is a draft; issue it first (daftar invoice issue {})", invoice.id, invoice.id)
+        }
+        (None, true) => bail!("invoice {number} was issued before Daftar stamped e-invoices and has no e-invoice"),
+    }
+}
+
+/// `daftar invoice xml ID`: the signed XML, byte for byte.
+pub fn xml(invoice: &Invoice) -> Result<()> {
+    let e = einvoice(invoice)?;
+    use std::io::Write;
+    std::io::stdout().lock().write_all(e.xml.as_bytes()).context("writing the XML")?;
+    Ok(())
+}
+
+/// `daftar invoice qr ID`: the QR payload and its fields.
+pub fn qr(json: bool, invoice: &Invoice) -> Result<()> {
+    let e = einvoice(invoice)?;
+    let fields = daftar_zatca::qr::decode(&e.qr)?;
+    let shown: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|(tag, value)| {
+            let name = QR_TAGS.get(usize::from(*tag).wrapping_sub(1)).copied().unwrap_or("unknown");
+            let text =
+                if matches!(tag, 8 | 9) { BASE64.encode(value) } else { String::from_utf8_lossy(value).into_owned() };
+            json!({ "tag": tag, "name": name, "value": text })
+        })
+        .collect();
+    if json {
+        print_json(&json!({ "qr": e.qr, "fields": shown }));
+    } else {
+        println!("{}", e.qr);
+        for f in shown {
+            println!(
+                "  {} {}: {}",
+                f["tag"],
+                f["name"].as_str().unwrap_or_default(),
+                f["value"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `daftar zatca status`.
+pub fn status(json: bool, store: &Store) -> Result<()> {
+    let status = store.zatca_status()?;
+    let queue = store.zatca_submissions(None)?;
+    if json {
+        let mut value = serde_json::to_value(&status).expect("serialises");
+        value["submissions"] = serde_json::to_value(&queue).expect("serialises");
+        print_json(&value);
+        return Ok(());
+    }
+    let stage = match status.stage {
+        daftar_store::EgsStage::SelfSigned => {
+            "not onboarded: stamping with a self-signed test certificate (e-invoices are not reportable; run daftar zatca onboard --otp ...)"
+        }
+        daftar_store::EgsStage::Compliance => "onboarding: compliance certificate",
+        daftar_store::EgsStage::Production => "onboarded: production certificate",
+    };
+    println!("ZATCA: {stage}");
+    if let Some(environment) = &status.environment {
+        println!("Environment: {environment}");
+    }
+    if let (Some(issuer), Some(expires)) = (&status.certificate_issuer, status.certificate_expires) {
+        println!("Certificate: issued by {issuer}, expires {}", expires.format("%Y-%m-%d"));
+    }
+    println!("Invoice counter (ICV): {}; next PIH {}", status.icv, status.next_pih);
+    println!(
+        "E-invoices: {} pending, {} reported, {} cleared, {} rejected, {} not reportable{}",
+        status.pending,
+        status.reported,
+        status.cleared,
+        status.rejected,
+        status.not_reportable,
+        if status.overdue > 0 { format!("; {} OVERDUE (older than 24 hours)", status.overdue) } else { String::new() }
+    );
+    for s in queue.iter().rev().take(20) {
+        let error = s.last_error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+        println!(
+            "  {:>6}  {:<12} {:<10} {:<14} {}{error}",
+            s.icv,
+            s.number,
+            s.subtype,
+            s.status,
+            s.issued_at.format("%Y-%m-%d %H:%M")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! ZATCA e-invoicing on this device, which is its own EGS unit: the certificate it stamps
+//! with, its invoice counter and hash chain, and its queue of e-invoices to clear or report.
+//!
+//! Issuing stamps the invoice in the issuing transaction ([`stamp_issued`]): the counter, the
+//! chain head, the signed XML (written into the invoice's document, so it syncs) and the
+//! queue row commit together or not at all, so a crash never leaves a counter without its
+//! invoice or two invoices with one PIH.
+
+use chrono::{DateTime, Utc};
+use daftar_domain::{EInvoice, Invoice, InvoiceKind, Problems, SellerProfile, compute_totals};
+use daftar_zatca::cert::{Certificate, self_signed};
+use daftar_zatca::ubl::{Issue, Subtype};
+use k256::ecdsa::SigningKey;
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+use crate::store::load_record;
+use crate::store::{DocCache, Store};
+
+/// What this unit stamps with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgsStage {
+    /// Not onboarded: a self-signed test certificate; e-invoices are not reportable.
+    SelfSigned,
+    /// Onboarding in progress: ZATCA's compliance certificate (for the compliance checks).
+    Compliance,
+    /// Onboarded: ZATCA's production certificate (CSID); e-invoices are cleared or reported.
+    Production,
+}
+
+impl EgsStage {
+    fn parse(text: &str) -> Option<EgsStage> {
+        match text {
+            "self_signed" => Some(EgsStage::SelfSigned),
+            "compliance" => Some(EgsStage::Compliance),
+            "production" => Some(EgsStage::Production),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EgsStage::SelfSigned => "self_signed",
+            EgsStage::Compliance => "compliance",
+            EgsStage::Production => "production",
+        }
+    }
+}
+
+/// One e-invoice in this device's submission queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Submission {
+    pub invoice_id: String,
+    pub number: String,
+    pub icv: u64,
+    pub subtype: String,
+    /// `not_reportable`, `pending`, `reported`, `cleared` or `rejected`.
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// ZATCA's answer as it sent it (validation results with its messages and warnings).
+    pub response: Option<serde_json::Value>,
+}
+
+/// This unit's e-invoicing state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZatcaStatus {
+    pub stage: EgsStage,
+    pub environment: Option<String>,
+    pub certificate_subject: Option<String>,
+    pub certificate_issuer: Option<String>,
+    pub certificate_expires: Option<DateTime<Utc>>,
+    /// The last invoice counter value used (0 before the first e-invoice).
+    pub icv: u64,
+    /// The hash the next e-invoice will carry as its PIH.
+    pub next_pih: String,
+    pub not_reportable: u64,
+    pub pending: u64,
+    pub reported: u64,
+    pub cleared: u64,
+    pub rejected: u64,
+    /// Pending e-invoices older than ZATCA's 24-hour reporting window.
+    pub overdue: u64,
+}
+
+/// The unit's signing key: derived from the device's signing seed (kept in the OS keyring or
+/// the key file), so it needs no storage of its own and is never written to the database.
+pub(crate) fn egs_key(seed: &daftar_keys::Secret<32>) -> SigningKey {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed.expose_secret_bytes());
+    for counter in 0u8.. {
+        let tag = ring::hmac::sign(&key, &[b"daftar zatca egs key v1".as_slice(), &[counter]].concat());
+        if let Ok(signing) = SigningKey::from_slice(tag.as_ref()) {
+            return signing;
+        }
+    }
+    unreachable!("an HMAC output is a valid secp256k1 scalar with overwhelming probability")
+}
+
+fn egs_value(tx: &rusqlite::Connection, key: &str) -> Result<Option<String>> {
+    Ok(tx.query_row("SELECT value FROM zatca_egs WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn set_egs_value(tx: &rusqlite::Connection, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO zatca_egs (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn zatca_error(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Zatca(detail.to_string())
+}
+
+/// The certificate this unit stamps with, making the self-signed one on first use.
+fn certificate(
+    tx: &rusqlite::Connection,
+    key: &SigningKey,
+    seller: &SellerProfile,
+    now: DateTime<Utc>,
+) -> Result<(Certificate, EgsStage)> {
+    let stage = egs_value(tx, "stage")?.and_then(|s| EgsStage::parse(&s)).unwrap_or(EgsStage::SelfSigned);
+    if let Some(text) = egs_value(tx, "certificate")? {
+        let certificate = Certificate::from_base64(&text).map_err(zatca_error)?;
+        return Ok((certificate, stage));
+    }
+    let certificate = self_signed(key, &seller.name, &seller.vat_number, now).map_err(zatca_error)?;
+    set_egs_value(tx, "certificate", &certificate.base64())?;
+    set_egs_value(tx, "stage", EgsStage::SelfSigned.as_str())?;
+    Ok((certificate, EgsStage::SelfSigned))
+}
+
+/// What ZATCA requires of the seller before its e-invoices can be reported: checked at issue
+/// once the unit is onboarded (and by onboarding itself).
+pub fn seller_rules(seller: &SellerProfile) -> Problems {
+    let mut problems = Problems::new();
+    if seller.cr_number.trim().is_empty() {
+        problems.push_rule(
+            "BR-KSA-08",
+            "seller.cr_number",
+            "the seller needs its commercial registration number (daftar seller edit --cr-number ...)",
+        );
+    }
+    for p in seller.validate_for_issue().iter() {
+        if p.field.starts_with("address.") {
+            problems.push_rule("BR-KSA-09", format!("seller.{}", p.field), &p.message);
+        } else {
+            problems.push(format!("seller.{}", p.field), p.message.clone());
+        }
+    }
+    problems
+}
+
+/// The subtype of an invoice: its own for invoices; a note's original's (standard when the
+/// original is not here and the buyer has a VAT number).
+fn subtype(tx: &Transaction<'_>, cache: &DocCache, invoice: &Invoice) -> Subtype {
+    let original = invoice.original.as_ref().and_then(|o| load_record::<Invoice>(tx, cache, o.invoice_id.into()).ok());
+    let from_original = original.map(|(_, o)| match o.einvoice.as_ref().map(|e| e.subtype.as_str()) {
+        Some("simplified") => Subtype::Simplified,
+        Some(_) => Subtype::Standard,
+        None => Subtype::of(o.kind, None),
+    });
+    let buyer_has_vat = invoice.customer.as_ref().and_then(|c| c.vat_number.as_deref()).is_some_and(|v| !v.is_empty());
+    let fallback = if buyer_has_vat { Subtype::Standard } else { Subtype::Simplified };
+    match invoice.kind {
+        InvoiceKind::Standard | InvoiceKind::Simplified => Subtype::of(invoice.kind, None),
+        _ => from_original.unwrap_or(fallback),
+    }
+}
+
+/// Stamps an invoice that was just issued in `tx`: advances the chain, writes the e-invoice
+/// into the invoice and queues it for submission.
+pub(crate) fn stamp_issued(
+    tx: &Transaction<'_>,
+    cache: &DocCache,
+    invoice: &mut Invoice,
+    seller: &SellerProfile,
+    key: &SigningKey,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (certificate, stage) = certificate(tx, key, seller, now)?;
+    if stage == EgsStage::Production {
+        seller_rules(seller).into_result().map_err(StoreError::NotIssuable)?;
+    }
+    let totals = compute_totals(invoice).map_err(|e| {
+        StoreError::Invalid({
+            let mut p = Problems::new();
+            p.push("lines", e.to_string());
+            p
+        })
+    })?;
+    let (icv, pih): (u64, String) = tx
+        .query_row("SELECT icv, pih FROM zatca_chain WHERE unit = 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, daftar_zatca::FIRST_PIH.to_owned()));
+    let icv = icv + 1;
+    let subtype = subtype(tx, cache, invoice);
+    let issue = Issue { invoice, seller, totals: &totals, subtype, icv, pih: &pih };
+    let stamped = daftar_zatca::ubl::stamp(&issue, key, &certificate, now).map_err(zatca_error)?;
+    tx.execute(
+        "INSERT INTO zatca_chain (unit, icv, pih) VALUES (1, ?1, ?2)
+         ON CONFLICT (unit) DO UPDATE SET icv = excluded.icv, pih = excluded.pih",
+        params![icv as i64, stamped.hash],
+    )?;
+    let status = if stage == EgsStage::Production { "pending" } else { "not_reportable" };
+    tx.execute(
+        "INSERT INTO zatca_submissions (invoice_id, number, icv, subtype, status, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            invoice.id.to_string(),
+            invoice.number.clone().unwrap_or_default(),
+            icv as i64,
+            subtype.as_str(),
+            status,
+            now.timestamp_millis()
+        ],
+    )?;
+    invoice.einvoice = Some(EInvoice {
+        icv,
+        hash: stamped.hash,
+        pih,
+        qr: stamped.qr,
+        subtype: subtype.as_str().to_owned(),
+        self_signed: certificate.is_self_signed(),
+        xml: stamped.xml,
+    });
+    Ok(())
+}
+
+fn submission(row: &rusqlite::Row<'_>) -> rusqlite::Result<Submission> {
+    let millis = |v: Option<i64>| v.and_then(DateTime::from_timestamp_millis);
+    let response: Option<String> = row.get(9)?;
+    Ok(Submission {
+        invoice_id: row.get(0)?,
+        number: row.get(1)?,
+        icv: row.get::<_, i64>(2)? as u64,
+        subtype: row.get(3)?,
+        status: row.get(4)?,
+        issued_at: millis(Some(row.get(5)?)).unwrap_or_default(),
+        attempts: row.get::<_, i64>(6)? as u32,
+        last_attempt: millis(row.get(7)?),
+        last_error: row.get(8)?,
+        response: response.and_then(|r| serde_json::from_str(&r).ok()),
+    })
+}
+
+const SUBMISSION_COLUMNS: &str =
+    "invoice_id, number, icv, subtype, status, issued_at, attempts, last_attempt, last_error, response";
+
+impl Store {
+    /// This unit's signing key.
+    pub fn egs_key(&self) -> Result<SigningKey> {
+        Ok(egs_key(&self.secret(crate::store::SIGNING_SEED)?))
+    }
+
+    /// This unit's e-invoicing state.
+    pub fn zatca_status(&self) -> Result<ZatcaStatus> {
+        let conn = &self.conn;
+        let stage = egs_value(conn, "stage")?.and_then(|s| EgsStage::parse(&s)).unwrap_or(EgsStage::SelfSigned);
+        let certificate = egs_value(conn, "certificate")?.and_then(|c| Certificate::from_base64(&c).ok());
+        let (icv, next_pih): (u64, String) = conn
+            .query_row("SELECT icv, pih FROM zatca_chain WHERE unit = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or((0, daftar_zatca::FIRST_PIH.to_owned()));
+        let count = |status: &str| -> Result<u64> {
+            Ok(conn.query_row("SELECT count(*) FROM zatca_submissions WHERE status = ?1", [status], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        };
+        let day_ago = (self.clock.now() - chrono::Duration::hours(24)).timestamp_millis();
+        let overdue: i64 = conn.query_row(
+            "SELECT count(*) FROM zatca_submissions WHERE status = 'pending' AND issued_at < ?1",
+            [day_ago],
+            |r| r.get(0),
+        )?;
+        Ok(ZatcaStatus {
+            stage,
+            environment: egs_value(conn, "environment")?,
+            certificate_subject: certificate.as_ref().map(Certificate::subject),
+            certificate_issuer: certificate.as_ref().map(Certificate::issuer),
+            certificate_expires: certificate.as_ref().map(Certificate::not_after),
+            icv,
+            next_pih,
+            not_reportable: count("not_reportable")?,
+            pending: count("pending")?,
+            reported: count("reported")?,
+            cleared: count("cleared")?,
+            rejected: count("rejected")?,
+            overdue: overdue as u64,
+        })
+    }
+
+    /// This device's e-invoices in the submission queue, oldest first; `status` filters.
+    pub fn zatca_submissions(&self, status: Option<&str>) -> Result<Vec<Submission>> {
+        let sql =
+            format!("SELECT {SUBMISSION_COLUMNS} FROM zatca_submissions WHERE ?1 IS NULL OR status = ?1 ORDER BY icv");
+        let mut statement = self.conn.prepare(&sql)?;
+        let rows = statement.query_map([status], submission)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
