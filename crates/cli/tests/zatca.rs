@@ -1,0 +1,145 @@
+//! `daftar zatca` and the e-invoices `daftar invoice issue` stamps, through the real binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Daftar, files};
+use serde_json::Value;
+
+fn samples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zatca/tests/samples");
+    let mut out: Vec<PathBuf> = files(&dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "xml")).collect();
+    out.sort();
+    out
+}
+
+/// The digest ZATCA's SDK wrote into the sample for the invoice itself.
+fn embedded_hash(xml: &str) -> String {
+    let at = xml.find("Id=\"invoiceSignedData\"").unwrap();
+    let start = xml[at..].find("<ds:DigestValue>").unwrap() + at + "<ds:DigestValue>".len();
+    let end = xml[start..].find('<').unwrap() + start;
+    xml[start..end].trim().to_owned()
+}
+
+#[test]
+fn hash_and_verify_reproduce_zatcas_19_samples_and_refuse_a_changed_one() {
+    let d = Daftar::new();
+    let samples = samples();
+    assert_eq!(samples.len(), 19);
+    for path in &samples {
+        let file = path.to_str().unwrap();
+        let xml = std::fs::read_to_string(path).unwrap();
+        let hashed = d.json(&["zatca", "hash", file]);
+        assert_eq!(hashed["hash"], embedded_hash(&xml), "{file}");
+        let verified = d.json(&["zatca", "verify", file]);
+        assert_eq!(verified["valid"], true, "{file}");
+        // One character of the payable amount changed: refused, with the reason, exit 1.
+        let at = xml.find("<cbc:PayableAmount").unwrap();
+        let digit = xml[at..].find('>').unwrap() + at + 1;
+        let mut changed = xml.clone();
+        let old = &xml[digit..digit + 1];
+        changed.replace_range(digit..digit + 1, if old == "9" { "8" } else { "9" });
+        let tampered = d.dir.path().join("tampered.xml");
+        std::fs::write(&tampered, changed).unwrap();
+        let output = d.command().args(["--json", "zatca", "verify", tampered.to_str().unwrap()]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{file}: a changed amount exits 1");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["valid"], false);
+        assert!(report["problems"][0].as_str().unwrap().contains("changed after it was signed"), "{report}");
+    }
+    // Not an e-invoice at all.
+    let junk = d.dir.path().join("junk.xml");
+    std::fs::write(&junk, "<Invoice><cbc:ID>1</Invoice>").unwrap();
+    let error = d.fails(&["zatca", "hash", junk.to_str().unwrap()]);
+    assert!(error["message"].as_str().unwrap().contains("malformed"), "{error}");
+    let missing = d.fails(&["zatca", "hash", "/nonexistent/file.xml"]);
+    assert!(missing["message"].as_str().unwrap().contains("cannot read /nonexistent/file.xml"), "{missing}");
+}
+
+fn issue(d: &Daftar, args: &[&str]) -> Value {
+    let mut create = vec!["invoice", "create"];
+    create.extend_from_slice(args);
+    let id = d.json(&create)["id"].as_str().unwrap().to_owned();
+    d.json(&["invoice", "issue", &id])
+}
+
+#[test]
+fn issued_invoices_are_stamped_chained_and_verifiable() {
+    let d = Daftar::init();
+    let buyer = d.customer("Beta Trading", Some("399999999800003"));
+    let first = issue(&d, &["--customer", &buyer, "--line", "Pencil|2|2.00", "--line", "Notebook|3.5|10.10"]);
+    let second = issue(&d, &["--line", "Tea|1|11.50"]);
+    let note = issue(
+        &d,
+        &["--kind", "credit_note", "--original", first["id"].as_str().unwrap(), "--reason", "Returned", "--line", "Pencil|1|2"],
+    );
+    let e1 = &first["einvoice"];
+    let e2 = &second["einvoice"];
+    let e3 = &note["einvoice"];
+    assert_eq!((e1["icv"].as_u64(), e2["icv"].as_u64(), e3["icv"].as_u64()), (Some(1), Some(2), Some(3)));
+    assert_eq!(e1["pih"], daftar_first_pih());
+    assert_eq!(e2["pih"], e1["hash"], "each PIH is the previous e-invoice's hash");
+    assert_eq!(e3["pih"], e2["hash"]);
+    assert_eq!((e1["subtype"].as_str(), e2["subtype"].as_str(), e3["subtype"].as_str()), (Some("standard"), Some("simplified"), Some("standard")));
+    assert_eq!(e1["self_signed"], true);
+    assert!(e1.get("xml").is_none(), "the JSON view leaves the XML to `invoice xml`");
+    for invoice in [&first, &second, &note] {
+        let id = invoice["id"].as_str().unwrap();
+        let xml = d.run(&["invoice", "xml", id]);
+        assert!(xml.status.success());
+        let file = d.dir.path().join(format!("{id}.xml"));
+        std::fs::write(&file, &xml.stdout).unwrap();
+        let verified = d.json(&["zatca", "verify", file.to_str().unwrap()]);
+        assert_eq!(verified["hash"], invoice["einvoice"]["hash"]);
+        assert_eq!(verified["seller_name"], "شركة أكمي", "the Arabic legal name is the RegistrationName");
+        assert_eq!(verified["self_signed"], true);
+        assert_eq!(d.json(&["zatca", "hash", file.to_str().unwrap()])["hash"], invoice["einvoice"]["hash"]);
+        let qr = d.json(&["invoice", "qr", id]);
+        assert_eq!(qr["fields"][0]["value"], "شركة أكمي");
+        assert_eq!(qr["fields"][3]["value"], invoice["totals"]["gross"]);
+    }
+    let status = d.json(&["zatca", "status"]);
+    assert_eq!(status["stage"], "self_signed");
+    assert_eq!(status["icv"], 3);
+    assert_eq!(status["next_pih"], e3["hash"]);
+    assert_eq!(status["not_reportable"], 3, "{status}");
+    assert_eq!(status["submissions"].as_array().unwrap().len(), 3);
+    // A draft has no e-invoice.
+    let draft = d.json(&["invoice", "create", "--line", "X|1|1"])["id"].as_str().unwrap().to_owned();
+    let error = d.fails(&["invoice", "xml", &draft]);
+    assert!(error["message"].as_str().unwrap().contains("is a draft; issue it first"), "{error}");
+}
+
+fn daftar_first_pih() -> &'static str {
+    "NWZlY2ViNjZmZmM4NmYzOGQ5NTI3ODZjNmQ2OTZjNzljMmRiYzIzOWRkNGU5MWI0NjcyOWQ3M2EyN2ZiNTdlOQ=="
+}
+
+#[test]
+fn an_invoice_that_breaks_a_rule_is_refused_at_issue_with_the_rule_id_and_uses_no_number() {
+    let d = Daftar::init();
+    let no_vat = d.customer("Walk-in Co", None);
+    let refusals = [
+        (vec!["--kind", "standard", "--customer", no_vat.as_str(), "--line", "X|1|5"], "BR-KSA-81", "VAT number"),
+        (vec!["--line", "Export|1|5|Z"], "BR-KSA-69", "exemption reason"),
+        (vec!["--line", "Loan fee|1|5|E"], "BR-KSA-23", "exemption reason"),
+    ];
+    for (args, rule, words) in refusals {
+        let mut create = vec!["invoice", "create"];
+        create.extend_from_slice(&args);
+        let id = d.json(&create)["id"].as_str().unwrap().to_owned();
+        let error = d.fails(&["invoice", "issue", &id]);
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{rule}: ")) && message.contains(words), "{rule}: {message}");
+        assert_eq!(error["code"], "invalid");
+        assert_eq!(d.json(&["invoice", "show", &id])["status"], "draft", "nothing was issued");
+    }
+    // A credit note without its original cannot even be created.
+    let error = d.fails(&["invoice", "create", "--kind", "credit_note", "--line", "X|1|1"]);
+    assert!(error["message"].as_str().unwrap().starts_with("BR-KSA-56: "), "{error}");
+    // No number and no counter value was used by the refusals.
+    assert_eq!(d.json(&["zatca", "status"])["icv"], 0);
+    let ok = issue(&d, &["--line", "Tea|1|5"]);
+    assert_eq!(ok["number"], "A-000001");
+    assert_eq!(ok["einvoice"]["icv"], 1);
+}
