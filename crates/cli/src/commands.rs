@@ -492,6 +492,16 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
         }
         InvoiceCommand::Xml { id } => crate::zatca::xml(&store.invoice(store.resolve_invoice(id)?)?)?,
         InvoiceCommand::Qr { id } => crate::zatca::qr(cli.json, &store.invoice(store.resolve_invoice(id)?)?)?,
+        InvoiceCommand::Pdf { id, output } => {
+            let invoice = store.invoice(store.resolve_invoice(id)?)?;
+            let pdf = daftar_pdf::render(&invoice, &store.settings()?.seller)?;
+            crate::zatca::write_file(output, &pdf)?;
+            if cli.json {
+                print_json(&json!({ "id": invoice.id, "file": output, "bytes": pdf.len() }));
+            } else {
+                println!("Wrote {} ({} bytes).", output.display(), pdf.len());
+            }
+        }
         InvoiceCommand::Pay { id, amount, date, method, reference } => {
             let id = store.resolve_invoice(id)?;
             let amount = amount.parse().context("--amount")?;

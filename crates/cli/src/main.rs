@@ -347,6 +347,13 @@ pub enum InvoiceCommand {
     Xml { id: String },
     /// The QR code payload of an issued invoice, and its fields.
     Qr { id: String },
+    /// The printable bilingual PDF of an invoice (drafts are marked DRAFT).
+    Pdf {
+        id: String,
+        /// The file to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Record a payment.
     Pay {
         id: String,

@@ -32,6 +32,19 @@ fn read(file: &Path) -> Result<String> {
     })
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename, so a
+/// crash never leaves half a PDF under the requested name.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file name", path.display()))?;
+    let temporary = dir.join(format!(".{}.partial", name.to_string_lossy()));
+    let mut file = std::fs::File::create(&temporary).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// `daftar zatca hash FILE`: the invoice hash of any e-invoice, base64.
 pub fn hash(json: bool, file: &Path) -> Result<()> {
     let xml = read(file)?;

@@ -72,7 +72,16 @@ fn issued_invoices_are_stamped_chained_and_verifiable() {
     let second = issue(&d, &["--line", "Tea|1|11.50"]);
     let note = issue(
         &d,
-        &["--kind", "credit_note", "--original", first["id"].as_str().unwrap(), "--reason", "Returned", "--line", "Pencil|1|2"],
+        &[
+            "--kind",
+            "credit_note",
+            "--original",
+            first["id"].as_str().unwrap(),
+            "--reason",
+            "Returned",
+            "--line",
+            "Pencil|1|2",
+        ],
     );
     let e1 = &first["einvoice"];
     let e2 = &second["einvoice"];
@@ -81,7 +90,10 @@ fn issued_invoices_are_stamped_chained_and_verifiable() {
     assert_eq!(e1["pih"], daftar_first_pih());
     assert_eq!(e2["pih"], e1["hash"], "each PIH is the previous e-invoice's hash");
     assert_eq!(e3["pih"], e2["hash"]);
-    assert_eq!((e1["subtype"].as_str(), e2["subtype"].as_str(), e3["subtype"].as_str()), (Some("standard"), Some("simplified"), Some("standard")));
+    assert_eq!(
+        (e1["subtype"].as_str(), e2["subtype"].as_str(), e3["subtype"].as_str()),
+        (Some("standard"), Some("simplified"), Some("standard"))
+    );
     assert_eq!(e1["self_signed"], true);
     assert!(e1.get("xml").is_none(), "the JSON view leaves the XML to `invoice xml`");
     for invoice in [&first, &second, &note] {
@@ -142,4 +154,27 @@ fn an_invoice_that_breaks_a_rule_is_refused_at_issue_with_the_rule_id_and_uses_n
     let ok = issue(&d, &["--line", "Tea|1|5"]);
     assert_eq!(ok["number"], "A-000001");
     assert_eq!(ok["einvoice"]["icv"], 1);
+}
+
+#[test]
+fn invoice_pdf_writes_a_bilingual_pdf_with_the_arabic_seller_name_and_totals() {
+    let d = Daftar::init();
+    let invoice = issue(&d, &["--line", "Tea|2|11.50", "--line", "Coffee beans|1|1234.56"]);
+    let id = invoice["id"].as_str().unwrap();
+    let file = d.dir.path().join("out/invoice.pdf");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let written = d.json(&["invoice", "pdf", id, "-o", file.to_str().unwrap()]);
+    assert_eq!(written["file"], file.to_str().unwrap());
+    let output = std::process::Command::new("pdftotext").arg(&file).arg("-").output().expect("pdftotext runs");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("Simplified Tax Invoice") && text.contains("فاتورة ضريبية مبسطة"), "{text}");
+    assert!(text.contains("شركة أكمي"), "the Arabic seller name in logical order:\n{text}");
+    assert!(text.contains("1,234.56") && text.contains("1,446.19"), "amounts:\n{text}");
+    let names: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["invoice.pdf"], "no partial file is left beside it");
+    let error = d.fails(&["invoice", "pdf", id, "-o", "/nonexistent/dir/x.pdf"]);
+    assert!(error["message"].as_str().unwrap().contains("cannot write /nonexistent/dir/x.pdf"), "{error}");
 }

@@ -1,4 +1,4 @@
-//! ZATCA phase 2 ("integration") e-invoicing. Pure: no I/O.
+//! ZATCA phase 2 ("integration") e-invoicing. Pure but for [`api`], the Fatoora API client.
 //!
 //! - [`hash`]: the invoice hash (extensions, signature and QR reference removed; C14N 1.1;
 //!   SHA-256; base64), reproducing the hash of all 19 of ZATCA's SDK samples.
@@ -7,9 +7,12 @@
 //! - [`qr`]: the QR payload's TLV fields.
 //! - [`cert`]: certificates: reading them, the self-signed one used before onboarding, the CSR.
 //! - [`verify`]: checking any e-invoice (hash, digests, QR against the document, signature).
+//! - [`api`]: the Fatoora API (compliance and production CSIDs, compliance checks, reporting,
+//!   clearance).
 //!
 //! Why not `fatoora-core`: see ARCHITECTURE.md ("ZATCA").
 
+pub mod api;
 pub mod cert;
 pub mod hash;
 pub mod qr;
