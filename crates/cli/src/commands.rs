@@ -153,6 +153,19 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Zatca(ZatcaCommand::Status) => crate::zatca::status(cli.json, &open(&cli)?),
+        Command::Zatca(ZatcaCommand::Onboard { otp, environment, api_url, branch, industry }) => {
+            let options = daftar_einvoicing::OnboardOptions {
+                otp: otp.clone(),
+                environment: environment.parse().map_err(|e: String| anyhow!(e))?,
+                api_url: api_url.clone(),
+                branch: branch.clone(),
+                industry: industry.clone(),
+            };
+            crate::zatca::onboard(cli.json, &mut open(&cli)?, &options)
+        }
+        Command::Zatca(ZatcaCommand::Submit { pending: _, limit }) => {
+            crate::zatca::submit(cli.json, &mut open(&cli)?, *limit)
+        }
     }
 }
 

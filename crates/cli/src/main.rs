@@ -112,6 +112,34 @@ pub enum ZatcaCommand {
     Verify { file: PathBuf },
     /// This device's e-invoicing state and its submission queue.
     Status,
+    /// Onboard this device as an EGS unit: CSR, compliance CSID (with the OTP from the Fatoora
+    /// portal), compliance checks, production CSID.
+    Onboard {
+        /// The one-time password from the Fatoora portal.
+        #[arg(long)]
+        otp: String,
+        /// developer, simulation or production.
+        #[arg(long, default_value = "simulation")]
+        environment: String,
+        /// Another address for ZATCA's API (a stub, a proxy).
+        #[arg(long, env = "DAFTAR_ZATCA_API")]
+        api_url: Option<String>,
+        /// The branch name in the certificate (default: the seller's city).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The taxpayer's industry, as the certificate states it.
+        #[arg(long)]
+        industry: Option<String>,
+    },
+    /// Clear (standard) and report (simplified) the e-invoices waiting in the queue.
+    Submit {
+        /// Every pending e-invoice (the default; kept for scripts that say so).
+        #[arg(long)]
+        pending: bool,
+        /// At most this many in one round.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -206,3 +206,59 @@ pub fn status(json: bool, store: &Store) -> Result<()> {
     }
     Ok(())
 }
+
+/// `daftar zatca onboard`.
+pub fn onboard(json: bool, store: &mut Store, options: &daftar_einvoicing::OnboardOptions) -> Result<()> {
+    let report = daftar_einvoicing::onboard(store, options)?;
+    if json {
+        print_json(&report);
+    } else {
+        println!("Onboarded with ZATCA ({}, {}).", report.environment, report.api_url);
+        for check in &report.checks {
+            println!("  compliance check {}: {}", check.document, check.status);
+        }
+        println!(
+            "Production certificate issued by {}, valid until {}.",
+            report.certificate_issuer,
+            report.certificate_expires.format("%Y-%m-%d")
+        );
+        println!(
+            "E-invoices issued from now on are cleared or reported by `daftar zatca submit` (the app does it by itself)."
+        );
+    }
+    Ok(())
+}
+
+/// `daftar zatca submit`: exits non-zero when the round stopped early or something was rejected.
+pub fn submit(json: bool, store: &mut Store, limit: usize) -> Result<()> {
+    let report = daftar_einvoicing::submit_pending(store, limit)?;
+    let failed = report.stopped.is_some() || report.submitted.iter().any(|s| s.status == "rejected");
+    if json {
+        // A failed command prints only its error (the contract of every command).
+        if !failed {
+            print_json(&report);
+        }
+    } else {
+        if report.submitted.is_empty() && report.stopped.is_none() {
+            println!("Nothing to submit.");
+        }
+        for s in &report.submitted {
+            let warn = if s.warnings { " (with warnings)" } else { "" };
+            println!("  {:<12} ICV {:>6}: {}{warn}", s.number, s.icv, s.status);
+            for m in &s.messages {
+                println!("      {m}");
+            }
+        }
+        println!("{} still pending.", report.pending);
+    }
+    if let Some(reason) = &report.stopped {
+        bail!("submission stopped: {reason}");
+    }
+    if report.submitted.iter().any(|s| s.status == "rejected") {
+        bail!(
+            "ZATCA rejected {} e-invoice(s); see daftar zatca status",
+            report.submitted.iter().filter(|s| s.status == "rejected").count()
+        );
+    }
+    Ok(())
+}

@@ -178,3 +178,120 @@ fn invoice_pdf_writes_a_bilingual_pdf_with_the_arabic_seller_name_and_totals() {
     let error = d.fails(&["invoice", "pdf", id, "-o", "/nonexistent/dir/x.pdf"]);
     assert!(error["message"].as_str().unwrap().contains("cannot write /nonexistent/dir/x.pdf"), "{error}");
 }
+
+/// The stub of ZATCA's API (crates/zatca-stub), on a free loopback port.
+struct Stub {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Stub {
+    fn start() -> Stub {
+        use std::io::BufRead;
+        let binary = Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-zatca-stub");
+        assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
+        let mut child =
+            std::process::Command::new(binary).stdout(std::process::Stdio::piped()).spawn().expect("the stub starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("daftar-zatca-stub listening on ").expect("the stub's address").to_owned();
+        Stub { child, url }
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn onboarding_then_offline_issuing_then_submission_against_the_stub() {
+    let stub = Stub::start();
+    let d = Daftar::init();
+    // The seller profile must satisfy ZATCA first: named rule ids, nothing changed.
+    let error = d.fails(&["zatca", "onboard", "--otp", "123456", "--api-url", &stub.url]);
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("BR-KSA-08") && message.contains("BR-KSA-09"), "{message}");
+    d.json(&[
+        "seller",
+        "edit",
+        "--cr-number",
+        "1010010000",
+        "--street",
+        "King Fahd Road",
+        "--building-number",
+        "1234",
+        "--district",
+        "Al Olaya",
+        "--city",
+        "Riyadh",
+        "--postal-code",
+        "12345",
+    ]);
+    // Issued before onboarding: stamped with the self-signed certificate, never reportable.
+    let before = issue(&d, &["--line", "Tea|1|5"]);
+    assert_eq!(before["einvoice"]["self_signed"], true);
+    let wrong = d.fails(&["zatca", "onboard", "--otp", "999999", "--api-url", &stub.url]);
+    assert!(wrong["message"].as_str().unwrap().contains("Invalid-OTP"), "{wrong}");
+    let report = d.json(&["zatca", "onboard", "--otp", "123456", "--api-url", &stub.url]);
+    assert_eq!(report["stage"], "production");
+    let checks: Vec<&str> =
+        report["checks"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(checks, ["PASS"; 6], "one compliance check per document type: {report}");
+    // Issued while ZATCA is unreachable: queued, the chain continuing from before onboarding.
+    let buyer = d.customer("Beta Trading", Some("399999999800003"));
+    let standard = issue(&d, &["--customer", &buyer, "--line", "Chair|2|250"]);
+    let simplified = issue(&d, &["--line", "Coffee|3|12.5"]);
+    assert_eq!(standard["einvoice"]["self_signed"], false);
+    assert_eq!(standard["einvoice"]["pih"], before["einvoice"]["hash"], "onboarding does not restart the chain");
+    assert_eq!(standard["einvoice"]["icv"], 2);
+    let status = d.json(&["zatca", "status"]);
+    assert_eq!((status["pending"].as_u64(), status["not_reportable"].as_u64()), (Some(2), Some(1)), "{status}");
+    // ZATCA answers 503 once: the round stops, nothing is lost, the error is recorded.
+    let outage = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            &format!("{}/stub/outage", stub.url),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"requests\":1}",
+        ])
+        .output()
+        .expect("curl runs");
+    assert!(outage.status.success());
+    let error = d.fails(&["zatca", "submit"]);
+    assert!(error["message"].as_str().unwrap().contains("HTTP 503"), "{error}");
+    let status = d.json(&["zatca", "status"]);
+    assert_eq!(status["pending"], 2);
+    let first = &status["submissions"].as_array().unwrap()[1];
+    assert_eq!(first["attempts"], 1);
+    assert!(first["last_error"].as_str().unwrap().contains("503"), "{first}");
+    // Back online: cleared and reported, in counter order.
+    let report = d.json(&["zatca", "submit", "--pending"]);
+    let done: Vec<(&str, &str)> = report["submitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["number"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(done, [("A-000002", "cleared"), ("A-000003", "reported")], "{report}");
+    assert_eq!(report["pending"], 0);
+    let status = d.json(&["zatca", "status"]);
+    assert_eq!((status["cleared"].as_u64(), status["reported"].as_u64()), (Some(1), Some(1)));
+    let reported = status["submissions"].as_array().unwrap().iter().find(|s| s["number"] == "A-000003").unwrap();
+    assert_eq!(reported["response"]["reportingStatus"], "REPORTED", "ZATCA's answer is kept: {reported}");
+    assert_eq!(d.json(&["zatca", "submit"])["submitted"].as_array().unwrap().len(), 0, "nothing twice");
+    let _ = simplified;
+    // A stub that is gone: unreachable, still queued.
+    let later = issue(&d, &["--line", "Water|1|1"]);
+    drop(stub);
+    let error = d.fails(&["zatca", "submit"]);
+    assert!(error["message"].as_str().unwrap().contains("could not be reached"), "{error}");
+    assert_eq!(d.json(&["zatca", "status"])["pending"], 1);
+    let _ = later;
+}

@@ -66,6 +66,38 @@ pub struct Submission {
     pub response: Option<serde_json::Value>,
 }
 
+/// A CSID as this unit keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsidRecord {
+    /// The certificate (base64 of DER).
+    pub certificate: String,
+    /// `binarySecurityToken`.
+    pub token: String,
+    pub secret: String,
+    pub request_id: String,
+    pub environment: String,
+    pub api_url: String,
+}
+
+/// An e-invoice due for submission.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub submission: Submission,
+    pub uuid: String,
+    pub hash: String,
+    pub xml: String,
+}
+
+/// What a submission attempt produced.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionResult {
+    /// The new status (`reported`, `cleared`, `rejected`); `None` keeps it pending.
+    pub status: Option<String>,
+    pub error: Option<String>,
+    pub response: Option<serde_json::Value>,
+    pub cleared_xml: Option<String>,
+}
+
 /// This unit's e-invoicing state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ZatcaStatus {
@@ -295,6 +327,103 @@ impl Store {
             cleared: count("cleared")?,
             rejected: count("rejected")?,
             overdue: overdue as u64,
+        })
+    }
+
+    /// Records a CSID ZATCA issued: the certificate this unit stamps with from now on, and
+    /// the credentials that authenticate it (kept in the encrypted database; the private key
+    /// never leaves the keyring-derived [`Store::egs_key`]).
+    pub fn zatca_set_csid(&mut self, stage: EgsStage, csid: &CsidRecord) -> Result<()> {
+        let certificate = Certificate::from_base64(&csid.certificate).map_err(zatca_error)?;
+        if certificate.public_key_der() != self.egs_certificate_key()? {
+            return Err(zatca_error("the certificate ZATCA returned is not for this unit's key; nothing was changed"));
+        }
+        self.write(|tx, _, _| {
+            let prefix = stage.as_str();
+            set_egs_value(tx, &format!("{prefix}_token"), &csid.token)?;
+            set_egs_value(tx, &format!("{prefix}_secret"), &csid.secret)?;
+            set_egs_value(tx, &format!("{prefix}_request_id"), &csid.request_id)?;
+            set_egs_value(tx, "environment", &csid.environment)?;
+            set_egs_value(tx, "api_url", &csid.api_url)?;
+            if stage == EgsStage::Production {
+                set_egs_value(tx, "certificate", &csid.certificate)?;
+                set_egs_value(tx, "stage", stage.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The public key of this unit's signing key, as certificates carry it.
+    fn egs_certificate_key(&self) -> Result<Vec<u8>> {
+        use k256::pkcs8::EncodePublicKey;
+        let key = self.egs_key()?;
+        Ok(key.verifying_key().to_public_key_der().map_err(zatca_error)?.as_bytes().to_vec())
+    }
+
+    /// The credentials of a stage's CSID, and the API they were issued by.
+    pub fn zatca_csid(&self, stage: EgsStage) -> Result<Option<CsidRecord>> {
+        let prefix = stage.as_str();
+        let get = |key: &str| egs_value(&self.conn, key);
+        let (Some(token), Some(secret)) = (get(&format!("{prefix}_token"))?, get(&format!("{prefix}_secret"))?) else {
+            return Ok(None);
+        };
+        let certificate = daftar_zatca::api::Credentials { token: token.clone(), secret: secret.clone() }
+            .certificate_base64()
+            .map_err(zatca_error)?;
+        Ok(Some(CsidRecord {
+            certificate,
+            token,
+            secret,
+            request_id: get(&format!("{prefix}_request_id"))?.unwrap_or_default(),
+            environment: get("environment")?.unwrap_or_default(),
+            api_url: get("api_url")?.unwrap_or_default(),
+        }))
+    }
+
+    /// E-invoices to submit, oldest first, with what the API needs.
+    pub fn zatca_due(&self, limit: usize) -> Result<Vec<Due>> {
+        let queue = self.zatca_submissions(Some("pending"))?;
+        let mut out = Vec::new();
+        for submission in queue.into_iter().take(limit) {
+            let id: daftar_domain::InvoiceId = submission
+                .invoice_id
+                .parse()
+                .map_err(|_| zatca_error(format!("queued invoice id {} is not an id", submission.invoice_id)))?;
+            let invoice = self.invoice(id)?;
+            let einvoice = invoice
+                .einvoice
+                .ok_or_else(|| zatca_error(format!("invoice {} is queued but has no e-invoice", submission.number)))?;
+            out.push(Due { uuid: id.as_uuid().to_string(), hash: einvoice.hash, xml: einvoice.xml, submission });
+        }
+        Ok(out)
+    }
+
+    /// Records ZATCA's answer to a submission (or why it could not be asked).
+    pub fn zatca_record(&mut self, invoice_id: &str, result: &SubmissionResult) -> Result<()> {
+        let now = self.clock.now().timestamp_millis();
+        self.write(|tx, _, _| {
+            let changed = tx.execute(
+                "UPDATE zatca_submissions SET
+                    status = coalesce(?2, status),
+                    attempts = attempts + 1,
+                    last_attempt = ?3,
+                    last_error = ?4,
+                    response = coalesce(?5, response),
+                    cleared_xml = coalesce(?6, cleared_xml)
+                 WHERE invoice_id = ?1",
+                params![
+                    invoice_id,
+                    result.status,
+                    now,
+                    result.error,
+                    result.response.as_ref().map(|r| r.to_string()),
+                    result.cleared_xml
+                ],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound { kind: "queued e-invoice", id: invoice_id.to_owned() });
+            }
+            Ok(())
         })
     }
 

@@ -40,7 +40,7 @@ pub use bootstrap::{PreparedSnapshot, prepare_snapshot};
 pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
-pub use einvoice::{EgsStage, Submission, ZatcaStatus, seller_rules};
+pub use einvoice::{CsidRecord, Due, EgsStage, Submission, SubmissionResult, ZatcaStatus, seller_rules};
 pub use error::{Result, StoreError};
 pub use exchange::{IncomingChange, OutgoingChange, RefusedEnvelope, RelayStatus};
 pub use history::FieldChange;

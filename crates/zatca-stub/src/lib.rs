@@ -424,10 +424,11 @@ fn submission(stub: &Stub, headers: &HeaderMap, body: &Value, production: bool, 
     if accepted {
         let mut ledger = stub.ledger.lock().expect("ledger");
         if let Some(unit) = ledger.units.get_mut(&request_id) {
-            if !production {
+            if production {
+                unit.last_hash = body.get("invoiceHash").and_then(Value::as_str).map(str::to_owned);
+            } else {
                 unit.passed.insert(kind.clone());
             }
-            unit.last_hash = body.get("invoiceHash").and_then(Value::as_str).map(str::to_owned);
         }
     }
     let status_text = if !accepted {
@@ -522,7 +523,11 @@ async fn production_csids(State(stub): State<Stub>, headers: HeaderMap, Json(bod
     let compliance = match credentials.certificate_base64().ok().and_then(|b| Certificate::from_base64(&b).ok()) {
         Some(c) => c,
         None => {
-            return error(StatusCode::BAD_REQUEST, "Invalid-Token", "the compliance token does not carry a certificate");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid-Token",
+                "the compliance token does not carry a certificate",
+            );
         }
     };
     let parsed = x509_cert::Certificate::from_der(compliance.der()).expect("the stub's own certificate parses");
