@@ -103,6 +103,7 @@ impl Api {
                 self.with_store(|s| json(draft::view(s.save_draft(id, draft::content(&draft)?)?)))
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
+            Request::SaveInvoicePdf { id } => self.with_store(|s| json(save_pdf(s, id)?)),
             Request::DeleteInvoice { id } => self.with_store(|s| json(draft::view(s.delete_invoice(id)?))),
             Request::RestoreInvoice { id } => self.with_store(|s| json(draft::view(s.restore_invoice(id)?))),
             Request::InvoiceHistory { id } => self.with_store(|s| json(s.history(id.into())?)),
@@ -312,3 +313,32 @@ fn save_item(store: &mut Store, id: Option<ItemId>, input: ItemInput) -> Result<
 
 #[cfg(test)]
 mod tests;
+
+/// The folder printable PDFs go to: `DAFTAR_PDF_DIR`, else `Documents/Daftar`.
+fn pdf_dir() -> std::path::PathBuf {
+    match std::env::var_os("DAFTAR_PDF_DIR") {
+        Some(dir) => dir.into(),
+        None => dirs::document_dir().or_else(dirs::home_dir).unwrap_or_else(std::env::temp_dir).join("Daftar"),
+    }
+}
+
+fn save_pdf(store: &mut Store, id: daftar_domain::InvoiceId) -> Result<SavedPdf, ApiError> {
+    let invoice = store.invoice(id)?;
+    let pdf = daftar_pdf::render(&invoice, &store.settings()?.seller)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let dir = pdf_dir();
+    let name = match &invoice.number {
+        Some(number) => format!("{}.pdf", number.replace(['/', '\\'], "-")),
+        None => format!("draft-{}.pdf", &invoice.id.to_string()[..8]),
+    };
+    let file = dir.join(name);
+    let io = |e: std::io::Error| {
+        ApiError::new(ErrorCode::Io, format!("the PDF could not be saved to {}: {e}", file.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    // Written beside its final name and renamed: never half a PDF under that name.
+    let partial = dir.join(format!(".{}.partial", file.file_name().unwrap_or_default().to_string_lossy()));
+    std::fs::write(&partial, &pdf).map_err(io)?;
+    std::fs::rename(&partial, &file).map_err(io)?;
+    Ok(SavedPdf { file: file.display().to_string(), bytes: pdf.len() as u32 })
+}

@@ -45,6 +45,11 @@ pub enum Request {
     IssueInvoice {
         id: InvoiceId,
     },
+    /// Writes the invoice's printable PDF into the user's documents folder (`Daftar/`, or
+    /// `DAFTAR_PDF_DIR`) and says where.
+    SaveInvoicePdf {
+        id: InvoiceId,
+    },
     DeleteInvoice {
         id: InvoiceId,
     },
@@ -233,6 +238,14 @@ pub struct WorkspaceView {
 pub struct CreatedWorkspace {
     pub workspace_id: String,
     pub recovery_key: String,
+}
+
+/// Where a PDF was written.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct SavedPdf {
+    pub file: String,
+    pub bytes: u32,
 }
 
 /// One page of an invoice list, with the number of matches (the scrolled list's height).

@@ -17,7 +17,8 @@ use typst::foundations::{Dict, IntoValue};
 use typst_as_lib::{TypstEngine, TypstTemplateMainFile};
 
 const TEMPLATE: &str = include_str!("invoice.typ");
-const FONTS: [&[u8]; 4] = [
+/// The fonts every PDF is set in (public for the benchmark's floor).
+pub const FONTS: [&[u8]; 4] = [
     include_bytes!("../fonts/NotoSans-Regular.ttf"),
     include_bytes!("../fonts/NotoSans-Bold.ttf"),
     include_bytes!("../fonts/NotoSansArabic-Regular.ttf"),

@@ -10,6 +10,7 @@ import type { Problem } from "./bindings/Problem";
 import type { AppStatus } from "./bindings/AppStatus";
 import type { CreatedWorkspace } from "./bindings/CreatedWorkspace";
 import type { InvoicePage } from "./bindings/InvoicePage";
+import type { SavedPdf } from "./bindings/SavedPdf";
 import type { InvoiceListQuery } from "./bindings/InvoiceListQuery";
 import type { InvoiceView } from "./bindings/InvoiceView";
 import type { DraftInput } from "./bindings/DraftInput";
@@ -123,6 +124,7 @@ export const api = {
   createInvoice: (draft: DraftInput) => call<InvoiceView>({ command: "create_invoice", draft }),
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
+  saveInvoicePdf: (id: string) => call<SavedPdf>({ command: "save_invoice_pdf", id }),
   deleteInvoice: (id: string) => call<InvoiceView>({ command: "delete_invoice", id }),
   restoreInvoice: (id: string) => call<InvoiceView>({ command: "restore_invoice", id }),
   invoiceHistory: (id: string) => call<Version[]>({ command: "invoice_history", id }),

@@ -18,6 +18,7 @@ export async function startBackend(dataDir = mkdtempSync(join(tmpdir(), "daftar-
   const binary = process.env.DAFTAR_WEB ?? join(target, "debug/daftar-web");
   const child = spawn(binary, ["--data-dir", join(dataDir, "data"), "--ui", join(ui, "dist")], {
     stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, DAFTAR_PDF_DIR: join(dataDir, "pdf") },
   });
   const line = await new Promise((ok, fail) => {
     child.once("error", fail);

@@ -2,6 +2,7 @@
 // screenshot of each main screen in both languages (docs/screenshots/). Prints a summary line
 // and exits non-zero on the first failure.
 
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { startBackend, startBrowser, check, checked, repo } from "./harness.mjs";
 
@@ -89,6 +90,12 @@ try {
   await page.getByRole("heading", { name: "Invoice A-000001" }).waitFor();
   check(await page.getByLabel("Description 1").isDisabled(), "an issued invoice is read-only");
   check(await page.getByRole("button", { name: "Create credit note" }).isVisible(), "and offers a credit note");
+  check((await text("[data-testid=einvoice]")).includes("ZATCA e-invoice no. 1"), "stamped as ZATCA e-invoice 1");
+  await page.getByTestId("save-pdf").click();
+  await page.getByText(/PDF saved to .*A-000001\.pdf/).waitFor();
+  const pdfFile = join(backend.dataDir, "pdf", "A-000001.pdf");
+  const pdfText = execFileSync("pdftotext", [pdfFile, "-"], { encoding: "utf8" });
+  check(pdfText.includes("Tax Invoice") || pdfText.includes("Simplified Tax Invoice"), "Save PDF writes the invoice's PDF");
   await shot("invoice-issued-en");
 
   // A second draft: edit it, delete it, restore it from the trash, restore an earlier version.
