@@ -73,6 +73,7 @@ fn main() {
             api.start_sync(Arc::new(move |event| {
                 let _ = handle.emit("sync", event);
             }));
+            api.start_einvoicing();
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![call, ready])

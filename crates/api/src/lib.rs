@@ -249,6 +249,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Clears and reports queued e-invoices in the background once this device is onboarded
+    /// with ZATCA: simplified invoices must be reported within 24 hours, and offices are often
+    /// offline, so a failed round is simply tried again a minute later.
+    pub fn start_einvoicing(&self) {
+        let dir = self.dir.clone();
+        std::thread::Builder::new()
+            .name("daftar-zatca".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    let Ok(mut store) = open(&dir) else { continue };
+                    let due = store
+                        .zatca_status()
+                        .map(|s| s.stage == daftar_store::EgsStage::Production && s.pending > 0)
+                        .unwrap_or(false);
+                    if due {
+                        // The outcome of every e-invoice is recorded in the store's queue.
+                        let _ = daftar_einvoicing::submit_pending(&mut store, 100);
+                    }
+                }
+            })
+            .expect("the e-invoicing thread starts");
+    }
+}
+
 fn save_customer(store: &mut Store, id: Option<CustomerId>, input: CustomerInput) -> Result<CustomerView, ApiError> {
     let apply = |c: &mut Customer| {
         c.name = input.name.trim().to_owned();

@@ -95,6 +95,7 @@ async fn main() -> Result<()> {
     api.start_sync(Arc::new(move |event| {
         let _ = forward.send(serde_json::to_string(&event).unwrap_or_default());
     }));
+    api.start_einvoicing();
     let shell = Arc::new(Shell { api, events: sender });
     let app = Router::new()
         .route("/api", post(handle))
