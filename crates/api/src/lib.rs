@@ -103,6 +103,21 @@ impl Api {
                 self.with_store(|s| json(draft::view(s.save_draft(id, draft::content(&draft)?)?)))
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
+            Request::ZatcaStatus => self.with_store(|s| {
+                let z = s.zatca_status()?;
+                json(ZatcaView {
+                    stage: z.stage.as_str().to_owned(),
+                    environment: z.environment,
+                    certificate_issuer: z.certificate_issuer,
+                    icv: z.icv as u32,
+                    pending: z.pending as u32,
+                    reported: z.reported as u32,
+                    cleared: z.cleared as u32,
+                    rejected: z.rejected as u32,
+                    not_reportable: z.not_reportable as u32,
+                    overdue: z.overdue as u32,
+                })
+            }),
             Request::SaveInvoicePdf { id } => self.with_store(|s| json(save_pdf(s, id)?)),
             Request::DeleteInvoice { id } => self.with_store(|s| json(draft::view(s.delete_invoice(id)?))),
             Request::RestoreInvoice { id } => self.with_store(|s| json(draft::view(s.restore_invoice(id)?))),

@@ -25,6 +25,8 @@ pub enum Request {
     UpdateSeller {
         seller: SellerProfile,
     },
+    /// This device's ZATCA e-invoicing state (onboarding stage and the submission queue).
+    ZatcaStatus,
     ListInvoices {
         query: InvoiceListQuery,
     },
@@ -238,6 +240,25 @@ pub struct WorkspaceView {
 pub struct CreatedWorkspace {
     pub workspace_id: String,
     pub recovery_key: String,
+}
+
+/// This device's ZATCA e-invoicing state, as the settings screen shows it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct ZatcaView {
+    /// `self_signed` (not onboarded), `compliance` or `production`.
+    pub stage: String,
+    pub environment: Option<String>,
+    pub certificate_issuer: Option<String>,
+    /// The last invoice counter value used.
+    pub icv: u32,
+    pub pending: u32,
+    pub reported: u32,
+    pub cleared: u32,
+    pub rejected: u32,
+    pub not_reportable: u32,
+    /// Pending for longer than ZATCA's 24-hour reporting window.
+    pub overdue: u32,
 }
 
 /// Where a PDF was written.

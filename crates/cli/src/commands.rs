@@ -503,7 +503,11 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             let id = store.resolve_invoice(id)?;
             show_invoice(cli.json, &store.issue_invoice(id)?);
         }
-        InvoiceCommand::Xml { id } => crate::zatca::xml(&store.invoice(store.resolve_invoice(id)?)?)?,
+        InvoiceCommand::Xml { id, as_signed } => {
+            let invoice = store.invoice(store.resolve_invoice(id)?)?;
+            let cleared = if *as_signed { None } else { store.zatca_cleared_xml(&invoice.id.to_string())? };
+            crate::zatca::xml(&invoice, cleared.as_deref())?
+        }
         InvoiceCommand::Qr { id } => crate::zatca::qr(cli.json, &store.invoice(store.resolve_invoice(id)?)?)?,
         InvoiceCommand::Pdf { id, output } => {
             let invoice = store.invoice(store.resolve_invoice(id)?)?;

@@ -371,8 +371,14 @@ pub enum InvoiceCommand {
     },
     /// Issue a draft: number it, freeze it and stamp it as a ZATCA e-invoice.
     Issue { id: String },
-    /// The signed e-invoice (UBL 2.1 XML) of an issued invoice, on stdout.
-    Xml { id: String },
+    /// The signed e-invoice (UBL 2.1 XML) of an issued invoice, on stdout: as ZATCA cleared it
+    /// when it did (a standard invoice cleared from this device), else as Daftar signed it.
+    Xml {
+        id: String,
+        /// The XML as Daftar signed it, even when ZATCA returned a cleared one.
+        #[arg(long)]
+        as_signed: bool,
+    },
     /// The QR code payload of an issued invoice, and its fields.
     Qr { id: String },
     /// The printable bilingual PDF of an invoice (drafts are marked DRAFT).

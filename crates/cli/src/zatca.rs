@@ -122,11 +122,12 @@ fn einvoice(invoice: &Invoice) -> Result<&EInvoice> {
     }
 }
 
-/// `daftar invoice xml ID`: the signed XML, byte for byte.
-pub fn xml(invoice: &Invoice) -> Result<()> {
+/// `daftar invoice xml ID`: the signed XML (or ZATCA's cleared one), byte for byte.
+pub fn xml(invoice: &Invoice, cleared: Option<&str>) -> Result<()> {
     let e = einvoice(invoice)?;
     use std::io::Write;
-    std::io::stdout().lock().write_all(e.xml.as_bytes()).context("writing the XML")?;
+    let xml = cleared.unwrap_or(&e.xml);
+    std::io::stdout().lock().write_all(xml.as_bytes()).context("writing the XML")?;
     Ok(())
 }
 

@@ -427,6 +427,15 @@ impl Store {
         })
     }
 
+    /// The invoice as ZATCA cleared it (with ZATCA's stamp), when this device had it cleared.
+    pub fn zatca_cleared_xml(&self, invoice_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT cleared_xml FROM zatca_submissions WHERE invoice_id = ?1", [invoice_id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
     /// This device's e-invoices in the submission queue, oldest first; `status` filters.
     pub fn zatca_submissions(&self, status: Option<&str>) -> Result<Vec<Submission>> {
         let sql =

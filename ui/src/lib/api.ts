@@ -11,6 +11,7 @@ import type { AppStatus } from "./bindings/AppStatus";
 import type { CreatedWorkspace } from "./bindings/CreatedWorkspace";
 import type { InvoicePage } from "./bindings/InvoicePage";
 import type { SavedPdf } from "./bindings/SavedPdf";
+import type { ZatcaView } from "./bindings/ZatcaView";
 import type { InvoiceListQuery } from "./bindings/InvoiceListQuery";
 import type { InvoiceView } from "./bindings/InvoiceView";
 import type { DraftInput } from "./bindings/DraftInput";
@@ -124,6 +125,7 @@ export const api = {
   createInvoice: (draft: DraftInput) => call<InvoiceView>({ command: "create_invoice", draft }),
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
+  zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
   saveInvoicePdf: (id: string) => call<SavedPdf>({ command: "save_invoice_pdf", id }),
   deleteInvoice: (id: string) => call<InvoiceView>({ command: "delete_invoice", id }),
   restoreInvoice: (id: string) => call<InvoiceView>({ command: "restore_invoice", id }),

@@ -157,6 +157,9 @@ try {
   await page.getByText("No relay yet").waitFor();
   await shot("sync-en");
   await page.getByRole("navigation").getByRole("button", { name: "Settings" }).click();
+  await page.getByTestId("zatca-status").waitFor();
+  const zatca = await text("[data-testid=zatca-status]");
+  check(zatca.includes("not onboarded") && zatca.includes("not reportable 1"), `the ZATCA state is shown (${zatca})`);
   await shot("settings-en");
   await page.getByRole("navigation").getByRole("button", { name: "Items" }).click();
   await page.getByRole("button", { name: "Add item" }).click();
