@@ -119,6 +119,11 @@ impl Api {
                 })
             }),
             Request::SaveInvoicePdf { id } => self.with_store(|s| json(save_pdf(s, id)?)),
+            Request::PrintInvoicePdf { id } => self.with_store(|s| {
+                let mut saved = save_pdf(s, id)?;
+                saved.opened = open_with_viewer(std::path::Path::new(&saved.file));
+                json(saved)
+            }),
             Request::DeleteInvoice { id } => self.with_store(|s| json(draft::view(s.delete_invoice(id)?))),
             Request::RestoreInvoice { id } => self.with_store(|s| json(draft::view(s.restore_invoice(id)?))),
             Request::InvoiceHistory { id } => self.with_store(|s| json(s.history(id.into())?)),
@@ -381,5 +386,28 @@ fn save_pdf(store: &mut Store, id: daftar_domain::InvoiceId) -> Result<SavedPdf,
     let partial = dir.join(format!(".{}.partial", file.file_name().unwrap_or_default().to_string_lossy()));
     std::fs::write(&partial, &pdf).map_err(io)?;
     std::fs::rename(&partial, &file).map_err(io)?;
-    Ok(SavedPdf { file: file.display().to_string(), bytes: pdf.len() as u32 })
+    Ok(SavedPdf { file: file.display().to_string(), bytes: pdf.len() as u32, opened: false })
+}
+
+/// Starts the desktop's default viewer on `file` (it prints from there); false when there is
+/// none to start.
+fn open_with_viewer(file: &Path) -> bool {
+    let mut command = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    command
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        // Reaped in the background, so no zombie is left behind.
+        .map(|mut child| std::thread::spawn(move || child.wait()))
+        .is_ok()
 }

@@ -52,6 +52,11 @@ pub enum Request {
     SaveInvoicePdf {
         id: InvoiceId,
     },
+    /// Saves the PDF as `SaveInvoicePdf` does and opens it in the desktop's PDF viewer, whose
+    /// Print command prints it (WebKitGTK cannot show or print a PDF itself).
+    PrintInvoicePdf {
+        id: InvoiceId,
+    },
     DeleteInvoice {
         id: InvoiceId,
     },
@@ -267,6 +272,8 @@ pub struct ZatcaView {
 pub struct SavedPdf {
     pub file: String,
     pub bytes: u32,
+    /// For printing: whether a PDF viewer was started with it.
+    pub opened: bool,
 }
 
 /// One page of an invoice list, with the number of matches (the scrolled list's height).

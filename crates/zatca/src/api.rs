@@ -1,6 +1,8 @@
 //! The Fatoora platform's e-invoicing API, as ZATCA publishes it: the compliance CSID, the
 //! compliance checks, the production CSID, reporting (simplified) and clearance (standard).
-//! The only module of this crate that does I/O.
+//! The only module of this crate that does I/O. TLS is the system's OpenSSL (native-tls), which
+//! Daftar already links for SQLCipher; rustls without a provider would make every reqwest
+//! client in a binary need one installed first.
 //!
 //! Requests and responses follow the published shapes: JSON with camelCase names, HTTP Basic
 //! authentication with the `binarySecurityToken` and `secret` a CSID request returned,
@@ -161,7 +163,6 @@ pub struct Fatoora {
 
 impl Fatoora {
     pub fn new(base_url: &str) -> Result<Fatoora, ApiError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))

@@ -127,6 +127,7 @@ export const api = {
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
   saveInvoicePdf: (id: string) => call<SavedPdf>({ command: "save_invoice_pdf", id }),
+  printInvoicePdf: (id: string) => call<SavedPdf>({ command: "print_invoice_pdf", id }),
   deleteInvoice: (id: string) => call<InvoiceView>({ command: "delete_invoice", id }),
   restoreInvoice: (id: string) => call<InvoiceView>({ command: "restore_invoice", id }),
   invoiceHistory: (id: string) => call<Version[]>({ command: "invoice_history", id }),

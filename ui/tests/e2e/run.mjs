@@ -96,6 +96,9 @@ try {
   const pdfFile = join(backend.dataDir, "pdf", "A-000001.pdf");
   const pdfText = execFileSync("pdftotext", [pdfFile, "-"], { encoding: "utf8" });
   check(pdfText.includes("Tax Invoice") || pdfText.includes("Simplified Tax Invoice"), "Save PDF writes the invoice's PDF");
+  await page.getByTestId("print").click();
+  await page.getByText(/(Opened|PDF saved to) .*A-000001\.pdf.*print/).waitFor();
+  check(true, "Print saves the PDF and hands it to the desktop's viewer");
   await shot("invoice-issued-en");
 
   // A second draft: edit it, delete it, restore it from the trash, restore an earlier version.

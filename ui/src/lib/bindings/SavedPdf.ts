@@ -3,4 +3,8 @@
 /**
  * Where a PDF was written.
  */
-export type SavedPdf = { file: string, bytes: number, };
+export type SavedPdf = { file: string, bytes: number, 
+/**
+ * For printing: whether a PDF viewer was started with it.
+ */
+opened: boolean, };
