@@ -146,7 +146,7 @@ fn push_text(out: &mut String, buffered: &mut Option<(usize, String, bool, bool)
     }
 }
 
-fn escape_text(value: &str) -> String {
+pub(crate) fn escape_text(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -129,22 +129,8 @@ fn close(stack: &mut [Element], element: Element, root: &mut Option<Element>) {
     }
 }
 
-/// Escapes text content.
+/// Escapes text content as C14N writes it (`&`, `<`, `>`, CR), so what Daftar writes is
+/// already in canonical form.
 pub fn text(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes an attribute value (double-quoted).
-pub fn attribute(value: &str) -> String {
-    text(value).replace('"', "&quot;")
+    crate::hash::escape_text(value)
 }
