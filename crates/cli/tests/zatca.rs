@@ -117,6 +117,9 @@ fn issued_invoices_are_stamped_chained_and_verifiable() {
     assert_eq!(status["next_pih"], e3["hash"]);
     assert_eq!(status["not_reportable"], 3, "{status}");
     assert_eq!(status["submissions"].as_array().unwrap().len(), 3);
+    // `store verify` checks the chain (ICV 1..3, each PIH the previous hash, XML as signed).
+    let verified = d.json(&["store", "verify"]);
+    assert_eq!(verified["problems"].as_array().map(Vec::len), Some(0), "{verified}");
     // A draft has no e-invoice.
     let draft = d.json(&["invoice", "create", "--line", "X|1|1"])["id"].as_str().unwrap().to_owned();
     let error = d.fails(&["invoice", "xml", &draft]);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use automerge::Automerge;
 use daftar_domain::{Customer, DocumentId, Invoice, Item};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::document;
@@ -106,6 +106,8 @@ fn index_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge) -
 
 impl Store {
     /// Reads every document in full and checks it, its history, the index and the numbering.
+    /// Also checks this device's ZATCA chain: counter values 1..n without gaps, each PIH the
+    /// previous e-invoice's hash, the chain head the last one, every XML hashing as signed.
     pub fn verify(&self) -> Result<VerifyReport> {
         let damaged = self.damaged_pages()?;
         if !damaged.is_empty() {
@@ -126,6 +128,7 @@ impl Store {
             report.changes = count(conn, "SELECT count(*) FROM changes")?;
             report.snapshots = count(conn, "SELECT count(*) FROM snapshots")?;
             let mut numbers: HashMap<String, Vec<String>> = HashMap::new();
+            let mut chain: HashMap<String, (u64, String, String)> = HashMap::new();
             let mut settings_seen = 0;
             for (id, kind) in document_ids(conn)? {
                 report.documents += 1;
@@ -156,10 +159,22 @@ impl Store {
                         report.invoices += 1;
                         let invoice = check_record::<Invoice>(conn, id, &loaded.doc, problems);
                         if let Some(invoice) = invoice.filter(Invoice::is_issued)
-                            && let Some(number) = invoice.number
+                            && let Some(number) = invoice.number.clone()
                         {
                             report.issued += 1;
-                            numbers.entry(number).or_default().push(id.to_string());
+                            numbers.entry(number.clone()).or_default().push(id.to_string());
+                            if let Some(e) = &invoice.einvoice {
+                                // The signed XML must still hash to what was signed and chained.
+                                match daftar_zatca::invoice_hash(&e.xml) {
+                                    Ok(hash) if hash == e.hash => {}
+                                    Ok(hash) => problems.push(format!(
+                                        "invoice {number}: its e-invoice XML hashes to {hash}, not the {} it was signed with",
+                                        e.hash
+                                    )),
+                                    Err(error) => problems.push(format!("invoice {number}: its e-invoice XML: {error}")),
+                                }
+                                chain.insert(id.to_string(), (e.icv, e.hash.clone(), e.pih.clone()));
+                            }
                         }
                     }
                     DocKind::Customer => {
@@ -172,6 +187,7 @@ impl Store {
                     }
                 }
             }
+            report.problems.extend(check_chain(conn, &chain)?);
             if settings_seen != 1 {
                 report.problems.push(format!("expected one workspace settings document, found {settings_seen}"));
             }
@@ -407,4 +423,53 @@ impl Store {
         })?;
         Ok(())
     }
+}
+
+/// This device's e-invoice chain against the invoices that carry it. `chain` maps invoice id to
+/// (ICV, hash, PIH) for every issued invoice with an e-invoice.
+fn check_chain(
+    conn: &rusqlite::Connection,
+    chain: &std::collections::HashMap<String, (u64, String, String)>,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let queued: Vec<(String, String, i64)> = conn
+        .prepare("SELECT invoice_id, number, icv FROM zatca_submissions ORDER BY icv")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut previous = daftar_zatca::FIRST_PIH.to_owned();
+    for (position, (id, number, icv)) in queued.iter().enumerate() {
+        let expected = position as i64 + 1;
+        if *icv != expected {
+            problems.push(format!(
+                "e-invoice {number} has counter value {icv} where {expected} comes next: the chain has a gap"
+            ));
+        }
+        match chain.get(id) {
+            None => {
+                problems.push(format!("e-invoice {number} (ICV {icv}) is queued but its invoice carries no e-invoice"))
+            }
+            Some((doc_icv, hash, pih)) => {
+                if *doc_icv as i64 != *icv {
+                    problems.push(format!("invoice {number} carries ICV {doc_icv} but was queued with {icv}"));
+                }
+                if *pih != previous {
+                    problems.push(format!(
+                        "e-invoice {number} (ICV {icv}) is not chained to the previous e-invoice's hash"
+                    ));
+                }
+                previous = hash.clone();
+            }
+        }
+    }
+    let head: Option<(i64, String)> = conn
+        .query_row("SELECT icv, pih FROM zatca_chain WHERE unit = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (head_icv, head_pih) = head.unwrap_or((0, daftar_zatca::FIRST_PIH.to_owned()));
+    if head_icv != queued.len() as i64 || head_pih != previous {
+        problems.push(format!(
+            "the e-invoice chain head (ICV {head_icv}) does not match the last e-invoice issued here (ICV {})",
+            queued.len()
+        ));
+    }
+    Ok(problems)
 }
