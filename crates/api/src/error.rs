@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
             "invalid" => ErrorCode::Invalid,
             "conflict" => ErrorCode::Conflict,
             "io" => ErrorCode::Io,
+            "zatca" => ErrorCode::Invalid,
             _ => ErrorCode::Internal,
         };
         let problems = match &error {
@@ -103,6 +104,22 @@ impl From<SyncError> for ApiError {
                 ApiError::new(ErrorCode::NotFound, error.to_string())
             }
             _ => ApiError::new(ErrorCode::Invalid, error.to_string()),
+        }
+    }
+}
+
+impl From<daftar_einvoicing::EInvoicingError> for ApiError {
+    fn from(error: daftar_einvoicing::EInvoicingError) -> Self {
+        use daftar_einvoicing::EInvoicingError as E;
+        match error {
+            E::Store(e) => e.into(),
+            E::Seller(problems) => {
+                let message = format!("the seller profile is not complete enough for ZATCA:\n{problems}");
+                ApiError { code: ErrorCode::Invalid, message, problems }
+            }
+            E::Api(ref api) if api.is_transient() => ApiError::new(ErrorCode::Offline, error.to_string()),
+            E::Api(_) | E::ComplianceFailed { .. } => ApiError::new(ErrorCode::Refused, error.to_string()),
+            other => ApiError::new(ErrorCode::Invalid, other.to_string()),
         }
     }
 }

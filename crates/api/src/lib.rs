@@ -103,20 +103,20 @@ impl Api {
                 self.with_store(|s| json(draft::view(s.save_draft(id, draft::content(&draft)?)?)))
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
-            Request::ZatcaStatus => self.with_store(|s| {
-                let z = s.zatca_status()?;
-                json(ZatcaView {
-                    stage: z.stage.as_str().to_owned(),
-                    environment: z.environment,
-                    certificate_issuer: z.certificate_issuer,
-                    icv: z.icv as u32,
-                    pending: z.pending as u32,
-                    reported: z.reported as u32,
-                    cleared: z.cleared as u32,
-                    rejected: z.rejected as u32,
-                    not_reportable: z.not_reportable as u32,
-                    overdue: z.overdue as u32,
-                })
+            Request::ZatcaStatus => self.with_store(|s| json(zatca_view(s)?)),
+            Request::ZatcaOnboard { otp, environment, api_url } => self.with_store(|s| {
+                let environment = environment
+                    .parse()
+                    .map_err(|e: String| ApiError::new(ErrorCode::Invalid, e))?;
+                let options = daftar_einvoicing::OnboardOptions {
+                    otp,
+                    environment,
+                    api_url: api_url.filter(|u| !u.trim().is_empty()),
+                    branch: None,
+                    industry: None,
+                };
+                daftar_einvoicing::onboard(s, &options)?;
+                json(zatca_view(s)?)
             }),
             Request::SaveInvoicePdf { id } => self.with_store(|s| json(save_pdf(s, id)?)),
             Request::PrintInvoicePdf { id } => self.with_store(|s| {
@@ -359,6 +359,22 @@ fn save_item(store: &mut Store, id: Option<ItemId>, input: ItemInput) -> Result<
 
 #[cfg(test)]
 mod tests;
+
+fn zatca_view(store: &Store) -> Result<ZatcaView, ApiError> {
+    let z = store.zatca_status()?;
+    Ok(ZatcaView {
+        stage: z.stage.as_str().to_owned(),
+        environment: z.environment,
+        certificate_issuer: z.certificate_issuer,
+        icv: z.icv as u32,
+        pending: z.pending as u32,
+        reported: z.reported as u32,
+        cleared: z.cleared as u32,
+        rejected: z.rejected as u32,
+        not_reportable: z.not_reportable as u32,
+        overdue: z.overdue as u32,
+    })
+}
 
 /// The folder printable PDFs go to: `DAFTAR_PDF_DIR`, else `Documents/Daftar`.
 fn pdf_dir() -> std::path::PathBuf {

@@ -27,6 +27,16 @@ pub enum Request {
     },
     /// This device's ZATCA e-invoicing state (onboarding stage and the submission queue).
     ZatcaStatus,
+    /// Onboards this device with ZATCA (CSR, compliance CSID with the OTP, compliance checks,
+    /// production CSID), then answers like `ZatcaStatus`.
+    ZatcaOnboard {
+        otp: String,
+        /// `developer`, `simulation` or `production`.
+        environment: String,
+        /// Another address for ZATCA's API (a stub or proxy); empty for the environment's.
+        #[serde(default)]
+        api_url: Option<String>,
+    },
     ListInvoices {
         query: InvoiceListQuery,
     },

@@ -242,15 +242,19 @@ pub(crate) fn stamp_issued(
     )?;
     let status = if stage == EgsStage::Production { "pending" } else { "not_reportable" };
     tx.execute(
-        "INSERT INTO zatca_submissions (invoice_id, number, icv, subtype, status, issued_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO zatca_submissions (invoice_id, number, icv, subtype, status, issued_at, uuid, hash, pih, xml)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             invoice.id.to_string(),
             invoice.number.clone().unwrap_or_default(),
             icv as i64,
             subtype.as_str(),
             status,
-            now.timestamp_millis()
+            now.timestamp_millis(),
+            invoice.id.as_uuid().to_string(),
+            stamped.hash,
+            pih,
+            stamped.xml
         ],
     )?;
     invoice.einvoice = Some(EInvoice {
@@ -380,20 +384,18 @@ impl Store {
         }))
     }
 
-    /// E-invoices to submit, oldest first, with what the API needs.
+    /// E-invoices to submit, oldest first, with what the API needs (this unit's own e-invoices,
+    /// as it stamped them).
     pub fn zatca_due(&self, limit: usize) -> Result<Vec<Due>> {
         let queue = self.zatca_submissions(Some("pending"))?;
         let mut out = Vec::new();
         for submission in queue.into_iter().take(limit) {
-            let id: daftar_domain::InvoiceId = submission
-                .invoice_id
-                .parse()
-                .map_err(|_| zatca_error(format!("queued invoice id {} is not an id", submission.invoice_id)))?;
-            let invoice = self.invoice(id)?;
-            let einvoice = invoice
-                .einvoice
-                .ok_or_else(|| zatca_error(format!("invoice {} is queued but has no e-invoice", submission.number)))?;
-            out.push(Due { uuid: id.as_uuid().to_string(), hash: einvoice.hash, xml: einvoice.xml, submission });
+            let (uuid, hash, xml): (String, String, String) = self.conn.query_row(
+                "SELECT uuid, hash, xml FROM zatca_submissions WHERE invoice_id = ?1",
+                [&submission.invoice_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            out.push(Due { uuid, hash, xml, submission });
         }
         Ok(out)
     }

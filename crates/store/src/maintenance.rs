@@ -106,8 +106,8 @@ fn index_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge) -
 
 impl Store {
     /// Reads every document in full and checks it, its history, the index and the numbering.
-    /// Also checks this device's ZATCA chain: counter values 1..n without gaps, each PIH the
-    /// previous e-invoice's hash, the chain head the last one, every XML hashing as signed.
+    /// Also checks this device's ZATCA chain (see `check_chain`) and that every invoice's
+    /// e-invoice XML hashes as it was signed.
     pub fn verify(&self) -> Result<VerifyReport> {
         let damaged = self.damaged_pages()?;
         if !damaged.is_empty() {
@@ -128,7 +128,6 @@ impl Store {
             report.changes = count(conn, "SELECT count(*) FROM changes")?;
             report.snapshots = count(conn, "SELECT count(*) FROM snapshots")?;
             let mut numbers: HashMap<String, Vec<String>> = HashMap::new();
-            let mut chain: HashMap<String, (u64, String, String)> = HashMap::new();
             let mut settings_seen = 0;
             for (id, kind) in document_ids(conn)? {
                 report.documents += 1;
@@ -173,7 +172,6 @@ impl Store {
                                     )),
                                     Err(error) => problems.push(format!("invoice {number}: its e-invoice XML: {error}")),
                                 }
-                                chain.insert(id.to_string(), (e.icv, e.hash.clone(), e.pih.clone()));
                             }
                         }
                     }
@@ -187,7 +185,7 @@ impl Store {
                     }
                 }
             }
-            report.problems.extend(check_chain(conn, &chain)?);
+            report.problems.extend(check_chain(conn)?);
             if settings_seen != 1 {
                 report.problems.push(format!("expected one workspace settings document, found {settings_seen}"));
             }
@@ -425,50 +423,48 @@ impl Store {
     }
 }
 
-/// This device's e-invoice chain against the invoices that carry it. `chain` maps invoice id to
-/// (ICV, hash, PIH) for every issued invoice with an e-invoice.
-fn check_chain(
-    conn: &rusqlite::Connection,
-    chain: &std::collections::HashMap<String, (u64, String, String)>,
-) -> Result<Vec<String>> {
+/// This device's e-invoice chain, from the e-invoices it keeps verbatim: counter values 1..n
+/// without gaps, each PIH the previous hash, every XML hashing as signed, the head the last.
+fn check_chain(conn: &rusqlite::Connection) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let queued: Vec<(String, String, i64)> = conn
-        .prepare("SELECT invoice_id, number, icv FROM zatca_submissions ORDER BY icv")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut statement = conn.prepare("SELECT number, icv, hash, pih, xml FROM zatca_submissions ORDER BY icv")?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
     let mut previous = daftar_zatca::FIRST_PIH.to_owned();
-    for (position, (id, number, icv)) in queued.iter().enumerate() {
-        let expected = position as i64 + 1;
-        if *icv != expected {
+    let mut count = 0i64;
+    for row in rows {
+        let (number, icv, hash, pih, xml) = row?;
+        count += 1;
+        if icv != count {
             problems.push(format!(
-                "e-invoice {number} has counter value {icv} where {expected} comes next: the chain has a gap"
+                "e-invoice {number} has counter value {icv} where {count} comes next: the chain has a gap"
             ));
         }
-        match chain.get(id) {
-            None => {
-                problems.push(format!("e-invoice {number} (ICV {icv}) is queued but its invoice carries no e-invoice"))
-            }
-            Some((doc_icv, hash, pih)) => {
-                if *doc_icv as i64 != *icv {
-                    problems.push(format!("invoice {number} carries ICV {doc_icv} but was queued with {icv}"));
-                }
-                if *pih != previous {
-                    problems.push(format!(
-                        "e-invoice {number} (ICV {icv}) is not chained to the previous e-invoice's hash"
-                    ));
-                }
-                previous = hash.clone();
-            }
+        if pih != previous {
+            problems.push(format!("e-invoice {number} (ICV {icv}) is not chained to the previous e-invoice's hash"));
         }
+        match daftar_zatca::invoice_hash(&xml) {
+            Ok(h) if h == hash => {}
+            Ok(h) => problems
+                .push(format!("e-invoice {number} (ICV {icv}) hashes to {h}, not the {hash} it was signed with")),
+            Err(e) => problems.push(format!("e-invoice {number} (ICV {icv}): {e}")),
+        }
+        previous = hash;
     }
     let head: Option<(i64, String)> = conn
         .query_row("SELECT icv, pih FROM zatca_chain WHERE unit = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (head_icv, head_pih) = head.unwrap_or((0, daftar_zatca::FIRST_PIH.to_owned()));
-    if head_icv != queued.len() as i64 || head_pih != previous {
+    if head_icv != count || head_pih != previous {
         problems.push(format!(
-            "the e-invoice chain head (ICV {head_icv}) does not match the last e-invoice issued here (ICV {})",
-            queued.len()
+            "the e-invoice chain head (ICV {head_icv}) does not match the last e-invoice issued here (ICV {count})"
         ));
     }
     Ok(problems)

@@ -183,7 +183,7 @@ const MIGRATIONS: &[&str] = &[
     // hash of its last e-invoice (the next one's PIH) advance in the same transaction that
     // issues, so the chain has no gaps and no forks. `zatca_submissions` is this device's
     // queue of e-invoices to clear or report, with ZATCA's answer; other devices' invoices
-    // are theirs to submit. `zatca_egs` holds this unit's certificate and onboarding state
+    // are theirs to submit; it keeps each e-invoice verbatim. `zatca_egs` holds this unit's certificate and onboarding state
     // (the private key is derived from the device's keyring-held seed, never stored here).
     r#"
     CREATE TABLE zatca_chain (
@@ -200,6 +200,12 @@ const MIGRATIONS: &[&str] = &[
         number       TEXT NOT NULL,
         icv          INTEGER NOT NULL UNIQUE,
         subtype      TEXT NOT NULL CHECK (subtype IN ('standard', 'simplified')),
+        uuid         TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        pih          TEXT NOT NULL,
+        -- This unit's e-invoice verbatim: the invoice document may come to carry another
+        -- device's after a concurrent issue (see conflicts.rs), but this one stays in the chain.
+        xml          TEXT NOT NULL,
         status       TEXT NOT NULL CHECK (status IN ('not_reportable', 'pending', 'reported', 'cleared', 'rejected')),
         issued_at    INTEGER NOT NULL,
         attempts     INTEGER NOT NULL DEFAULT 0,

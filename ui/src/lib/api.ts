@@ -126,6 +126,8 @@ export const api = {
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
+  zatcaOnboard: (otp: string, environment: string, api_url: string | null) =>
+    call<ZatcaView>({ command: "zatca_onboard", otp, environment, api_url }),
   saveInvoicePdf: (id: string) => call<SavedPdf>({ command: "save_invoice_pdf", id }),
   printInvoicePdf: (id: string) => call<SavedPdf>({ command: "print_invoice_pdf", id }),
   deleteInvoice: (id: string) => call<InvoiceView>({ command: "delete_invoice", id }),

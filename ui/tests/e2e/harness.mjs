@@ -29,6 +29,18 @@ export async function startBackend(dataDir = mkdtempSync(join(tmpdir(), "daftar-
   return { url: `${url}/`, dataDir, stop: () => child.kill() };
 }
 
+/** The stub of ZATCA's API (crates/zatca-stub) on a free loopback port. */
+export async function startZatcaStub() {
+  const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
+  const child = spawn(join(target, "debug/daftar-zatca-stub"), [], { stdio: ["ignore", "pipe", "inherit"] });
+  const line = await new Promise((ok, fail) => {
+    child.once("error", fail);
+    child.once("exit", (code) => fail(new Error(`daftar-zatca-stub exited with ${code}`)));
+    createInterface({ input: child.stdout }).once("line", ok);
+  });
+  return { url: String(line).replace("daftar-zatca-stub listening on ", "").trim(), stop: () => child.kill() };
+}
+
 export async function startBrowser() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

@@ -4,7 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { startBackend, startBrowser, check, checked, repo } from "./harness.mjs";
+import { startBackend, startBrowser, startZatcaStub, check, checked, repo } from "./harness.mjs";
 
 const shots = process.env.DAFTAR_SCREENSHOTS ?? join(repo, "docs/screenshots");
 const backend = await startBackend();
@@ -164,6 +164,28 @@ try {
   const zatca = await text("[data-testid=zatca-status]");
   check(zatca.includes("not onboarded") && zatca.includes("not reportable 1"), `the ZATCA state is shown (${zatca})`);
   await shot("settings-en");
+  // Onboarding from the app: the seller profile first (ZATCA needs CR and national address).
+  const stub = await startZatcaStub();
+  try {
+    await page.getByTestId("zatca-otp").fill("123456");
+    await page.getByTestId("zatca-api-url").fill(stub.url);
+    await page.getByTestId("zatca-onboard").click();
+    await page.getByText(/BR-KSA-08/).first().waitFor();
+    check(true, "onboarding names the missing seller details by ZATCA rule");
+    await page.getByLabel("Commercial registration").fill("1010010000");
+    await page.getByLabel("Street").fill("King Fahd Road");
+    await page.getByLabel("Building number").fill("1234");
+    await page.getByLabel("District").fill("Al Olaya");
+    await page.getByLabel("Postal code").fill("12345");
+    await page.getByLabel("City", { exact: true }).fill("Riyadh");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("zatca-onboard").click();
+    await page.getByText("Onboarded: invoices are cleared or reported").waitFor();
+    check((await text("[data-testid=zatca-stage]")).startsWith("Onboarded"), "onboarded through the API stub");
+    await shot("settings-zatca-onboarded-en");
+  } finally {
+    stub.stop();
+  }
   await page.getByRole("navigation").getByRole("button", { name: "Items" }).click();
   await page.getByRole("button", { name: "Add item" }).click();
   await page.getByLabel("Name", { exact: true }).fill("Cardamom 1kg");
