@@ -292,7 +292,12 @@ const SUBMISSION_COLUMNS: &str =
 impl Store {
     /// This unit's signing key.
     pub fn egs_key(&self) -> Result<SigningKey> {
-        Ok(egs_key(&self.secret(crate::store::SIGNING_SEED)?))
+        if let Some(key) = self.egs.get() {
+            return Ok(key.clone());
+        }
+        let key = egs_key(&self.secret(crate::store::SIGNING_SEED)?);
+        let _ = self.egs.set(key.clone());
+        Ok(key)
     }
 
     /// This unit's e-invoicing state.
@@ -445,5 +450,71 @@ impl Store {
         let mut statement = self.conn.prepare(&sql)?;
         let rows = statement.query_map([status], submission)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use daftar_domain::{Amount, VatCategory};
+
+    use crate::{InitOptions, KeyChoice, LineInput, NewInvoice, Store, SystemClock};
+
+    fn issued_store(dir: &std::path::Path, count: usize) -> Store {
+        let seller = daftar_domain::SellerProfile {
+            name: "Acme".into(),
+            vat_number: "300000000000003".into(),
+            ..Default::default()
+        };
+        let options = InitOptions {
+            seller,
+            series: None,
+            key: KeyChoice::Passphrase("chain test".into()),
+            device_name: "test".into(),
+            existing: None,
+        };
+        let (mut store, _) = Store::init(&dir.join("data"), options, Arc::new(SystemClock)).unwrap();
+        for n in 0..count {
+            let line = LineInput {
+                description: format!("item {n}"),
+                quantity: "1".parse().unwrap(),
+                unit_price: "10".parse().unwrap(),
+                discount: Amount::ZERO,
+                vat: VatCategory::standard(),
+            };
+            let id = store.create_invoice(NewInvoice { lines: vec![line], ..Default::default() }).unwrap().id;
+            store.issue_invoice(id).unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn verify_names_every_break_in_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = issued_store(dir.path(), 3);
+        assert!(store.verify().unwrap().is_ok(), "{:?}", store.verify().unwrap().problems);
+        let problems = |store: &Store| store.verify().unwrap().problems.join("\n");
+
+        // A PIH that is not the previous hash.
+        store.conn.execute("UPDATE zatca_submissions SET pih = 'AAAA' WHERE icv = 2", []).unwrap();
+        assert!(problems(&store).contains("A-000002 (ICV 2) is not chained"), "{}", problems(&store));
+        let hash: String =
+            store.conn.query_row("SELECT hash FROM zatca_submissions WHERE icv = 1", [], |r| r.get(0)).unwrap();
+        store.conn.execute("UPDATE zatca_submissions SET pih = ?1 WHERE icv = 2", [&hash]).unwrap();
+        assert!(store.verify().unwrap().is_ok());
+
+        // An XML changed after signing.
+        store
+            .conn
+            .execute("UPDATE zatca_submissions SET xml = replace(xml, '>10.00<', '>11.00<') WHERE icv = 3", [])
+            .unwrap();
+        assert!(problems(&store).contains("A-000003 (ICV 3) hashes to"), "{}", problems(&store));
+
+        // A gap: the first e-invoice gone.
+        store.conn.execute("DELETE FROM zatca_submissions WHERE icv = 1", []).unwrap();
+        let text = problems(&store);
+        assert!(text.contains("counter value 2 where 1 comes next"), "{text}");
+        assert!(text.contains("chain head (ICV 3) does not match the last e-invoice issued here (ICV 2)"), "{text}");
     }
 }

@@ -108,6 +108,9 @@ pub struct Store {
     pub(crate) cache: DocCache,
     /// Writes since the search queue was last flushed (see `search_queue` in the schema).
     pub(crate) unflushed: std::cell::Cell<u32>,
+    /// The ZATCA signing key, derived once per open store: with the OS keyring, reading the
+    /// seed is a D-Bus round trip that issuing should not repeat.
+    pub(crate) egs: std::cell::OnceCell<k256::ecdsa::SigningKey>,
 }
 
 impl Drop for Store {
@@ -440,7 +443,14 @@ impl Store {
             data_dir: dir.to_owned(),
             key_location: location.clone(),
         };
-        let mut store = Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default() };
+        let mut store = Store {
+            conn,
+            info,
+            clock,
+            cache: DocCache::default(),
+            unflushed: Default::default(),
+            egs: Default::default(),
+        };
         let settings = WorkspaceSettings {
             id: workspace_id,
             seller: options.seller,
@@ -484,7 +494,14 @@ impl Store {
         let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
         let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
         let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
-        Ok(Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default() })
+        Ok(Store {
+            conn,
+            info,
+            clock,
+            cache: DocCache::default(),
+            unflushed: Default::default(),
+            egs: Default::default(),
+        })
     }
 
     pub fn info(&self) -> &WorkspaceInfo {
