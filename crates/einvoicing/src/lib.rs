@@ -165,7 +165,8 @@ pub fn onboard(store: &mut Store, options: &OnboardOptions) -> Result<OnboardRep
         egs_serial: format!("1-Daftar|2-{}|3-{}", env!("CARGO_PKG_VERSION"), info.device_id),
         vat_number: seller.vat_number.clone(),
         branch: options.branch.clone().unwrap_or_else(|| a.city.clone()),
-        organisation: seller.name.clone(),
+        // The organisation as registered; a seller known only by its Arabic name uses that.
+        organisation: if seller.name.trim().is_empty() { seller.name_ar.clone() } else { seller.name.clone() },
         invoice_types: "1100".into(),
         location: format!("{} {}, {}", a.building_number, a.street, a.city),
         industry: options.industry.clone().unwrap_or_else(|| "Trade".into()),
