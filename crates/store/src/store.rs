@@ -443,14 +443,7 @@ impl Store {
             data_dir: dir.to_owned(),
             key_location: location.clone(),
         };
-        let mut store = Store {
-            conn,
-            info,
-            clock,
-            cache: DocCache::default(),
-            unflushed: Default::default(),
-            egs: Default::default(),
-        };
+        let mut store = Store::assemble(conn, info, clock);
         let settings = WorkspaceSettings {
             id: workspace_id,
             seller: options.seller,
@@ -464,6 +457,11 @@ impl Store {
         // The profile is written last: until it exists, the directory is not a workspace.
         Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
         Ok(store)
+    }
+
+    /// A store over an open connection, with empty caches.
+    fn assemble(conn: Connection, info: WorkspaceInfo, clock: Arc<dyn Clock>) -> Store {
+        Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default(), egs: Default::default() }
     }
 
     /// Opens an existing data directory, taking its key from wherever `daftar.json` says.
@@ -494,14 +492,7 @@ impl Store {
         let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
         let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
         let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
-        Ok(Store {
-            conn,
-            info,
-            clock,
-            cache: DocCache::default(),
-            unflushed: Default::default(),
-            egs: Default::default(),
-        })
+        Ok(Store::assemble(conn, info, clock))
     }
 
     pub fn info(&self) -> &WorkspaceInfo {

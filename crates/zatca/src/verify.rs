@@ -95,14 +95,14 @@ pub fn verify(source: &str) -> Result<Verified, VerifyError> {
         return Err(VerifyError::NotAnInvoice(root.name.clone()));
     }
     let hash = crate::invoice_hash(source)?;
-    let signature_element = root
-        .descendants()
-        .into_iter()
-        .find(|e| {
-            e.local() == "Signature" && e.name.starts_with("ds:")
-                || e.local() == "Signature" && e.at("SignedInfo").is_some()
-        })
+    // One walk of the tree finds both parts of the stamp.
+    let descendants = root.descendants();
+    let signature_element = descendants
+        .iter()
+        .copied()
+        .find(|e| e.local() == "Signature" && e.at("SignedInfo").is_some())
         .ok_or(VerifyError::Missing("XML signature (ds:Signature) in its UBL extensions"))?;
+    let properties = descendants.iter().copied().find(|e| e.local() == "SignedProperties");
     let signed_info = required(signature_element, "SignedInfo", "ds:SignedInfo")?;
     let references: Vec<&Element> = signed_info.all("Reference").collect();
     let invoice_reference = references
@@ -139,7 +139,6 @@ pub fn verify(source: &str) -> Result<Verified, VerifyError> {
     );
 
     // XAdES signed properties: digest of their text as written.
-    let properties = root.descendants().into_iter().find(|e| e.local() == "SignedProperties");
     match properties {
         Some(properties) => {
             let text = &source[properties.span.0..properties.span.1];
@@ -163,9 +162,7 @@ pub fn verify(source: &str) -> Result<Verified, VerifyError> {
             None
         }
     };
-    if let (Some(certificate), Some(properties)) =
-        (&certificate, root.descendants().into_iter().find(|e| e.local() == "SignedProperties"))
-    {
+    if let (Some(certificate), Some(properties)) = (&certificate, properties) {
         let cert = properties.at("SignedSignatureProperties/SigningCertificate/Cert");
         let digest = cert.and_then(|c| c.text_at("CertDigest/DigestValue")).unwrap_or_default();
         check(

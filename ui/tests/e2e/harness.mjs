@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir, homedir } from "node:os";
-import { join, resolve, dirname } from "node:path";
+import { basename, join, resolve, dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -13,32 +13,30 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ui = resolve(here, "../..");
 export const repo = resolve(ui, "..");
 
-export async function startBackend(dataDir = mkdtempSync(join(tmpdir(), "daftar-e2e-"))) {
-  const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
-  const binary = process.env.DAFTAR_WEB ?? join(target, "debug/daftar-web");
-  const child = spawn(binary, ["--data-dir", join(dataDir, "data"), "--ui", join(ui, "dist")], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, DAFTAR_PDF_DIR: join(dataDir, "pdf") },
-  });
+const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
+
+/** Starts a server binary and waits for the line in which it says where it listens. */
+async function startListening(binary, args, env = process.env) {
+  const name = basename(binary);
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"], env });
   const line = await new Promise((ok, fail) => {
     child.once("error", fail);
-    child.once("exit", (code) => fail(new Error(`daftar-web exited with ${code}`)));
+    child.once("exit", (code) => fail(new Error(`${name} exited with ${code}`)));
     createInterface({ input: child.stdout }).once("line", ok);
   });
-  const url = String(line).replace("daftar-web listening on ", "").trim();
-  return { url: `${url}/`, dataDir, stop: () => child.kill() };
+  return { url: String(line).replace(`${name} listening on `, "").trim(), stop: () => child.kill() };
+}
+
+export async function startBackend(dataDir = mkdtempSync(join(tmpdir(), "daftar-e2e-"))) {
+  const binary = process.env.DAFTAR_WEB ?? join(target, "debug/daftar-web");
+  const args = ["--data-dir", join(dataDir, "data"), "--ui", join(ui, "dist")];
+  const web = await startListening(binary, args, { ...process.env, DAFTAR_PDF_DIR: join(dataDir, "pdf") });
+  return { url: `${web.url}/`, dataDir, stop: web.stop };
 }
 
 /** The stub of ZATCA's API (crates/zatca-stub) on a free loopback port. */
 export async function startZatcaStub() {
-  const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
-  const child = spawn(join(target, "debug/daftar-zatca-stub"), [], { stdio: ["ignore", "pipe", "inherit"] });
-  const line = await new Promise((ok, fail) => {
-    child.once("error", fail);
-    child.once("exit", (code) => fail(new Error(`daftar-zatca-stub exited with ${code}`)));
-    createInterface({ input: child.stdout }).once("line", ok);
-  });
-  return { url: String(line).replace("daftar-zatca-stub listening on ", "").trim(), stop: () => child.kill() };
+  return startListening(join(target, "debug/daftar-zatca-stub"), []);
 }
 
 export async function startBrowser() {
