@@ -1,65 +1,49 @@
-//! Backup files (format 1). Issue 6 is in progress: this crate is the file format; taking a
-//! consistent snapshot of the store, scheduling, retention and restore come next.
+//! Backups: portable, encrypted, verified snapshots of a workspace, and the three ways back
+//! from one (a new data directory, a CRDT merge into the live store, a revert of what changed
+//! since).
 //!
-//! A backup file is
-//!
-//! ```text
-//! "DAFTARBK" · u16 format (1) · u32 header length · header (JSON, plaintext) · chunks…
-//! chunk: u32 sealed length · AES-256-GCM(body bytes ≤ 1 MiB) with its 16-byte tag
-//! ```
-//!
-//! The header names what the backup holds (workspace, device, time, counts, document heads)
-//! and can be read without the key; it is also authenticated, because every chunk's
-//! associated data is the SHA-256 of the header, the chunk's index and whether it is the last.
-//! So a changed header, a flipped bit anywhere, chunks swapped, dropped or cut short, and the
-//! wrong key are all refused — and the last-chunk flag means a file cut at a chunk boundary is
-//! refused too. Nonces are a random 4-byte prefix (in the header) and the chunk index; each
-//! backup has its own random 32-byte salt, and the file key is HKDF(backup key, salt), so no
-//! two backups share a key.
-//!
-//! Files are written beside their final name and renamed only after `fsync`, so a crash or a
-//! full disk never leaves a file that could pass for a backup under that name.
+//! - **What a backup holds**: every document (its compacted save and change rows, so history
+//!   included) as of one consistent read of the store — the same snapshot parts a relay
+//!   bootstrap uses — plus a header naming the workspace, device, time, counts and a digest of
+//!   every document's heads ([`file`] has the byte layout).
+//! - **Its key** is derived from the workspace key, which every device of the workspace holds,
+//!   and the header carries that workspace key wrapped by the recovery key exactly as the relay
+//!   keeps it. So any device of the workspace backs up and restores with what is in its
+//!   keyring, and a new machine needs only the file and the recovery key. ARCHITECTURE.md says
+//!   why this rather than a key only the first device could derive.
+//! - **Checked**: after writing, the file is read back in full, every chunk authenticated,
+//!   every document loaded and read, and the counts and heads digest recomputed and compared
+//!   with the header. Restores run the same check on the whole file before they write anything.
+//! - **Pruned** by age buckets; the newest verified backup is never removed.
 
-use std::io::{Read, Write};
-use std::path::Path;
+mod file;
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Local, SecondsFormat, Timelike, Utc};
+use daftar_domain::{DeviceId, DocumentId, Series, WorkspaceId};
 use daftar_keys::Secret;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use serde::{Deserialize, Serialize};
+use daftar_store::{
+    BackupCounts, BackupRecord, DocKind, ExistingWorkspace, HeadsDigest, InitOptions, KeyChoice, PreparedSnapshot,
+    RevertFilter, RevertOutcome, Store, StoreError, SystemClock, Taken,
+};
+use daftar_sync::RecoveryKey;
+use daftar_sync::snapshot::{self, PartHeader};
+use serde::Serialize;
 
-const MAGIC: &[u8; 8] = b"DAFTARBK";
-/// The format this build writes and reads.
-pub const FORMAT: u16 = 1;
-const CHUNK: usize = 1 << 20;
-const TAG: usize = 16;
-const MAX_HEADER: u32 = 16 << 20;
+pub use file::{FORMAT, Header, KeyInfo, Reader, Writer, read_header};
 
-/// What a backup says about itself, readable without the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Header {
-    pub workspace: String,
-    pub device: String,
-    /// RFC 3339.
-    pub created_at: String,
-    pub counts: Counts,
-    /// SHA-256 over every document id and its heads, hex: compared after a restore.
-    pub heads_digest: String,
-    /// The body's length in bytes, before encryption.
-    pub body_bytes: u64,
-    /// Random per backup: the file key's HKDF salt (hex) and the nonces' prefix (hex).
-    pub salt: String,
-    pub nonce_prefix: String,
-}
+/// What backup files end with.
+pub const EXTENSION: &str = "daftar-backup";
+/// Documents per snapshot part in a backup body.
+const PART_DOCUMENTS: usize = 512;
+/// A part longer than this is damage, not data.
+const MAX_PART: usize = 1 << 30;
+/// A `.partial` file this old belongs to a backup that was killed, not to one being written.
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Counts {
-    pub documents: u64,
-    pub invoices: u64,
-    pub customers: u64,
-    pub items: u64,
-}
-
-/// A backup file could not be written or read, or does not hold.
+/// A backup could not be made, read or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     #[error("{path}: {source}")]
@@ -70,27 +54,55 @@ pub enum BackupError {
     UnsupportedFormat { path: String, found: u16 },
     #[error("{path} is cut short ({detail}): the file is incomplete; use another backup")]
     Truncated { path: String, detail: String },
-    #[error("{path}: its header is damaged ({detail})")]
+    #[error("{path}: its header is damaged ({detail}); use another backup")]
     BadHeader { path: String, detail: String },
     #[error(
-        "{path}: chunk {chunk} does not decrypt: the file was altered or damaged, or the key is not this workspace's (check the recovery key)"
+        "{path}: chunk {chunk} does not decrypt: the file was altered or damaged after it was written; use another backup"
     )]
     Tampered { path: String, chunk: u64 },
-    #[error("{path}: the body is {found} bytes but the header says {expected}: the file was altered")]
-    LengthMismatch { path: String, found: u64, expected: u64 },
+    #[error("{path}: the backup's contents are damaged ({detail}); use another backup")]
+    Damaged { path: String, detail: String },
+    #[error("{path}: the backup does not hold what its header says ({detail}); use another backup")]
+    Mismatch { path: String, detail: String },
+    #[error(
+        "{path} is a backup of workspace {backup}, but this data directory holds workspace {ours}; restore it with --into a new directory and its --recovery-key"
+    )]
+    WrongWorkspace { path: String, backup: String, ours: String },
+    #[error(
+        "the recovery key does not open {path}: it is another workspace's recovery key (or the backup's header was altered); check the key against the printed copy"
+    )]
+    WrongRecoveryKey { path: String },
+    #[error("{0} is not empty; restore into a new directory")]
+    TargetNotEmpty(String),
+    #[error("no backup named {0}")]
+    NoSuchBackup(String),
+    #[error("there is no backup to check in {0}")]
+    NoBackups(String),
     #[error("no randomness available")]
     Random,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
+impl BackupError {
+    /// A short, stable code for `--json` errors and the app.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BackupError::Io { .. } => "io",
+            BackupError::NotABackup(_) | BackupError::UnsupportedFormat { .. } => "not_a_backup",
+            BackupError::Truncated { .. }
+            | BackupError::BadHeader { .. }
+            | BackupError::Tampered { .. }
+            | BackupError::Damaged { .. }
+            | BackupError::Mismatch { .. } => "damaged_backup",
+            BackupError::WrongWorkspace { .. } => "wrong_workspace",
+            BackupError::WrongRecoveryKey { .. } => "wrong_key",
+            BackupError::TargetNotEmpty(_) => "invalid",
+            BackupError::NoSuchBackup(_) | BackupError::NoBackups(_) => "not_found",
+            BackupError::Random => "io",
+            BackupError::Store(e) => e.code(),
+        }
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 struct Len32;
@@ -100,243 +112,673 @@ impl ring::hkdf::KeyType for Len32 {
     }
 }
 
-fn file_key(backup_key: &Secret<32>, salt: &[u8]) -> LessSafeKey {
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(backup_key.expose_secret_bytes());
-    let info = [b"daftar backup file v1".as_slice()];
+/// The workspace's backup key: HKDF of its workspace key, bound to the workspace id. Each file
+/// then has its own key derived from this and a random salt.
+pub fn backup_key(workspace_key: &Secret<32>, workspace: WorkspaceId) -> Secret<32> {
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar backup key v1")
+        .extract(workspace_key.expose_secret_bytes());
+    let info = [workspace.as_bytes().as_slice()];
     let okm = prk.expand(&info, Len32).expect("32 bytes is a valid length");
     let mut key = [0u8; 32];
     okm.fill(&mut key).expect("32 bytes fill");
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte AES key"))
+    Secret::new(key)
 }
 
-fn nonce(prefix: &[u8; 4], index: u64) -> Nonce {
-    let mut bytes = [0u8; 12];
-    bytes[..4].copy_from_slice(prefix);
-    bytes[4..].copy_from_slice(&index.to_be_bytes());
-    Nonce::assume_unique_for_key(bytes)
+/// What opens a backup: the keyring of a device of its workspace, or the recovery key.
+#[derive(Debug, Clone, Copy)]
+pub enum Unlock<'a> {
+    Store(&'a Store),
+    RecoveryKey(&'a RecoveryKey),
 }
 
-fn aad(header_digest: &[u8], index: u64, last: bool) -> Vec<u8> {
-    let mut out = header_digest.to_vec();
-    out.extend_from_slice(&index.to_be_bytes());
-    out.push(u8::from(last));
-    out
-}
-
-/// Writes a backup of `body` to `path` atomically. `header`'s salt, nonce prefix and body
-/// length are filled in here.
-pub fn write(path: &Path, mut header: Header, body: &[u8], backup_key: &Secret<32>) -> Result<Header, BackupError> {
-    let io = |source: std::io::Error| BackupError::Io { path: path.display().to_string(), source };
-    let random = ring::rand::SystemRandom::new();
-    let mut salt = [0u8; 32];
-    let mut prefix = [0u8; 4];
-    ring::rand::SecureRandom::fill(&random, &mut salt).map_err(|_| BackupError::Random)?;
-    ring::rand::SecureRandom::fill(&random, &mut prefix).map_err(|_| BackupError::Random)?;
-    header.salt = hex(&salt);
-    header.nonce_prefix = hex(&prefix);
-    header.body_bytes = body.len() as u64;
-    let header_bytes = serde_json::to_vec(&header).expect("a header serialises");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &header_bytes);
-    let key = file_key(backup_key, &salt);
-    let partial = path.with_file_name(format!(
-        ".{}.partial",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    let mut file = std::fs::File::create(&partial).map_err(io)?;
-    let mut out = std::io::BufWriter::new(&mut file);
-    out.write_all(MAGIC).map_err(io)?;
-    out.write_all(&FORMAT.to_be_bytes()).map_err(io)?;
-    out.write_all(&(header_bytes.len() as u32).to_be_bytes()).map_err(io)?;
-    out.write_all(&header_bytes).map_err(io)?;
-    let chunks: Vec<&[u8]> = if body.is_empty() { vec![&[][..]] } else { body.chunks(CHUNK).collect() };
-    for (index, chunk) in chunks.iter().enumerate() {
-        let last = index + 1 == chunks.len();
-        let mut sealed = chunk.to_vec();
-        key.seal_in_place_append_tag(
-            nonce(&prefix, index as u64),
-            Aad::from(aad(digest.as_ref(), index as u64, last)),
-            &mut sealed,
-        )
-        .expect("sealing a chunk of at most 1 MiB");
-        out.write_all(&(sealed.len() as u32).to_be_bytes()).map_err(io)?;
-        out.write_all(&sealed).map_err(io)?;
-    }
-    out.flush().map_err(io)?;
-    drop(out);
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&partial, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(header)
-}
-
-fn read_exact(reader: &mut impl Read, buffer: &mut [u8], path: &Path, what: &str) -> Result<(), BackupError> {
-    reader.read_exact(buffer).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            BackupError::Truncated { path: path.display().to_string(), detail: format!("it ends inside the {what}") }
-        }
-        _ => BackupError::Io { path: path.display().to_string(), source: e },
+fn workspace_of(header: &Header, path: &Path) -> Result<WorkspaceId, BackupError> {
+    header.workspace.parse().map_err(|_| BackupError::BadHeader {
+        path: path.display().to_string(),
+        detail: format!("it names workspace {:?}", header.workspace),
     })
 }
 
-/// Reads a backup's header without the key (and without trusting it: `decrypt` authenticates
-/// it).
-pub fn read_header(path: &Path) -> Result<Header, BackupError> {
-    let mut file =
-        std::fs::File::open(path).map_err(|source| BackupError::Io { path: path.display().to_string(), source })?;
-    Ok(header_of(&mut file, path)?.0)
-}
-
-fn header_of(reader: &mut impl Read, path: &Path) -> Result<(Header, Vec<u8>), BackupError> {
-    let name = path.display().to_string();
-    let mut magic = [0u8; 8];
-    reader.read_exact(&mut magic).map_err(|_| BackupError::NotABackup(name.clone()))?;
-    if &magic != MAGIC {
-        return Err(BackupError::NotABackup(name));
-    }
-    let mut format = [0u8; 2];
-    read_exact(reader, &mut format, path, "format number")?;
-    let format = u16::from_be_bytes(format);
-    if format != FORMAT {
-        return Err(BackupError::UnsupportedFormat { path: name, found: format });
-    }
-    let mut length = [0u8; 4];
-    read_exact(reader, &mut length, path, "header length")?;
-    let length = u32::from_be_bytes(length);
-    if length > MAX_HEADER {
-        return Err(BackupError::BadHeader { path: name, detail: format!("a header of {length} bytes") });
-    }
-    let mut bytes = vec![0u8; length as usize];
-    read_exact(reader, &mut bytes, path, "header")?;
-    let header: Header = serde_json::from_slice(&bytes)
-        .map_err(|e| BackupError::BadHeader { path: name.clone(), detail: e.to_string() })?;
-    Ok((header, bytes))
-}
-
-/// Reads, authenticates and decrypts a whole backup: its header and body.
-pub fn decrypt(path: &Path, backup_key: &Secret<32>) -> Result<(Header, Vec<u8>), BackupError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| BackupError::Io { path: name.clone(), source })?;
-    let mut reader = std::io::BufReader::new(file);
-    let (header, header_bytes) = header_of(&mut reader, path)?;
-    let bad = |detail: &str| BackupError::BadHeader { path: name.clone(), detail: detail.to_owned() };
-    let salt = unhex(&header.salt).filter(|s| s.len() == 32).ok_or_else(|| bad("its salt is not 32 bytes of hex"))?;
-    let prefix: [u8; 4] = unhex(&header.nonce_prefix)
-        .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| bad("its nonce prefix is not 4 bytes of hex"))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &header_bytes);
-    let key = file_key(backup_key, &salt);
-    let mut body = Vec::with_capacity(header.body_bytes.min(1 << 30) as usize);
-    let mut index = 0u64;
-    loop {
-        let mut length = [0u8; 4];
-        match reader.read(&mut length[..1]) {
-            Ok(0) => {
-                return Err(BackupError::Truncated {
-                    path: name,
-                    detail: format!("no last chunk after {index} chunk(s)"),
+/// The workspace key that opens the backup at `path`.
+fn workspace_key_for(header: &Header, path: &Path, unlock: Unlock<'_>) -> Result<Secret<32>, BackupError> {
+    let workspace = workspace_of(header, path)?;
+    match unlock {
+        Unlock::Store(store) => {
+            let ours = store.info().workspace_id;
+            if ours != workspace {
+                return Err(BackupError::WrongWorkspace {
+                    path: path.display().to_string(),
+                    backup: workspace.to_string(),
+                    ours: ours.to_string(),
                 });
             }
-            Ok(_) => read_exact(&mut reader, &mut length[1..], path, "chunk length")?,
-            Err(source) => return Err(BackupError::Io { path: name, source }),
+            Ok(store.workspace_key(header.key.epoch)?)
         }
-        let length = u32::from_be_bytes(length) as usize;
-        if !(TAG..=CHUNK + TAG).contains(&length) {
-            return Err(BackupError::Tampered { path: name, chunk: index });
+        Unlock::RecoveryKey(recovery) => {
+            let wrapped =
+                file::unhex(&header.key.recovery_wrapped_workspace_key).ok_or_else(|| BackupError::BadHeader {
+                    path: path.display().to_string(),
+                    detail: "its wrapped workspace key is not hex".into(),
+                })?;
+            recovery
+                .unwrap_workspace_key(workspace, &wrapped)
+                .map_err(|_| BackupError::WrongRecoveryKey { path: path.display().to_string() })
         }
-        let mut sealed = vec![0u8; length];
-        read_exact(&mut reader, &mut sealed, path, &format!("chunk {index}"))?;
-        // The last chunk is the one that opens with the last flag set.
-        let mut opened = None;
-        for last in [false, true] {
-            let mut attempt = sealed.clone();
-            if let Ok(plain) =
-                key.open_in_place(nonce(&prefix, index), Aad::from(aad(digest.as_ref(), index, last)), &mut attempt)
-            {
-                opened = Some((plain.to_vec(), last));
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io { path: path.display().to_string(), source }
+}
+
+/// A backup as `daftar backup list --json` and `create --json` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct BackupInfo {
+    pub file: String,
+    pub created_at: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub bytes: u64,
+    pub workspace: String,
+    pub device: String,
+    pub device_name: String,
+    /// What made it (`manual`, `schedule`, `exit`, `migration`), for this device's backups.
+    pub reason: Option<String>,
+    pub counts: BackupCounts,
+    /// Whether its last full check passed; `null` when this device never checked it.
+    pub verified: Option<bool>,
+    pub verified_at: Option<String>,
+    /// What the last check found wrong.
+    pub problem: Option<String>,
+}
+
+fn rfc3339(millis: i64) -> String {
+    DateTime::from_timestamp_millis(millis).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn info_of(path: &Path, header: &Header, bytes: u64, record: Option<&BackupRecord>) -> BackupInfo {
+    BackupInfo {
+        file: path.display().to_string(),
+        created_at: header.created_at.clone(),
+        bytes,
+        workspace: header.workspace.clone(),
+        device: header.device.clone(),
+        device_name: header.device_name.clone(),
+        reason: record.map(|r| r.reason.clone()),
+        counts: header.counts,
+        verified: record.and_then(|r| r.verified),
+        verified_at: record.and_then(|r| r.verified_at).map(rfc3339),
+        problem: record.and_then(|r| r.problem.clone()),
+    }
+}
+
+/// Where this device's backups go: its setting, or `backups` beside the database.
+pub fn backup_dir(store: &Store) -> Result<PathBuf, BackupError> {
+    Ok(store.backup_settings()?.dir.unwrap_or_else(|| store.info().data_dir.join("backups")))
+}
+
+/// Makes a backup of the whole store into the backup folder (or `to`), checks it in full,
+/// records the result and prunes old backups. A backup that fails its check is recorded as
+/// failed and returned as an error.
+pub fn create(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<BackupInfo, BackupError> {
+    let dir = match to {
+        Some(dir) => dir.to_owned(),
+        None => backup_dir(store)?,
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    sweep_partials(&dir);
+    let info = store.info().clone();
+    let now = Utc::now();
+    let created_at = now.timestamp_millis();
+    let name = format!(
+        "daftar-{}-{}-{}.{EXTENSION}",
+        &info.workspace_id.to_string()[..8],
+        now.format("%Y%m%dT%H%M%S%3fZ"),
+        &info.device_id.to_string()[..8]
+    );
+    let path = dir.join(name);
+    let epoch = 1;
+    let key = backup_key(&store.workspace_key(epoch)?, info.workspace_id);
+    let device_name = store
+        .settings()
+        .ok()
+        .and_then(|s| s.devices.into_iter().find(|d| d.id == info.device_id).map(|d| d.name))
+        .unwrap_or_default();
+    let header = {
+        let read = store.consistent_read()?;
+        let manifest = read.manifest()?;
+        let parts = manifest.ids.len().div_ceil(PART_DOCUMENTS).max(1);
+        let header = Header {
+            workspace: info.workspace_id.to_string(),
+            device: info.device_id.to_string(),
+            device_name,
+            created_at: rfc3339(created_at),
+            app_version: env!("CARGO_PKG_VERSION").to_owned(),
+            counts: manifest.counts,
+            heads_digest: manifest.heads_digest.clone(),
+            parts: parts as u32,
+            key: KeyInfo {
+                epoch,
+                recovery_wrapped_workspace_key: hex::encode(store.recovery_wrapped_workspace_key()?),
+                recovery_public_key: hex::encode(store.recovery_public_key()?),
+            },
+            salt: String::new(),
+            nonce_prefix: String::new(),
+        };
+        let (mut writer, header) = Writer::create(&path, header, &key)?;
+        let id: [u8; 16] = *uuid::Uuid::new_v4().as_bytes();
+        let mut batches: Vec<&[DocumentId]> = manifest.ids.chunks(PART_DOCUMENTS).collect();
+        if batches.is_empty() {
+            batches.push(&[]);
+        }
+        for (index, ids) in batches.iter().enumerate() {
+            let documents = read.documents(ids)?;
+            let part = snapshot::encode_part(
+                &PartHeader { snapshot: id, seq: 0, part: index as u32, parts: parts as u32 },
+                &documents,
+            );
+            writer.write(&(part.len() as u32).to_be_bytes())?;
+            writer.write(&part)?;
+        }
+        let bytes = writer.finish()?;
+        (header, bytes)
+    };
+    let (header, bytes) = header;
+    store.record_backup(&BackupRecord {
+        file: path.clone(),
+        created_at,
+        bytes,
+        reason: reason.to_owned(),
+        counts: header.counts,
+        heads_digest: header.heads_digest.clone(),
+        verified: None,
+        verified_at: None,
+        problem: None,
+    })?;
+    let problem = check(&path, Unlock::Store(store)).err();
+    store.record_backup_check(&path, problem.as_ref().map(ToString::to_string).as_deref())?;
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    prune(store)?;
+    let record = store.backup_records()?.into_iter().find(|r| r.file == path);
+    Ok(info_of(&path, &header, bytes, record.as_ref()))
+}
+
+/// Removes `.partial` files left by backups that were killed.
+fn sweep_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_PARTIAL);
+        if name.starts_with('.') && name.ends_with(&format!(".{EXTENSION}.partial")) && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// What a full check of a backup found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    pub file: String,
+    pub created_at: String,
+    pub counts: BackupCounts,
+    /// Documents whose record could not be read (still waiting for changes from another
+    /// device when the backup was made); they are kept and restored as they are.
+    pub incomplete: u64,
+}
+
+/// Reads the whole backup: authenticates every chunk, loads and reads every document,
+/// recomputes the counts and heads digest and compares them with the header.
+pub fn check(path: &Path, unlock: Unlock<'_>) -> Result<CheckReport, BackupError> {
+    read_parts(path, unlock, |_| Ok(()))
+}
+
+/// Runs `each` on every part of the backup, after checking it, and checks the whole.
+fn read_parts(
+    path: &Path,
+    unlock: Unlock<'_>,
+    mut each: impl FnMut(PreparedSnapshot) -> Result<(), BackupError>,
+) -> Result<CheckReport, BackupError> {
+    let name = path.display().to_string();
+    let header = read_header(path)?;
+    let workspace_key = workspace_key_for(&header, path, unlock)?;
+    let key = backup_key(&workspace_key, workspace_of(&header, path)?);
+    let (header, mut reader) = Reader::open(path, &key)?;
+    let damaged = |detail: String| BackupError::Damaged { path: name.clone(), detail };
+    let (mut counts, mut digest, mut incomplete) = (BackupCounts::default(), HeadsDigest::default(), 0);
+    let mut first: Option<PartHeader> = None;
+    let mut previous: Option<DocumentId> = None;
+    for index in 0..header.parts {
+        let length = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes")) as usize;
+        if length > MAX_PART {
+            return Err(damaged(format!("part {index} claims {length} bytes")));
+        }
+        let bytes = reader.take(length)?;
+        let (part, documents) = snapshot::unpack(&bytes).map_err(|e| damaged(format!("part {index}: {e}")))?;
+        match &first {
+            None if part.part != 0 || part.parts != header.parts => {
+                return Err(damaged(format!("part 0 says it is part {} of {}", part.part, part.parts)));
+            }
+            None => first = Some(part),
+            Some(first) => {
+                snapshot::check_part(first, index, &part).map_err(|e| damaged(e.to_string()))?;
+            }
+        }
+        let prepared = daftar_store::prepare_snapshot(documents).map_err(|e| damaged(e.to_string()))?;
+        for summary in prepared.summaries() {
+            if previous.is_some_and(|p| p.as_uuid() >= summary.id.as_uuid()) {
+                return Err(damaged(format!("document {} is out of order or repeated", summary.id)));
+            }
+            previous = Some(summary.id);
+            digest.add(summary.id, &summary.heads);
+            counts.add(summary.kind);
+            incomplete += u64::from(!summary.readable);
+        }
+        each(prepared)?;
+    }
+    if !reader.at_end()? {
+        return Err(damaged("there is data after the last part".into()));
+    }
+    if counts != header.counts {
+        return Err(BackupError::Mismatch {
+            path: name,
+            detail: format!("the header counts {:?}, the body holds {counts:?}", header.counts),
+        });
+    }
+    if digest.finish() != header.heads_digest {
+        return Err(BackupError::Mismatch {
+            path: name,
+            detail: "the documents' versions differ from the header's digest".into(),
+        });
+    }
+    Ok(CheckReport { file: name, created_at: header.created_at, counts, incomplete })
+}
+
+/// Checks `path` and records the result if this device made it.
+pub fn verify(store: &mut Store, path: &Path, recovery: Option<&RecoveryKey>) -> Result<CheckReport, BackupError> {
+    let unlock = match recovery {
+        Some(key) => Unlock::RecoveryKey(key),
+        None => Unlock::Store(store),
+    };
+    let result = check(path, unlock);
+    let problem = result.as_ref().err().map(ToString::to_string);
+    if !matches!(result, Err(BackupError::WrongRecoveryKey { .. } | BackupError::WrongWorkspace { .. })) {
+        store.record_backup_check(path, problem.as_deref())?;
+    }
+    result
+}
+
+/// Every backup of this workspace in the backup folder, and every one this device recorded
+/// elsewhere that still exists, newest first.
+pub fn list(store: &Store) -> Result<Vec<BackupInfo>, BackupError> {
+    let dir = backup_dir(store)?;
+    let records = store.backup_records()?;
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                !name.starts_with('.') && name.ends_with(&format!(".{EXTENSION}"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(&dir)(e)),
+    };
+    for record in &records {
+        if !files.contains(&record.file) && record.file.exists() {
+            files.push(record.file.clone());
+        }
+    }
+    let workspace = store.info().workspace_id.to_string();
+    let mut out = Vec::new();
+    for path in files {
+        let record = records.iter().find(|r| r.file == path);
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match read_header(&path) {
+            Ok(header) if header.workspace == workspace => out.push(info_of(&path, &header, bytes, record)),
+            Ok(_) => {}
+            Err(e) => {
+                // Named like a backup but not readable as one: show it, failed.
+                out.push(BackupInfo {
+                    file: path.display().to_string(),
+                    created_at: record.map(|r| rfc3339(r.created_at)).unwrap_or_default(),
+                    bytes,
+                    workspace: workspace.clone(),
+                    device: String::new(),
+                    device_name: String::new(),
+                    reason: record.map(|r| r.reason.clone()),
+                    counts: BackupCounts::default(),
+                    verified: Some(false),
+                    verified_at: None,
+                    problem: Some(e.to_string()),
+                })
+            }
+        }
+    }
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.file.cmp(&a.file)));
+    Ok(out)
+}
+
+/// Which of `times` (newest first) the retention keeps: the newest `last`, and the newest in
+/// each of the newest `hourly` hours, `daily` days and `monthly` months (local time) that have
+/// one.
+pub fn keep(times: &[DateTime<Local>], retention: daftar_store::Retention) -> Vec<bool> {
+    let mut kept: Vec<bool> = (0..times.len()).map(|i| i < retention.last as usize).collect();
+    /// A backup's hour, day or month.
+    type Bucket = fn(&DateTime<Local>) -> (i32, u32, u32, u32);
+    let rules: [(u32, Bucket); 3] = [
+        (retention.hourly, |t| (t.year(), t.month(), t.day(), t.hour())),
+        (retention.daily, |t| (t.year(), t.month(), t.day(), 0)),
+        (retention.monthly, |t| (t.year(), t.month(), 0, 0)),
+    ];
+    for (count, bucket) in rules {
+        let mut seen = HashSet::new();
+        for (index, time) in times.iter().enumerate() {
+            if seen.len() as u32 >= count {
                 break;
             }
-        }
-        let (plain, last) = opened.ok_or(BackupError::Tampered { path: name.clone(), chunk: index })?;
-        body.extend_from_slice(&plain);
-        index += 1;
-        if last {
-            let mut rest = [0u8; 1];
-            if reader.read(&mut rest).map_err(|source| BackupError::Io { path: name.clone(), source })? != 0 {
-                return Err(BackupError::Tampered { path: name, chunk: index });
+            if seen.insert(bucket(time)) {
+                kept[index] = true;
             }
-            break;
         }
     }
-    if body.len() as u64 != header.body_bytes {
-        return Err(BackupError::LengthMismatch { path: name, found: body.len() as u64, expected: header.body_bytes });
+    kept
+}
+
+/// Removes this device's backups that the retention does not keep. Only verified backups
+/// count towards the buckets; one that failed or was never checked goes once a newer verified
+/// backup exists. The newest verified backup always stays. Returns the files removed.
+pub fn prune(store: &mut Store) -> Result<Vec<PathBuf>, BackupError> {
+    let retention = store.backup_settings()?.keep;
+    let device = store.info().device_id.to_string();
+    let mine: Vec<BackupInfo> = list(store)?.into_iter().filter(|b| b.device == device).collect();
+    let verified: Vec<&BackupInfo> = mine.iter().filter(|b| b.verified == Some(true)).collect();
+    let Some(newest_verified) = verified.first().map(|b| b.created_at.clone()) else { return Ok(Vec::new()) };
+    let times: Vec<DateTime<Local>> = verified
+        .iter()
+        .map(|b| DateTime::parse_from_rfc3339(&b.created_at).map(|t| t.with_timezone(&Local)).unwrap_or_default())
+        .collect();
+    let mut kept = keep(&times, retention);
+    kept[0] = true;
+    let mut removed = Vec::new();
+    let keep_files: HashSet<&str> =
+        verified.iter().zip(&kept).filter(|(_, k)| **k).map(|(b, _)| b.file.as_str()).collect();
+    for backup in &mine {
+        let unverified_but_newer = backup.verified != Some(true) && backup.created_at > newest_verified;
+        if keep_files.contains(backup.file.as_str()) || unverified_but_newer {
+            continue;
+        }
+        let path = PathBuf::from(&backup.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+        store.forget_backup(&path)?;
+        removed.push(path);
     }
-    Ok((header, body))
+    Ok(removed)
+}
+
+/// A restore into a new data directory.
+#[derive(Debug)]
+pub struct RestoredInto {
+    pub store: Store,
+    pub check: CheckReport,
+}
+
+/// Restores `path` as a complete workspace in the new data directory `dir`, as a new device
+/// of the workspace (its own id, signing key and invoice series `B…`). `live` opens it on a
+/// device of the workspace; `recovery` on any machine. The backup is checked in full first,
+/// and the new store is compared with the backup's header afterwards.
+pub fn restore_into(
+    path: &Path,
+    dir: &Path,
+    recovery: Option<RecoveryKey>,
+    live: Option<&Store>,
+    key_choice: KeyChoice,
+) -> Result<RestoredInto, BackupError> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+        return Err(BackupError::TargetNotEmpty(dir.display().to_string()));
+    }
+    let header = read_header(path)?;
+    let unlock = match (&recovery, live) {
+        (Some(key), _) => Unlock::RecoveryKey(key),
+        (None, Some(store)) => Unlock::Store(store),
+        (None, None) => return Err(BackupError::WrongRecoveryKey { path: path.display().to_string() }),
+    };
+    let checked = check(path, unlock)?;
+    let workspace_key = workspace_key_for(&header, path, unlock)?;
+    let workspace = workspace_of(&header, path)?;
+    let device = DeviceId::from_uuid(uuid::Uuid::now_v7());
+    let recovery = match recovery {
+        Some(key) => key,
+        // Set-up needs one; the workspace's own recovery material replaces it below.
+        None => RecoveryKey::generate().map_err(|_| BackupError::Random)?,
+    };
+    let existing = ExistingWorkspace {
+        workspace_id: workspace,
+        device_id: device,
+        workspace_key,
+        signing_seed: daftar_keys::generate_secret().map_err(StoreError::from)?,
+        recovery,
+    };
+    let series = Series::for_device('B', device).expect("B and four hex digits is a valid series");
+    let existed = dir.exists();
+    let (mut store, _) = Store::init(
+        dir,
+        InitOptions {
+            seller: Default::default(),
+            series: Some(series),
+            key: key_choice,
+            device_name: "restored from backup".into(),
+            existing: Some(existing),
+        },
+        std::sync::Arc::new(SystemClock),
+    )?;
+    let result = (|| {
+        let bad = |what: &str| BackupError::BadHeader { path: path.display().to_string(), detail: what.into() };
+        let public: [u8; 32] = file::unhex(&header.key.recovery_public_key)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("its recovery public key is not 32 bytes of hex"))?;
+        let wrapped =
+            file::unhex(&header.key.recovery_wrapped_workspace_key).ok_or_else(|| bad("its wrapped key is not hex"))?;
+        store.set_recovery_material(&public, &wrapped)?;
+        let key = Unlock::Store(&store);
+        let mut parts = Vec::new();
+        read_parts(path, key, |part| {
+            parts.push(part);
+            Ok(())
+        })?;
+        for part in &parts {
+            store.take_in(part)?;
+        }
+        let read = store.consistent_read()?;
+        let manifest = read.manifest()?;
+        drop(read);
+        if manifest.heads_digest != header.heads_digest || manifest.counts != header.counts {
+            return Err(BackupError::Mismatch {
+                path: path.display().to_string(),
+                detail: "the restored store does not hold the backup's documents at the backup's versions".into(),
+            });
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        drop(store);
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(e);
+    }
+    Ok(RestoredInto { store, check: checked })
+}
+
+/// One document a restore touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Touched {
+    pub id: String,
+    pub kind: &'static str,
+}
+
+/// What `restore --merge` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MergeReport {
+    /// Documents the live store lacked (purged, lost): back, with their history.
+    pub brought_back: Vec<Touched>,
+    /// Documents that gained changes the live store lacked.
+    pub merged: Vec<Touched>,
+    pub unchanged: u64,
+}
+
+fn unlock_for<'a>(store: &'a Store, recovery: Option<&'a RecoveryKey>) -> Unlock<'a> {
+    match recovery {
+        Some(key) => Unlock::RecoveryKey(key),
+        None => Unlock::Store(store),
+    }
+}
+
+fn check_workspace(store: &Store, path: &Path) -> Result<(), BackupError> {
+    let header = read_header(path)?;
+    let ours = store.info().workspace_id;
+    if workspace_of(&header, path)? != ours {
+        return Err(BackupError::WrongWorkspace {
+            path: path.display().to_string(),
+            backup: header.workspace,
+            ours: ours.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the whole backup (checking it) and only then hands its parts out: a damaged backup
+/// writes nothing.
+fn checked_parts(
+    store: &Store,
+    path: &Path,
+    recovery: Option<&RecoveryKey>,
+) -> Result<Vec<PreparedSnapshot>, BackupError> {
+    check_workspace(store, path)?;
+    let mut parts = Vec::new();
+    read_parts(path, unlock_for(store, recovery), |part| {
+        parts.push(part);
+        Ok(())
+    })?;
+    Ok(parts)
+}
+
+/// Merges every document of the backup into the live store as CRDT merges: what the store
+/// lacks comes back, nothing newer is overwritten.
+pub fn merge(store: &mut Store, path: &Path, recovery: Option<&RecoveryKey>) -> Result<MergeReport, BackupError> {
+    let parts = checked_parts(store, path, recovery)?;
+    let mut report = MergeReport::default();
+    for part in &parts {
+        let kinds: Vec<DocKind> = part.summaries().map(|s| s.kind).collect();
+        for ((id, taken), kind) in store.take_in(part)?.into_iter().zip(kinds) {
+            let touched = Touched { id: id.to_string(), kind: kind.as_str() };
+            match taken {
+                Taken::Added => report.brought_back.push(touched),
+                Taken::Merged => report.merged.push(touched),
+                Taken::Unchanged => report.unchanged += 1,
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// One document `restore --revert-to-backup` could not turn back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    pub id: String,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// What `restore --revert-to-backup` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RevertReport {
+    pub brought_back: Vec<Touched>,
+    pub reverted: Vec<Touched>,
+    pub refused: Vec<Refused>,
+    pub unchanged: u64,
+    pub not_selected: u64,
+}
+
+/// Turns documents that changed since the backup back to their state in it, as new changes
+/// that sync like any edit (see `Store::revert_to_backup`).
+pub fn revert(
+    store: &mut Store,
+    path: &Path,
+    recovery: Option<&RecoveryKey>,
+    filter: &RevertFilter,
+) -> Result<RevertReport, BackupError> {
+    let parts = checked_parts(store, path, recovery)?;
+    let header = read_header(path)?;
+    let when = DateTime::parse_from_rfc3339(&header.created_at)
+        .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or(header.created_at.clone());
+    let label = format!("revert to backup of {when}");
+    let mut report = RevertReport::default();
+    for part in &parts {
+        for (id, kind, outcome) in store.revert_to_backup(part, filter, &label)? {
+            let touched = Touched { id: id.to_string(), kind: kind.as_str() };
+            match outcome {
+                RevertOutcome::BroughtBack => report.brought_back.push(touched),
+                RevertOutcome::Reverted => report.reverted.push(touched),
+                RevertOutcome::Unchanged => report.unchanged += 1,
+                RevertOutcome::NotSelected => report.not_selected += 1,
+                RevertOutcome::Refused { reason } => {
+                    report.refused.push(Refused { id: touched.id, kind: touched.kind, reason })
+                }
+            }
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
-    fn header() -> Header {
-        Header {
-            workspace: "ws".into(),
-            device: "dev".into(),
-            created_at: "2026-11-30T04:00:00Z".into(),
-            counts: Counts { documents: 3, invoices: 1, customers: 1, items: 1 },
-            heads_digest: "00".into(),
-            body_bytes: 0,
-            salt: String::new(),
-            nonce_prefix: String::new(),
-        }
-    }
-
-    fn key(byte: u8) -> Secret<32> {
-        Secret::new([byte; 32])
+    fn at(day: u32, hour: u32, minute: u32) -> DateTime<Local> {
+        Local.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap()
     }
 
     #[test]
-    fn a_backup_round_trips_and_its_header_reads_without_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.daftar-backup");
-        let body: Vec<u8> = (0..(CHUNK * 2 + 123)).map(|i| (i % 251) as u8).collect();
-        let written = write(&path, header(), &body, &key(1)).unwrap();
-        assert_eq!(read_header(&path).unwrap(), written);
-        let (read, decrypted) = decrypt(&path, &key(1)).unwrap();
-        assert_eq!(read, written);
-        assert_eq!(decrypted, body);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 1, "no partial file left: {names:?}");
-        assert!(matches!(decrypt(&path, &key(2)), Err(BackupError::Tampered { chunk: 0, .. })), "a wrong key");
+    fn retention_keeps_the_newest_of_each_bucket() {
+        // Newest first: three in the 10 o'clock hour, one at 9, one the day before, one a month
+        // before.
+        let times = [at(30, 10, 50), at(30, 10, 20), at(30, 10, 5), at(30, 9, 0), at(29, 23, 0), at(1, 1, 0)];
+        let keep = |last, hourly, daily, monthly| {
+            super::keep(&times, daftar_store::Retention { last, hourly, daily, monthly })
+        };
+        assert_eq!(keep(0, 24, 0, 0), [true, false, false, true, true, true]);
+        assert_eq!(keep(0, 2, 0, 0), [true, false, false, true, false, false]);
+        assert_eq!(keep(0, 0, 2, 0), [true, false, false, false, true, false]);
+        assert_eq!(keep(0, 0, 0, 12), [true, false, false, false, false, false], "1 Nov is this month too");
+        assert_eq!(keep(3, 0, 0, 0), [true, true, true, false, false, false]);
+        assert_eq!(keep(0, 0, 0, 0), [false; 6], "prune itself always keeps the newest verified");
     }
 
     #[test]
-    fn every_flipped_bit_and_every_truncation_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b");
-        let body: Vec<u8> = (0..300u32).flat_map(|i| i.to_be_bytes()).collect();
-        write(&path, header(), &body, &key(7)).unwrap();
-        let good = std::fs::read(&path).unwrap();
-        let bad = dir.path().join("bad");
-        for at in 0..good.len() {
-            for bit in [0u8, 3, 7] {
-                let mut flipped = good.clone();
-                flipped[at] ^= 1 << bit;
-                std::fs::write(&bad, &flipped).unwrap();
-                assert!(decrypt(&bad, &key(7)).is_err(), "a flipped bit {bit} at byte {at} was accepted");
-            }
-        }
-        for length in 0..good.len() {
-            std::fs::write(&bad, &good[..length]).unwrap();
-            assert!(decrypt(&bad, &key(7)).is_err(), "a file cut at {length} bytes was accepted");
-        }
-        let mut longer = good.clone();
-        longer.push(0);
-        std::fs::write(&bad, &longer).unwrap();
-        assert!(decrypt(&bad, &key(7)).is_err(), "trailing bytes were accepted");
-        std::fs::write(&bad, b"not a backup at all").unwrap();
-        assert!(matches!(decrypt(&bad, &key(7)), Err(BackupError::NotABackup(_))));
+    fn the_backup_key_is_bound_to_the_workspace() {
+        let key = Secret::new([9u8; 32]);
+        let one = WorkspaceId::from_uuid(uuid::Uuid::from_u128(1));
+        let two = WorkspaceId::from_uuid(uuid::Uuid::from_u128(2));
+        assert_ne!(backup_key(&key, one).expose_secret_bytes(), backup_key(&key, two).expose_secret_bytes());
+        assert_ne!(backup_key(&key, one).expose_secret_bytes(), key.expose_secret_bytes());
     }
 }

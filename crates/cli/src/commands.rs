@@ -19,7 +19,7 @@ use crate::{
     ImportCommand, InvoiceCommand, ItemCommand, ItemFields, SellerCommand, StoreCommand, ZatcaCommand, input,
 };
 
-fn data_dir(cli: &Cli) -> Result<PathBuf> {
+pub(crate) fn data_dir(cli: &Cli) -> Result<PathBuf> {
     match &cli.data_dir {
         Some(dir) => Ok(dir.clone()),
         None => dirs::data_dir()
@@ -28,7 +28,7 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     }
 }
 
-fn passphrase(confirm: bool) -> Result<String> {
+pub(crate) fn passphrase(confirm: bool) -> Result<String> {
     if let Ok(passphrase) = std::env::var("DAFTAR_PASSPHRASE") {
         return Ok(passphrase);
     }
@@ -43,7 +43,7 @@ fn passphrase(confirm: bool) -> Result<String> {
     Ok(first)
 }
 
-fn open(cli: &Cli) -> Result<Store> {
+pub(crate) fn open(cli: &Cli) -> Result<Store> {
     let dir = data_dir(cli)?;
     let needs_passphrase = dir.join(daftar_store::KEY_FILE).exists();
     let unlock = Unlock { passphrase: if needs_passphrase { Some(passphrase(false)?) } else { None } };
@@ -122,7 +122,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Debug(DebugCommand::WriteLoop { customer, count }) => write_loop(&cli, customer, *count),
+        Command::Debug(DebugCommand::WriteLoop { customer, count, drafts }) => {
+            write_loop(&cli, customer, *count, *drafts)
+        }
         Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
         Command::Sync { command: None, watch: false } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
         Command::Sync { command: None, watch: true } => crate::sync::watch(&mut open(&cli)?, cli.json),
@@ -144,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover { relay, workspace, recovery_key } => {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }
+        Command::Backup(command) => crate::backup::run(&cli, command),
         Command::Zatca(ZatcaCommand::Hash { file }) => crate::zatca::hash(cli.json, file),
         Command::Zatca(ZatcaCommand::Verify { file }) => {
             if crate::zatca::verify(cli.json, file)? {
@@ -529,9 +532,18 @@ fn invoice(cli: &Cli, command: &InvoiceCommand) -> Result<()> {
             let method = method.parse().map_err(|e: String| anyhow!(e))?;
             show_invoice(cli.json, &store.record_payment(id, amount, date, method, reference.clone())?);
         }
-        InvoiceCommand::Delete { id } => {
-            let id = store.resolve_invoice(id)?;
-            show_invoice(cli.json, &store.delete_invoice(id)?);
+        InvoiceCommand::Delete { ids } => {
+            let ids = ids.iter().map(|id| store.resolve_invoice(id)).collect::<Result<Vec<_>, _>>()?;
+            if ids.len() == 1 {
+                show_invoice(cli.json, &store.delete_invoice(ids[0])?);
+            } else {
+                let deleted = store.delete_invoices(&ids)?;
+                if cli.json {
+                    print_json(&deleted.iter().map(invoice_json).collect::<Vec<_>>());
+                } else {
+                    println!("Moved {} drafts to the trash", deleted.len());
+                }
+            }
         }
         InvoiceCommand::Restore { id } => {
             let id = store.resolve_invoice(id)?;
@@ -687,7 +699,7 @@ fn import(cli: &Cli, customers: Option<&PathBuf>, items: Option<&PathBuf>) -> Re
     Ok(())
 }
 
-fn write_loop(cli: &Cli, customer: &str, count: u64) -> Result<()> {
+fn write_loop(cli: &Cli, customer: &str, count: u64, drafts: bool) -> Result<()> {
     let mut store = open(cli)?;
     let customer = store.resolve_customer(customer)?;
     let mut out = std::io::stdout().lock();
@@ -697,7 +709,7 @@ fn write_loop(cli: &Cli, customer: &str, count: u64) -> Result<()> {
             store.create_invoice(NewInvoice { customer: Some(customer), lines: vec![line], ..Default::default() })?;
         writeln!(out, "{}", json!({ "created": invoice.id }))?;
         out.flush()?;
-        if n % 3 == 0 {
+        if n % 3 == 0 && !drafts {
             let issued = store.issue_invoice(invoice.id)?;
             writeln!(out, "{}", json!({ "issued": issued.id, "number": issued.number }))?;
             out.flush()?;

@@ -2,6 +2,7 @@
 //! store operation, print the result (human text, or JSON with `--json`). Errors go to stderr
 //! with a non-zero exit status; with `--json` they are `{"error": {"code", "message"}}`.
 
+mod backup;
 mod commands;
 mod input;
 mod output;
@@ -98,9 +99,90 @@ pub enum Command {
     /// ZATCA phase 2 e-invoicing: status, onboarding, submission, and checks of any e-invoice.
     #[command(subcommand)]
     Zatca(ZatcaCommand),
+    /// Encrypted, verified backups: create, list, verify, restore, settings.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Test support (hidden).
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up the whole workspace now, check the backup in full, and prune old ones.
+    Create {
+        /// Write it to this folder instead of the configured one.
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// What made it: manual, schedule, exit or migration.
+        #[arg(long, default_value = "manual", hide = true)]
+        reason: String,
+    },
+    /// This workspace's backups, newest first, with their last check.
+    List,
+    /// Read a backup in full and check it (every chunk, every document, counts and versions).
+    /// Exits with status 1 when one fails.
+    Verify {
+        /// The backup file (default: with --all, every backup in the list).
+        file: Option<PathBuf>,
+        /// Check every backup in the list.
+        #[arg(long, conflicts_with = "file")]
+        all: bool,
+        /// Open it with the recovery key instead of this device's keyring.
+        #[arg(long, value_name = "KEY")]
+        recovery_key: Option<String>,
+    },
+    /// Restore from a backup: into a new data directory, merged into this one, or by turning
+    /// documents changed since the backup back to their state in it.
+    #[command(group = clap::ArgGroup::new("mode").required(true).args(["into", "merge", "revert_to_backup"]))]
+    Restore {
+        file: PathBuf,
+        /// A new, empty data directory to restore the whole workspace into.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// Merge the backup's documents into this store: whatever it lacks comes back, nothing
+        /// newer is overwritten.
+        #[arg(long)]
+        merge: bool,
+        /// Write new changes that return documents changed since the backup to their state in
+        /// it (history keeps both; the change syncs).
+        #[arg(long)]
+        revert_to_backup: bool,
+        /// With --revert-to-backup: only documents deleted (or purged) since the backup.
+        #[arg(long, requires = "revert_to_backup")]
+        only_deleted: bool,
+        /// With --revert-to-backup: only these documents (ids, id prefixes or invoice numbers).
+        #[arg(long, value_name = "ID", num_args = 1.., requires = "revert_to_backup")]
+        only: Vec<String>,
+        /// Open it with the recovery key (needed on a machine that is not a device of its
+        /// workspace).
+        #[arg(long, value_name = "KEY")]
+        recovery_key: Option<String>,
+        /// With --into: keep the new directory's database key in a passphrase-protected key
+        /// file instead of the OS keyring.
+        #[arg(long, requires = "into")]
+        key_file: bool,
+    },
+    /// Show or change where backups go, how many are kept and how often the app makes them.
+    Settings {
+        /// The backup folder (an external drive or a network share is typical).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Keep the newest N backups whatever their age (0 by default).
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        keep_hourly: Option<u32>,
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        /// Minutes between automatic backups while the app runs (0: off).
+        #[arg(long)]
+        every_minutes: Option<u32>,
+    },
+    /// Remove backups the retention does not keep (never the newest verified one).
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]
@@ -402,8 +484,12 @@ pub enum InvoiceCommand {
         #[arg(long, default_value = "")]
         reference: String,
     },
-    /// Move a draft to the trash.
-    Delete { id: String },
+    /// Move drafts to the trash. With several, all are checked first: if one cannot be
+    /// deleted, none is. `--json` prints the invoice, or an array for several.
+    Delete {
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
+    },
     /// Take an invoice out of the trash.
     Restore { id: String },
     /// Permanently remove a deleted draft (recorded).
@@ -514,6 +600,9 @@ pub enum DebugCommand {
         customer: String,
         #[arg(long, default_value_t = u64::MAX)]
         count: u64,
+        /// Only drafts (otherwise every third is issued).
+        #[arg(long)]
+        drafts: bool,
     },
 }
 

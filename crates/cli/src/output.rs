@@ -98,6 +98,9 @@ pub fn print_invoice(invoice: &Invoice) {
 
 /// Prints an error on stderr: `error: …` lines, or one JSON object with `--json`.
 pub fn error(error: &anyhow::Error, json: bool) {
+    if let Some(e) = error.downcast_ref::<daftar_backup::BackupError>() {
+        return print_error(e.code(), &format!("{error:#}"), json);
+    }
     let code = error
         .downcast_ref::<StoreError>()
         .or_else(|| match error.downcast_ref::<daftar_sync_driver::SyncError>() {
@@ -106,7 +109,10 @@ pub fn error(error: &anyhow::Error, json: bool) {
         })
         .map(StoreError::code)
         .unwrap_or_else(|| if error.downcast_ref::<std::io::Error>().is_some() { "io" } else { "invalid" });
-    let message = format!("{error:#}");
+    print_error(code, &format!("{error:#}"), json);
+}
+
+fn print_error(code: &str, message: &str, json: bool) {
     let mut err = std::io::stderr().lock();
     if json {
         let _ = writeln!(err, "{}", json!({ "error": { "code": code, "message": message } }));

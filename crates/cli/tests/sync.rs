@@ -3,47 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use common::{Daftar, SplitMix};
+use common::{Daftar, Relay, SplitMix, export, two_devices};
 use serde_json::Value;
-
-struct Relay {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        Relay::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0")
-    }
-
-    /// Starts the relay on `listen` with the database in `dir` (kept by the returned relay).
-    fn start_in(dir: tempfile::TempDir, listen: &str) -> Relay {
-        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-relay");
-        assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
-        let mut child = Command::new(binary)
-            .args(["--listen", listen, "--database"])
-            .arg(dir.path().join("relay.db"))
-            .env("DAFTAR_RELAY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("daftar-relay listening on ").unwrap().to_owned();
-        Relay { child, url, dir }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn ids(list: &Value) -> Vec<String> {
     let mut ids: Vec<String> = list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
@@ -145,19 +108,6 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     assert!(shut_out["message"].as_str().unwrap().contains("no relay could be reached"), "{shut_out}");
     let status = c.json(&["sync", "status"]);
     assert!(status[0]["last_error"].as_str().unwrap().contains("revoked"), "the reason is recorded: {status}");
-}
-
-/// Every record of a device as canonical JSON (sorted keys), by file name.
-fn export(d: &Daftar) -> std::collections::BTreeMap<String, Value> {
-    let out = d.dir.path().join(format!("export-{}", uuid::Uuid::now_v7()));
-    d.json(&["export", "json", out.to_str().unwrap()]);
-    common::files(&out)
-        .into_iter()
-        .map(|f| {
-            let name = f.strip_prefix(&out).unwrap().display().to_string();
-            (name, serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap())
-        })
-        .collect()
 }
 
 /// Seeds the convergence test always runs: the first one, and every seed that ever failed
@@ -428,19 +378,6 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     let b = Daftar::new();
     b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
     assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");
-}
-
-/// Two devices of one workspace on one relay, sharing a customer.
-fn two_devices(relay: &Relay) -> (Daftar, Daftar, String) {
-    let a = Daftar::new();
-    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
-    let customer = a.customer("Nour Bakery", Some("311111111111113"));
-    a.json(&["relay", "add", &relay.url]);
-    a.json(&["sync"]);
-    let code = a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
-    let b = Daftar::new();
-    b.json(&["join", &code]);
-    (a, b, customer)
 }
 
 #[test]

@@ -18,6 +18,14 @@ pub struct Series(#[cfg_attr(feature = "ts", ts(type = "string"))] String);
 pub struct SeriesError(pub String);
 
 impl Series {
+    /// The series of a device added after the first: `prefix` and the last four hex digits of
+    /// its id, so devices never share one without coordinating (`J` joined, `R` recovered from
+    /// a relay, `B` restored from a backup).
+    pub fn for_device(prefix: char, device: crate::DeviceId) -> Result<Series, SeriesError> {
+        let digits = device.to_string().replace('-', "");
+        format!("{prefix}{}", digits[digits.len() - 4..].to_ascii_uppercase()).parse()
+    }
+
     /// The number with sequence `n` (1-based) in this series: `A-000042`.
     pub fn number(&self, n: u64) -> String {
         format!("{}-{n:06}", self.0)

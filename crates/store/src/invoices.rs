@@ -11,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
-use crate::records::{DocKind, Record};
+use crate::records::{DocKind, Record, SearchWrite};
 use crate::store::{DocCache, Store, insert_record, load_record};
 
 /// A line as a person enters it; the store gives it its id.
@@ -399,6 +399,32 @@ impl Store {
                 return Err(StoreError::IssuedIsPermanent { number: invoice.number.clone().unwrap_or_default() });
             }
             Ok(())
+        })
+    }
+
+    /// Moves several drafts to the trash in one transaction: all of them, or — when one is
+    /// issued, already deleted or unknown — none.
+    pub fn delete_invoices(&mut self, ids: &[InvoiceId]) -> Result<Vec<Invoice>> {
+        self.write(|tx, ctx, cache| {
+            let mut deleted = Vec::with_capacity(ids.len());
+            for id in ids {
+                let doc_id: DocumentId = (*id).into();
+                let (mut doc, mut invoice) = load_record::<Invoice>(tx, cache, doc_id)?;
+                if invoice.deleted.is_some() {
+                    return Err(StoreError::AlreadyDeleted { kind: "invoice", id: id.to_string() });
+                }
+                if invoice.is_issued() {
+                    return Err(StoreError::IssuedIsPermanent { number: invoice.number.clone().unwrap_or_default() });
+                }
+                invoice.deleted = Some(daftar_domain::Tombstone { by: ctx.device, at: ctx.now });
+                let json = crate::document::to_json_value(&invoice);
+                if crate::store::commit_json(tx, doc_id, &mut doc, &json, "delete", ctx)? {
+                    invoice.index(tx, SearchWrite::Queue)?;
+                }
+                cache.put(doc_id, doc);
+                deleted.push(invoice);
+            }
+            Ok(deleted)
         })
     }
 

@@ -18,6 +18,7 @@
 //! - **Compaction loses nothing.** A document's change rows are replaced by one snapshot (the
 //!   full history, saved by Automerge) in a single transaction.
 
+mod backup;
 mod bootstrap;
 mod conflicts;
 mod customers;
@@ -36,7 +37,11 @@ mod store;
 
 use chrono::{DateTime, Utc};
 
-pub use bootstrap::{PreparedSnapshot, prepare_snapshot};
+pub use backup::{
+    BackupCounts, BackupRecord, BackupSettings, ConsistentRead, DrillRecord, HeadsDigest, Manifest, Retention,
+    RevertFilter, RevertOutcome,
+};
+pub use bootstrap::{PreparedSnapshot, PreparedSummary, Taken, prepare_snapshot};
 pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};

@@ -216,6 +216,26 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX zatca_submissions_by_status ON zatca_submissions (status, icv);
     "#,
+    // 6: the backups this device made and their checks; disaster-recovery drills.
+    r#"
+    CREATE TABLE backups (
+        file         TEXT PRIMARY KEY,
+        created_at   INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        reason       TEXT NOT NULL,
+        counts       TEXT NOT NULL,
+        heads_digest TEXT NOT NULL,
+        verified     INTEGER,
+        verified_at  INTEGER,
+        problem      TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE drills (
+        id     INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        ok     INTEGER NOT NULL,
+        report TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema this build understands.

@@ -199,13 +199,8 @@ pub struct SetUp {
     pub snapshot_error: Option<String>,
 }
 
-/// A series of a device's own for a device that joins later: a letter and four hex digits of
-/// its id, so devices never share one without coordinating.
 fn series_for(prefix: char, device: DeviceId) -> Result<Series, SyncError> {
-    let digits = device.to_string().replace('-', "");
-    format!("{prefix}{}", digits[digits.len() - 4..].to_ascii_uppercase())
-        .parse()
-        .map_err(|e: daftar_domain::series::SeriesError| SyncError::Invalid(e.0))
+    Series::for_device(prefix, device).map_err(|e| SyncError::Invalid(e.0))
 }
 
 /// Sets up `dir` as a new device of an existing workspace, then pulls everything.

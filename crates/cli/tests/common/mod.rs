@@ -4,8 +4,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -105,4 +106,67 @@ impl SplitMix {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+/// The real relay on loopback, killed when dropped.
+pub struct Relay {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub fn start() -> Relay {
+        Relay::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0")
+    }
+
+    /// Starts the relay on `listen` with the database in `dir` (kept by the returned relay).
+    pub fn start_in(dir: tempfile::TempDir, listen: &str) -> Relay {
+        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-relay");
+        assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
+        let mut child = Command::new(binary)
+            .args(["--listen", listen, "--database"])
+            .arg(dir.path().join("relay.db"))
+            .env("DAFTAR_RELAY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("daftar-relay listening on ").unwrap().to_owned();
+        Relay { child, url, dir }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record of a device as canonical JSON (sorted keys), by file name.
+pub fn export(d: &Daftar) -> std::collections::BTreeMap<String, Value> {
+    let out = d.dir.path().join(format!("export-{}", uuid::Uuid::now_v7()));
+    d.json(&["export", "json", out.to_str().unwrap()]);
+    files(&out)
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(&out).unwrap().display().to_string();
+            (name, serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap())
+        })
+        .collect()
+}
+
+/// Two devices of one workspace on one relay, sharing a customer.
+pub fn two_devices(relay: &Relay) -> (Daftar, Daftar, String) {
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Nour Bakery", Some("311111111111113"));
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let code = a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
+    let b = Daftar::new();
+    b.json(&["join", &code]);
+    (a, b, customer)
 }
