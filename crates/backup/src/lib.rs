@@ -16,6 +16,7 @@
 //!   with the header. Restores run the same check on the whole file before they write anything.
 //! - **Pruned** by age buckets; the newest verified backup is never removed.
 
+mod drill;
 mod file;
 
 use std::collections::HashSet;
@@ -32,6 +33,7 @@ use daftar_sync::RecoveryKey;
 use daftar_sync::snapshot::{self, PartHeader};
 use serde::Serialize;
 
+pub use drill::{DrillReport, PathReport, drill};
 pub use file::{FORMAT, Header, KeyInfo, Reader, Writer, read_header};
 
 /// What backup files end with.
@@ -82,6 +84,8 @@ pub enum BackupError {
     Random,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Sync(#[from] daftar_sync_driver::SyncError),
 }
 
 impl BackupError {
@@ -101,6 +105,8 @@ impl BackupError {
             BackupError::NoSuchBackup(_) | BackupError::NoBackups(_) => "not_found",
             BackupError::Random => "io",
             BackupError::Store(e) => e.code(),
+            BackupError::Sync(daftar_sync_driver::SyncError::Store(e)) => e.code(),
+            BackupError::Sync(_) => "sync",
         }
     }
 }
@@ -540,7 +546,7 @@ pub struct RestoredInto {
 pub fn restore_into(
     path: &Path,
     dir: &Path,
-    recovery: Option<RecoveryKey>,
+    recovery: Option<&RecoveryKey>,
     live: Option<&Store>,
     key_choice: KeyChoice,
 ) -> Result<RestoredInto, BackupError> {
@@ -548,7 +554,7 @@ pub fn restore_into(
         return Err(BackupError::TargetNotEmpty(dir.display().to_string()));
     }
     let header = read_header(path)?;
-    let unlock = match (&recovery, live) {
+    let unlock = match (recovery, live) {
         (Some(key), _) => Unlock::RecoveryKey(key),
         (None, Some(store)) => Unlock::Store(store),
         (None, None) => return Err(BackupError::WrongRecoveryKey { path: path.display().to_string() }),
@@ -557,11 +563,9 @@ pub fn restore_into(
     let workspace_key = workspace_key_for(&header, path, unlock)?;
     let workspace = workspace_of(&header, path)?;
     let device = DeviceId::from_uuid(uuid::Uuid::now_v7());
-    let recovery = match recovery {
-        Some(key) => key,
-        // Set-up needs one; the workspace's own recovery material replaces it below.
-        None => RecoveryKey::generate().map_err(|_| BackupError::Random)?,
-    };
+    // Set-up needs a recovery key to wrap the workspace key with; the workspace's own recovery
+    // material replaces what it makes below.
+    let recovery = RecoveryKey::generate().map_err(|_| BackupError::Random)?;
     let existing = ExistingWorkspace {
         workspace_id: workspace,
         device_id: device,

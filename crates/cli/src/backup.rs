@@ -124,7 +124,7 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
                     }
                 };
                 let key = if *key_file { KeyChoice::Passphrase(passphrase(true)?) } else { KeyChoice::Keyring };
-                let restored = daftar_backup::restore_into(file, dir, recovery, live.as_ref(), key)?;
+                let restored = daftar_backup::restore_into(file, dir, recovery.as_ref(), live.as_ref(), key)?;
                 let info = restored.store.info();
                 if cli.json {
                     print_json(&json!({
@@ -256,4 +256,51 @@ fn resolve_all(store: &Store, texts: &[String]) -> Result<std::collections::Hash
                 .ok_or_else(|| anyhow!("no invoice, customer or item {text:?}; give the full id of one that is gone"))
         })
         .collect()
+}
+
+fn print_path(name: &str, path: &daftar_backup::PathReport) {
+    if let Some(why) = &path.skipped {
+        println!("{name}: skipped — {why}");
+        return;
+    }
+    let verdict = if path.ok { "recovered" } else { "FAILED" };
+    println!("{name}: {verdict} from {} in {:.1} s", path.source.as_deref().unwrap_or("nothing"), path.seconds);
+    if let Some(error) = &path.error {
+        println!("  {error}");
+    }
+    if let (Some(point), Some(age)) = (&path.recovery_point, path.recovery_point_age_seconds) {
+        println!("  recovery point {point} ({} ago), {} documents", humanise(age), path.documents);
+    }
+    for (what, ids) in [("missing", &path.missing), ("at another version", &path.differs), ("not here", &path.extra)] {
+        if !ids.is_empty() {
+            println!("  {} document(s) {what}: {}", ids.len(), ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+}
+
+fn humanise(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// `daftar drill`: exits with status 1 when a path fails.
+pub fn drill(cli: &Cli, recovery_key: Option<&str>) -> Result<()> {
+    let mut store = open(cli)?;
+    let recovery = recovery(recovery_key)?;
+    let report = daftar_backup::drill(&mut store, recovery.as_ref(), None)?;
+    if cli.json {
+        print_json(&report);
+    } else {
+        print_path("Backup", &report.backup);
+        print_path("Relay", &report.relay);
+        println!("{}", if report.ok { "Drill passed." } else { "Drill FAILED." });
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }

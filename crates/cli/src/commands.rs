@@ -147,6 +147,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }
         Command::Backup(command) => crate::backup::run(&cli, command),
+        Command::Drill { recovery_key } => crate::backup::drill(&cli, recovery_key.as_deref()),
         Command::Zatca(ZatcaCommand::Hash { file }) => crate::zatca::hash(cli.json, file),
         Command::Zatca(ZatcaCommand::Verify { file }) => {
             if crate::zatca::verify(cli.json, file)? {

@@ -102,6 +102,15 @@ pub enum Command {
     /// Encrypted, verified backups: create, list, verify, restore, settings.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Rehearse disaster recovery without touching this store: restore the newest backup and
+    /// rebuild from the relay, each into a temporary directory, and compare both with this
+    /// store. Exits with status 1 when a path fails.
+    Drill {
+        /// The recovery key: both paths then run exactly as on a new machine. Without it the
+        /// backup opens with this device's keyring and the relay path is skipped.
+        #[arg(long, value_name = "KEY")]
+        recovery_key: Option<String>,
+    },
     /// Test support (hidden).
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),

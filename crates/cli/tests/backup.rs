@@ -324,3 +324,59 @@ fn three_hundred_deleted_invoices_come_back_on_both_devices_and_later_edits_stay
     let again = a.json(&["backup", "restore", backup.to_str().unwrap(), "--merge"]);
     assert!(again["brought_back"].as_array().unwrap().is_empty(), "{again}");
 }
+
+#[test]
+fn a_drill_recovers_everything_from_the_backup_and_from_the_relay_and_names_what_differs() {
+    let relay = Relay::start();
+    let d = Daftar::new();
+    let recovery = workspace(&d);
+    d.json(&["relay", "add", &relay.url]);
+    d.json(&["sync"]);
+
+    // No backup yet: the backup path fails, so the drill does.
+    let out = d.run(&["--json", "drill", "--recovery-key", &recovery]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["backup"]["error"].as_str().unwrap().contains("no backup"), "{report}");
+    assert_eq!(report["relay"]["ok"], true, "{report}");
+
+    d.json(&["backup", "create"]);
+    let report = d.json(&["drill", "--recovery-key", &recovery]);
+    assert_eq!(report["ok"], true, "{report}");
+    for path in ["backup", "relay"] {
+        let p = &report[path];
+        assert_eq!(p["documents"], 7, "{path}: {p}");
+        for list in ["missing", "differs", "extra"] {
+            assert!(p[list].as_array().unwrap().is_empty(), "{path} {list}: {p}");
+        }
+        assert!(p["recovery_point"].is_string() && p["recovery_point_age_seconds"].as_i64().unwrap() < 600, "{p}");
+        assert!(p["seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(report["relay"]["source"], relay.url.as_str());
+
+    // An edit after the backup, synced: the backup path names it, the relay path has it.
+    let draft = d.json(&["invoice", "list"]).as_array().unwrap().iter().find(|i| i["status"] == "draft").cloned();
+    let draft = draft.unwrap()["id"].as_str().unwrap().to_owned();
+    d.json(&["invoice", "edit", &draft, "--add-line", "Late|1|1"]);
+    d.json(&["sync"]);
+    let report = d.json(&["drill", "--recovery-key", &recovery]);
+    assert_eq!(report["backup"]["differs"], serde_json::json!([draft]), "{report}");
+    assert!(report["relay"]["differs"].as_array().unwrap().is_empty(), "{report}");
+    // Without the recovery key the relay path is skipped, not failed.
+    let report = d.json(&["drill"]);
+    assert!(report["relay"]["skipped"].is_string(), "{report}");
+    // Another workspace's recovery key fails both paths.
+    let other = Daftar::new();
+    let other_key = other.json(&["init", "--seller-name", "Other", "--vat-number", "300000000000003"])["recovery_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = d.run(&["--json", "drill", "--recovery-key", &other_key]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["backup"]["ok"], false, "{report}");
+    assert_eq!(report["relay"]["ok"], false, "{report}");
+    // The drill left the relay's device list and this store as they were.
+    assert_eq!(d.json(&["devices", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(d.json(&["store", "verify"])["ok"], true);
+}

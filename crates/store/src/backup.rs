@@ -84,6 +84,8 @@ impl HeadsDigest {
 pub struct Manifest {
     /// Every document id, in id order.
     pub ids: Vec<DocumentId>,
+    /// Each document's heads, sorted, in the same order.
+    pub heads: Vec<Vec<[u8; 32]>>,
     pub counts: BackupCounts,
     pub heads_digest: String,
 }
@@ -111,7 +113,8 @@ impl ConsistentRead<'_> {
         let mut statement = self.tx.prepare("SELECT id, kind, heads FROM documents ORDER BY id")?;
         let rows = statement
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
-        let (mut ids, mut counts, mut digest) = (Vec::new(), BackupCounts::default(), HeadsDigest::default());
+        let (mut ids, mut all_heads) = (Vec::new(), Vec::new());
+        let (mut counts, mut digest) = (BackupCounts::default(), HeadsDigest::default());
         let corrupt = |detail: String| StoreError::Corrupt { path: self.store.info.data_dir.clone(), detail };
         for row in rows {
             let (id, kind, heads) = row?;
@@ -122,8 +125,9 @@ impl ConsistentRead<'_> {
             digest.add(id, &heads);
             counts.add(kind);
             ids.push(id);
+            all_heads.push(heads);
         }
-        Ok(Manifest { ids, counts, heads_digest: digest.finish() })
+        Ok(Manifest { ids, heads: all_heads, counts, heads_digest: digest.finish() })
     }
 
     /// The documents `ids` as stored.

@@ -210,6 +210,8 @@ pub(crate) struct PreparedDocument {
     /// Hash and time of each change row.
     pub(crate) changes: Vec<(automerge::ChangeHash, i64)>,
     pub(crate) record: Option<Indexable>,
+    /// The time of its newest change, in milliseconds.
+    pub(crate) newest: i64,
 }
 
 /// A snapshot part decoded, loaded and read, ready for [`Store::import_snapshot`]. Preparing
@@ -229,6 +231,8 @@ pub struct PreparedSummary {
     pub heads: Vec<[u8; 32]>,
     /// Whether the record could be read (a document still waiting for changes cannot).
     pub readable: bool,
+    /// When its newest change was made (milliseconds since the epoch; 0 for none).
+    pub newest: i64,
 }
 
 impl PreparedSnapshot {
@@ -237,7 +241,13 @@ impl PreparedSnapshot {
         self.documents.iter().map(|p| {
             let mut heads: Vec<[u8; 32]> = p.heads.iter().map(|h| h.0).collect();
             heads.sort_unstable();
-            PreparedSummary { id: p.source.document, kind: p.kind, heads, readable: p.record.is_some() }
+            PreparedSummary {
+                id: p.source.document,
+                kind: p.kind,
+                heads,
+                readable: p.record.is_some(),
+                newest: p.newest,
+            }
         })
     }
 
@@ -278,7 +288,9 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
                 DocKind::Customer => read::<Customer>(d.document, &doc).map(|r| Indexable::Customer(Box::new(r))),
                 DocKind::Item => read::<Item>(d.document, &doc).map(|r| Indexable::Item(Box::new(r))),
             };
+            let newest = doc.get_changes(&[]).iter().map(|c| c.timestamp()).max().unwrap_or(0);
             Ok(PreparedDocument {
+                newest,
                 heads: doc.get_heads(),
                 source: d,
                 kind,

@@ -424,3 +424,69 @@ pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<
         }
     }
 }
+
+/// Rebuilds the workspace from this device's first relay into the new data directory `dir`,
+/// the way [`recover`] would — the relay's recovery-wrapped workspace key opened with the
+/// typed recovery key, the newest snapshot, then the log — but without enrolling a device or
+/// pushing anything, so a disaster-recovery drill leaves the workspace as it was. Requests are
+/// signed with this device's key (reading is all they do); envelopes are opened only with the
+/// workspace key the recovery key unwrapped. `dir`'s database key goes in a key file under
+/// `passphrase`, so the drill leaves nothing in the keyring.
+pub fn rehearse_recovery(
+    live: &Store,
+    dir: &std::path::Path,
+    recovery: &daftar_sync::RecoveryKey,
+    passphrase: String,
+) -> Result<Store, SyncError> {
+    let url = live.relays()?.into_iter().next().ok_or(SyncError::NoRelay)?.url;
+    let info = live.info().clone();
+    let key = live.device_signing_key()?;
+    let (public, wrapped) = RelayClient::new(&url, info.device_id, &key)?.recovery_material(info.workspace_id)?;
+    if public != recovery.relay_signing_key().public_key() {
+        return Err(SyncError::RecoveryKey(daftar_sync::RecoveryKeyError::WrongKey));
+    }
+    let workspace_key = recovery.unwrap_workspace_key(info.workspace_id, &wrapped)?;
+    let device = DeviceId::from_uuid(uuid::Uuid::now_v7());
+    let (mut target, _) = Store::init(
+        dir,
+        daftar_store::InitOptions {
+            seller: Default::default(),
+            series: Some(
+                daftar_domain::Series::for_device('D', device).map_err(|e| SyncError::Invalid(e.0))?,
+            ),
+            key: daftar_store::KeyChoice::Passphrase(passphrase),
+            device_name: "recovery drill".into(),
+            existing: Some(daftar_store::ExistingWorkspace {
+                workspace_id: info.workspace_id,
+                device_id: device,
+                workspace_key,
+                signing_seed: daftar_keys::generate_secret()?,
+                recovery: daftar_sync::RecoveryKey::generate()?,
+            }),
+        },
+        std::sync::Arc::new(daftar_store::SystemClock),
+    )?;
+    target.add_relay(&url)?;
+    let mut reader = Device {
+        info,
+        key,
+        epoch_key: target.workspace_key(EPOCH)?,
+        urls: vec![url.clone()],
+        keys: vec![None],
+        reports: vec![RelayReport { url, ..RelayReport::default() }],
+        just_failed: None,
+    };
+    reader.bootstrap(&mut target, 0)?;
+    let mut cursor = target.relays()?.first().map(|r| r.pull_cursor).unwrap_or(0);
+    loop {
+        let (through, more) = reader.pull(&mut target, 0, cursor, 1000)?;
+        cursor = through;
+        if !more {
+            break;
+        }
+    }
+    if let Some(refused) = reader.reports[0].rejected.first() {
+        return Err(SyncError::Invalid(format!("the relay served an envelope that was refused: {refused}")));
+    }
+    Ok(target)
+}
