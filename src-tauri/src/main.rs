@@ -59,6 +59,7 @@ fn main() {
     start_logging(&dir);
     tracing::info!(data_dir = %dir.display(), "starting");
     let api = Arc::new(Api::new(dir));
+    let exit_api = api.clone();
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             if let Some(window) = app.get_webview_window("main") {
@@ -74,13 +75,25 @@ fn main() {
                 let _ = handle.emit("sync", event);
             }));
             api.start_einvoicing();
+            api.start_backups();
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![call, ready])
-        .run(tauri::generate_context!());
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the window could not start");
-        eprintln!("daftar-app: the window could not start: {e}");
-        std::process::exit(1);
-    }
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "the window could not start");
+            eprintln!("daftar-app: the window could not start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(move |_, event| {
+        if let tauri::RunEvent::Exit = event {
+            // A clean exit is one of the moments a backup is made (when anything changed).
+            if let Err(e) = exit_api.backup_on_exit() {
+                tracing::error!(error = %e, "the backup on exit failed");
+            }
+        }
+    });
 }

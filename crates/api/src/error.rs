@@ -35,6 +35,8 @@ pub enum ErrorCode {
     Offline,
     /// A relay refused this device or request.
     Refused,
+    /// A backup could not be made (before a schema update: the store was left as it was).
+    BackupFailed,
     /// A bug: the message says what to report.
     Internal,
 }
@@ -61,6 +63,25 @@ impl ApiError {
     }
 }
 
+impl From<daftar_backup::BackupError> for ApiError {
+    fn from(error: daftar_backup::BackupError) -> Self {
+        match error {
+            daftar_backup::BackupError::Store(e) => e.into(),
+            daftar_backup::BackupError::Sync(e) => e.into(),
+            other => {
+                let code = match other.code() {
+                    "damaged_backup" | "not_a_backup" => ErrorCode::Corrupt,
+                    "wrong_key" => ErrorCode::WrongKey,
+                    "not_found" => ErrorCode::NotFound,
+                    "io" => ErrorCode::Io,
+                    _ => ErrorCode::Invalid,
+                };
+                ApiError::new(code, other.to_string())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let code = match error.code() {
@@ -79,6 +100,7 @@ impl From<StoreError> for ApiError {
             "conflict" => ErrorCode::Conflict,
             "io" => ErrorCode::Io,
             "zatca" => ErrorCode::Invalid,
+            "backup_failed" => ErrorCode::BackupFailed,
             _ => ErrorCode::Internal,
         };
         let problems = match &error {

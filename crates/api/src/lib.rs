@@ -47,7 +47,7 @@ fn json<T: Serialize>(value: T) -> Result<Value, ApiError> {
 
 fn open(dir: &Path) -> Result<Store, StoreError> {
     let unlock = Unlock { passphrase: std::env::var("DAFTAR_PASSPHRASE").ok() };
-    Store::open(dir, &unlock, Arc::new(SystemClock))
+    Store::open_with(dir, &unlock, Arc::new(SystemClock), Some(&daftar_backup::before_migration))
 }
 
 /// The data directory the CLI and the app share: `DAFTAR_DATA_DIR`, else the OS data directory
@@ -104,6 +104,43 @@ impl Api {
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
             Request::ZatcaStatus => self.with_store(|s| json(zatca_view(s)?)),
+            Request::BackupStatus => self.with_store(|s| json(daftar_backup::status(s)?)),
+            Request::CreateBackup => self.with_store(|s| {
+                daftar_backup::create(s, "manual", None)?;
+                json(daftar_backup::status(s)?)
+            }),
+            Request::UpdateBackupSettings { dir, every_minutes } => self.with_store(|s| {
+                let mut settings = s.backup_settings()?;
+                settings.dir = match dir.trim() {
+                    "" => None,
+                    dir => {
+                        let dir = PathBuf::from(dir);
+                        std::fs::create_dir_all(&dir).map_err(|e| {
+                            ApiError::new(ErrorCode::Invalid, format!("{} cannot hold backups: {e}", dir.display()))
+                        })?;
+                        Some(std::fs::canonicalize(&dir).unwrap_or(dir))
+                    }
+                };
+                settings.every_minutes = every_minutes;
+                s.set_backup_settings(&settings)?;
+                json(daftar_backup::status(s)?)
+            }),
+            Request::VerifyBackups => self.with_store(|s| {
+                for backup in daftar_backup::list(s)? {
+                    // Each result is recorded; the status shows them.
+                    let _ = daftar_backup::verify(s, Path::new(&backup.file), None);
+                }
+                json(daftar_backup::status(s)?)
+            }),
+            Request::RunDrill { recovery_key } => self.with_store(|s| {
+                let recovery = recovery_key
+                    .filter(|k| !k.trim().is_empty())
+                    .map(|k| daftar_sync::RecoveryKey::parse(&k))
+                    .transpose()
+                    .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+                daftar_backup::drill(s, recovery.as_ref(), None)?;
+                json(daftar_backup::status(s)?)
+            }),
             Request::ZatcaOnboard { otp, environment, api_url } => self.with_store(|s| {
                 let environment = environment
                     .parse()
@@ -270,6 +307,38 @@ impl Api {
 }
 
 impl Api {
+    /// Makes automatic backups in the background while the app runs (on its own connection, so
+    /// the user's work never waits for one): every `every_minutes` (hourly by default), checked
+    /// once a minute. A failure is recorded for the settings screen's warning and tried again
+    /// at the next interval.
+    pub fn start_backups(&self) {
+        let dir = self.dir.clone();
+        std::thread::Builder::new()
+            .name("daftar-backup".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    let Ok(mut store) = open(&dir) else { continue };
+                    if daftar_backup::due(&store, Utc::now()).unwrap_or(false) {
+                        // The outcome (file, check, or failure) is recorded in the store.
+                        let _ = daftar_backup::create(&mut store, "schedule", None);
+                    }
+                }
+            })
+            .expect("the backup thread starts");
+    }
+
+    /// The backup made when the app closes cleanly: when automatic backups are on and anything
+    /// changed since this device's newest backup.
+    pub fn backup_on_exit(&self) -> Result<(), ApiError> {
+        self.with_store(|s| {
+            if s.backup_settings()?.every_minutes > 0 && daftar_backup::changed_since_last(s)? {
+                daftar_backup::create(s, "exit", None)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Clears and reports queued e-invoices in the background once this device is onboarded
     /// with ZATCA: simplified invoices must be reported within 24 hours, and offices are often
     /// offline, so a failed round is simply tried again a minute later.

@@ -37,6 +37,26 @@ pub enum Request {
         #[serde(default)]
         api_url: Option<String>,
     },
+    /// Where backups stand: the folder, the schedule, every backup and its check, the last
+    /// drill, and a warning when something needs attention.
+    BackupStatus,
+    /// Makes a backup now and checks it; answers like `BackupStatus`.
+    CreateBackup,
+    /// Changes where backups go and how often the app makes them; answers like `BackupStatus`.
+    UpdateBackupSettings {
+        /// The backup folder; empty for the default (inside the data directory).
+        dir: String,
+        /// Minutes between automatic backups; 0 turns them off.
+        every_minutes: u32,
+    },
+    /// Reads every backup in full again; answers like `BackupStatus`.
+    VerifyBackups,
+    /// Rehearses recovery (see `daftar drill`); answers like `BackupStatus`.
+    RunDrill {
+        /// The recovery key as typed; empty to skip the relay path.
+        #[serde(default)]
+        recovery_key: Option<String>,
+    },
     ListInvoices {
         query: InvoiceListQuery,
     },

@@ -20,8 +20,10 @@ use crate::{BackupError, list, restore_into};
 pub struct PathReport {
     /// Whether the path recovered a workspace that checks out (`store verify`).
     pub ok: bool,
-    /// Why it was not tried (no backup yet, no relay, no recovery key given).
+    /// Why it was not tried (no relay, no recovery key given), and the same as a code:
+    /// `no_relay` or `no_recovery_key`.
     pub skipped: Option<String>,
+    pub skipped_code: Option<String>,
     /// What failed, when it failed.
     pub error: Option<String>,
     /// The backup file or the relay.
@@ -41,12 +43,23 @@ pub struct PathReport {
 }
 
 impl PathReport {
-    fn skipped(why: &str) -> Self {
-        PathReport { ok: true, skipped: Some(why.to_owned()), ..Default::default() }
+    fn skipped(code: &str, why: &str) -> Self {
+        PathReport {
+            ok: true,
+            skipped: Some(why.to_owned()),
+            skipped_code: Some(code.to_owned()),
+            ..Default::default()
+        }
     }
 
     fn failed(source: Option<String>, error: String, started: Instant) -> Self {
-        PathReport { ok: false, error: Some(error), source, seconds: started.elapsed().as_secs_f64(), ..Default::default() }
+        PathReport {
+            ok: false,
+            error: Some(error),
+            source,
+            seconds: started.elapsed().as_secs_f64(),
+            ..Default::default()
+        }
     }
 }
 
@@ -88,8 +101,7 @@ fn compare(
     seconds: f64,
 ) -> Result<PathReport, BackupError> {
     let theirs = versions(recovered)?;
-    let mut report =
-        PathReport { source: Some(source), seconds, documents: theirs.len() as u64, ..Default::default() };
+    let mut report = PathReport { source: Some(source), seconds, documents: theirs.len() as u64, ..Default::default() };
     for (id, heads) in live {
         match theirs.get(id) {
             None => report.missing.push(id.to_string()),
@@ -123,7 +135,11 @@ fn scratch_passphrase() -> String {
 /// as the person typed it: with it, both paths are rehearsed exactly as on a new machine;
 /// without it, the backup is opened with this device's keyring and the relay path is skipped.
 /// `scratch` is where the temporary directories go (the system's temporary folder by default).
-pub fn drill(live: &mut Store, recovery: Option<&RecoveryKey>, scratch: Option<&Path>) -> Result<DrillReport, BackupError> {
+pub fn drill(
+    live: &mut Store,
+    recovery: Option<&RecoveryKey>,
+    scratch: Option<&Path>,
+) -> Result<DrillReport, BackupError> {
     let scratch = match scratch {
         Some(dir) => tempfile::Builder::new().prefix("daftar-drill-").tempdir_in(dir),
         None => tempfile::Builder::new().prefix("daftar-drill-").tempdir(),
@@ -133,13 +149,23 @@ pub fn drill(live: &mut Store, recovery: Option<&RecoveryKey>, scratch: Option<&
     let live_versions = versions(live)?;
 
     let backup = match list(live)?.into_iter().next() {
-        None => PathReport::failed(None, "there is no backup yet; make one with `daftar backup create`".into(), Instant::now()),
+        None => PathReport::failed(
+            None,
+            "there is no backup yet; make one with `daftar backup create`".into(),
+            Instant::now(),
+        ),
         Some(newest) => {
             let started = Instant::now();
             let dir = scratch.path().join("from-backup");
             let keyring = if recovery.is_some() { None } else { Some(&*live) };
             let file = std::path::PathBuf::from(&newest.file);
-            match restore_into(&file, &dir, recovery, keyring, daftar_store::KeyChoice::Passphrase(scratch_passphrase())) {
+            match restore_into(
+                &file,
+                &dir,
+                recovery,
+                keyring,
+                daftar_store::KeyChoice::Passphrase(scratch_passphrase()),
+            ) {
                 Ok(restored) => {
                     let seconds = started.elapsed().as_secs_f64();
                     compare(&live_versions, &restored.store, newest.file.clone(), seconds)?
@@ -150,8 +176,10 @@ pub fn drill(live: &mut Store, recovery: Option<&RecoveryKey>, scratch: Option<&
     };
 
     let relay = match (live.relays()?.first().map(|r| r.url.clone()), recovery) {
-        (None, _) => PathReport::skipped("no relay is configured"),
-        (Some(_), None) => PathReport::skipped("the relay path needs the recovery key (--recovery-key)"),
+        (None, _) => PathReport::skipped("no_relay", "no relay is configured"),
+        (Some(_), None) => {
+            PathReport::skipped("no_recovery_key", "the relay path needs the recovery key (--recovery-key)")
+        }
         (Some(url), Some(recovery)) => {
             let started = Instant::now();
             let dir = scratch.path().join("from-relay");
@@ -164,12 +192,8 @@ pub fn drill(live: &mut Store, recovery: Option<&RecoveryKey>, scratch: Option<&
             }
         }
     };
-    let report = DrillReport {
-        ok: backup.ok && relay.ok,
-        at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        backup,
-        relay,
-    };
+    let report =
+        DrillReport { ok: backup.ok && relay.ok, at: at.to_rfc3339_opts(SecondsFormat::Millis, true), backup, relay };
     live.record_drill(&DrillRecord {
         at: at.timestamp_millis(),
         ok: report.ok,

@@ -226,12 +226,57 @@ pub fn backup_dir(store: &Store) -> Result<PathBuf, BackupError> {
 /// records the result and prunes old backups. A backup that fails its check is recorded as
 /// failed and returned as an error.
 pub fn create(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<BackupInfo, BackupError> {
+    let result = create_checked(store, reason, to);
+    let failure = result.as_ref().err().map(ToString::to_string);
+    store.record_backup_attempt(failure.as_deref())?;
+    result
+}
+
+fn create_checked(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<BackupInfo, BackupError> {
     let dir = match to {
         Some(dir) => dir.to_owned(),
         None => backup_dir(store)?,
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    sweep_partials(&dir);
+    let (record, header) = write_backup(store, reason, &dir)?;
+    store.record_backup(&record)?;
+    let problem = check(&record.file, Unlock::Store(store)).err();
+    store.record_backup_check(&record.file, problem.as_ref().map(ToString::to_string).as_deref())?;
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    prune(store)?;
+    let record = store.backup_records()?.into_iter().find(|r| r.file == record.file).unwrap_or(record);
+    Ok(info_of(&record.file, &header, record.bytes, Some(&record)))
+}
+
+/// The backup made before a schema migration (see `Store::open_with`): written and checked
+/// in full with the store as it is, into the backup folder — or, when that cannot be written
+/// (a drive unplugged), into `backups` in the data directory. The store records it once
+/// migrated.
+pub fn before_migration(store: &Store) -> Result<Option<BackupRecord>, String> {
+    let attempt = |dir: &Path| -> Result<BackupRecord, BackupError> {
+        let (mut record, _) = write_backup(store, "migration", dir)?;
+        if let Err(problem) = check(&record.file, Unlock::Store(store)) {
+            let _ = std::fs::remove_file(&record.file);
+            return Err(problem);
+        }
+        record.verified = Some(true);
+        record.verified_at = Some(Utc::now().timestamp_millis());
+        Ok(record)
+    };
+    let fallback = store.info().data_dir.join("backups");
+    let configured = backup_dir(store).unwrap_or_else(|_| fallback.clone());
+    match attempt(&configured) {
+        Ok(record) => Ok(Some(record)),
+        Err(_) if configured != fallback => attempt(&fallback).map(Some).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes a backup of the store as it is now into `dir`: one consistent read, streamed.
+fn write_backup(store: &Store, reason: &str, dir: &Path) -> Result<(BackupRecord, Header), BackupError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    sweep_partials(dir);
     let info = store.info().clone();
     let now = Utc::now();
     let created_at = now.timestamp_millis();
@@ -249,48 +294,45 @@ pub fn create(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<Back
         .ok()
         .and_then(|s| s.devices.into_iter().find(|d| d.id == info.device_id).map(|d| d.name))
         .unwrap_or_default();
-    let header = {
-        let read = store.consistent_read()?;
-        let manifest = read.manifest()?;
-        let parts = manifest.ids.len().div_ceil(PART_DOCUMENTS).max(1);
-        let header = Header {
-            workspace: info.workspace_id.to_string(),
-            device: info.device_id.to_string(),
-            device_name,
-            created_at: rfc3339(created_at),
-            app_version: env!("CARGO_PKG_VERSION").to_owned(),
-            counts: manifest.counts,
-            heads_digest: manifest.heads_digest.clone(),
-            parts: parts as u32,
-            key: KeyInfo {
-                epoch,
-                recovery_wrapped_workspace_key: hex::encode(store.recovery_wrapped_workspace_key()?),
-                recovery_public_key: hex::encode(store.recovery_public_key()?),
-            },
-            salt: String::new(),
-            nonce_prefix: String::new(),
-        };
-        let (mut writer, header) = Writer::create(&path, header, &key)?;
-        let id: [u8; 16] = *uuid::Uuid::new_v4().as_bytes();
-        let mut batches: Vec<&[DocumentId]> = manifest.ids.chunks(PART_DOCUMENTS).collect();
-        if batches.is_empty() {
-            batches.push(&[]);
-        }
-        for (index, ids) in batches.iter().enumerate() {
-            let documents = read.documents(ids)?;
-            let part = snapshot::encode_part(
-                &PartHeader { snapshot: id, seq: 0, part: index as u32, parts: parts as u32 },
-                &documents,
-            );
-            writer.write(&(part.len() as u32).to_be_bytes())?;
-            writer.write(&part)?;
-        }
-        let bytes = writer.finish()?;
-        (header, bytes)
+    let read = store.consistent_read()?;
+    let manifest = read.manifest()?;
+    let parts = manifest.ids.len().div_ceil(PART_DOCUMENTS).max(1);
+    let header = Header {
+        workspace: info.workspace_id.to_string(),
+        device: info.device_id.to_string(),
+        device_name,
+        created_at: rfc3339(created_at),
+        app_version: env!("CARGO_PKG_VERSION").to_owned(),
+        counts: manifest.counts,
+        heads_digest: manifest.heads_digest.clone(),
+        parts: parts as u32,
+        key: KeyInfo {
+            epoch,
+            recovery_wrapped_workspace_key: hex::encode(store.recovery_wrapped_workspace_key()?),
+            recovery_public_key: hex::encode(store.recovery_public_key()?),
+        },
+        salt: String::new(),
+        nonce_prefix: String::new(),
     };
-    let (header, bytes) = header;
-    store.record_backup(&BackupRecord {
-        file: path.clone(),
+    let (mut writer, header) = Writer::create(&path, header, &key)?;
+    let id: [u8; 16] = *uuid::Uuid::new_v4().as_bytes();
+    let mut batches: Vec<&[DocumentId]> = manifest.ids.chunks(PART_DOCUMENTS).collect();
+    if batches.is_empty() {
+        batches.push(&[]);
+    }
+    for (index, ids) in batches.iter().enumerate() {
+        let documents = read.documents(ids)?;
+        let part = snapshot::encode_part(
+            &PartHeader { snapshot: id, seq: 0, part: index as u32, parts: parts as u32 },
+            &documents,
+        );
+        writer.write(&(part.len() as u32).to_be_bytes())?;
+        writer.write(&part)?;
+    }
+    let bytes = writer.finish()?;
+    drop(read);
+    let record = BackupRecord {
+        file: path,
         created_at,
         bytes,
         reason: reason.to_owned(),
@@ -299,15 +341,8 @@ pub fn create(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<Back
         verified: None,
         verified_at: None,
         problem: None,
-    })?;
-    let problem = check(&path, Unlock::Store(store)).err();
-    store.record_backup_check(&path, problem.as_ref().map(ToString::to_string).as_deref())?;
-    if let Some(problem) = problem {
-        return Err(problem);
-    }
-    prune(store)?;
-    let record = store.backup_records()?.into_iter().find(|r| r.file == path);
-    Ok(info_of(&path, &header, bytes, record.as_ref()))
+    };
+    Ok((record, header))
 }
 
 /// Removes `.partial` files left by backups that were killed.
@@ -530,6 +565,151 @@ pub fn prune(store: &mut Store) -> Result<Vec<PathBuf>, BackupError> {
         removed.push(path);
     }
     Ok(removed)
+}
+
+/// Where backups stand, for the settings screen (`BackupStatus` in the app).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct BackupStatus {
+    pub dir: String,
+    pub keep: daftar_store::Retention,
+    /// Minutes between automatic backups while the app runs; 0: off.
+    pub every_minutes: u32,
+    /// This workspace's backups, newest first.
+    pub backups: Vec<BackupInfo>,
+    /// This device's newest backup.
+    pub last: Option<BackupInfo>,
+    /// What needs attention, if anything.
+    pub warning: Option<BackupWarning>,
+    /// The last drill.
+    pub last_drill: Option<DrillSummary>,
+}
+
+/// What the settings screen warns about (the UI words it in the person's language).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackupWarning {
+    /// No verified backup exists.
+    NoBackup,
+    /// The last attempt to make a backup failed (a folder unreachable, a disk full).
+    AttemptFailed { at: String, message: String },
+    /// This device's newest backup failed its check.
+    CheckFailed { problem: String },
+    /// The newest verified backup is this many hours old.
+    Stale {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        hours: i64,
+    },
+}
+
+/// The last drill, for the settings screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct DrillSummary {
+    pub at: String,
+    pub ok: bool,
+    pub backup: DrillPathSummary,
+    pub relay: DrillPathSummary,
+}
+
+/// One path of the last drill, in brief.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct DrillPathSummary {
+    pub ok: bool,
+    /// `no_relay` or `no_recovery_key` when the path was not tried.
+    pub skipped: Option<String>,
+    pub error: Option<String>,
+    pub recovery_point: Option<String>,
+    pub seconds: f64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub documents: u64,
+    /// Documents of the live store the path did not bring back or brought back older.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub differing: u64,
+}
+
+impl DrillPathSummary {
+    fn of(report: &serde_json::Value) -> Self {
+        let count = |name: &str| report[name].as_array().map_or(0, |a| a.len() as u64);
+        DrillPathSummary {
+            ok: report["ok"].as_bool().unwrap_or(false),
+            skipped: report["skipped_code"].as_str().map(str::to_owned),
+            error: report["error"].as_str().map(str::to_owned),
+            recovery_point: report["recovery_point"].as_str().map(str::to_owned),
+            seconds: report["seconds"].as_f64().unwrap_or_default(),
+            documents: report["documents"].as_u64().unwrap_or_default(),
+            differing: count("missing") + count("differs"),
+        }
+    }
+}
+
+/// How old the newest verified backup may be before the settings screen warns.
+const STALE_AFTER_HOURS: i64 = 24;
+
+/// Where backups stand.
+pub fn status(store: &Store) -> Result<BackupStatus, BackupError> {
+    let settings = store.backup_settings()?;
+    let backups = list(store)?;
+    let device = store.info().device_id.to_string();
+    let last = backups.iter().find(|b| b.device == device).cloned();
+    let newest_verified = backups.iter().find(|b| b.verified == Some(true));
+    let warning = if let Some((at, message)) = store.backup_failure()? {
+        Some(BackupWarning::AttemptFailed { at: rfc3339(at), message })
+    } else if let Some(last) = last.as_ref().filter(|b| b.verified == Some(false)) {
+        Some(BackupWarning::CheckFailed { problem: last.problem.clone().unwrap_or_default() })
+    } else {
+        match newest_verified {
+            None => Some(BackupWarning::NoBackup),
+            Some(b) => {
+                let hours = DateTime::parse_from_rfc3339(&b.created_at)
+                    .map(|t| Utc::now().signed_duration_since(t.with_timezone(&Utc)).num_hours())
+                    .unwrap_or(i64::MAX);
+                (hours >= STALE_AFTER_HOURS).then_some(BackupWarning::Stale { hours })
+            }
+        }
+    };
+    let last_drill = store.last_drill()?.map(|d| DrillSummary {
+        at: rfc3339(d.at),
+        ok: d.ok,
+        backup: DrillPathSummary::of(&d.report["backup"]),
+        relay: DrillPathSummary::of(&d.report["relay"]),
+    });
+    Ok(BackupStatus {
+        dir: backup_dir(store)?.display().to_string(),
+        keep: settings.keep,
+        every_minutes: settings.every_minutes,
+        backups,
+        last,
+        warning,
+        last_drill,
+    })
+}
+
+/// Whether the app's schedule calls for a backup now: automatic backups are on and this
+/// device's newest backup (or failed attempt) is at least the interval old.
+pub fn due(store: &Store, now: DateTime<Utc>) -> Result<bool, BackupError> {
+    let settings = store.backup_settings()?;
+    if settings.every_minutes == 0 {
+        return Ok(false);
+    }
+    let newest = store.backup_records()?.into_iter().map(|r| r.created_at).max();
+    let last_attempt = newest.max(store.backup_failure()?.map(|(at, _)| at));
+    Ok(match last_attempt {
+        None => true,
+        Some(at) => now.timestamp_millis() - at >= i64::from(settings.every_minutes) * 60_000,
+    })
+}
+
+/// Whether anything changed since this device's newest backup (a backup on exit is skipped
+/// when nothing did).
+pub fn changed_since_last(store: &Store) -> Result<bool, BackupError> {
+    let Some(newest) = store.backup_records()?.into_iter().find(|r| r.verified == Some(true)) else {
+        return Ok(true);
+    };
+    let read = store.consistent_read()?;
+    Ok(read.manifest()?.heads_digest != newest.heads_digest)
 }
 
 /// A restore into a new data directory.

@@ -273,7 +273,11 @@ fn print_path(name: &str, path: &daftar_backup::PathReport) {
     }
     for (what, ids) in [("missing", &path.missing), ("at another version", &path.differs), ("not here", &path.extra)] {
         if !ids.is_empty() {
-            println!("  {} document(s) {what}: {}", ids.len(), ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "  {} document(s) {what}: {}",
+                ids.len(),
+                ids.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn open(cli: &Cli) -> Result<Store> {
     let dir = data_dir(cli)?;
     let needs_passphrase = dir.join(daftar_store::KEY_FILE).exists();
     let unlock = Unlock { passphrase: if needs_passphrase { Some(passphrase(false)?) } else { None } };
-    Ok(Store::open(&dir, &unlock, Arc::new(SystemClock))?)
+    Ok(Store::open_with(&dir, &unlock, Arc::new(SystemClock), Some(&daftar_backup::before_migration))?)
 }
 
 fn apply_address(address: &mut Address, args: &AddressArgs) {

@@ -298,6 +298,30 @@ impl Store {
         .collect()
     }
 
+    /// Records why the last attempt to make a backup failed (`None`: it succeeded), for the
+    /// settings screen's warning: a failed attempt may leave no file to show.
+    pub fn record_backup_attempt(&mut self, failure: Option<&str>) -> Result<()> {
+        self.write(|tx, ctx, _| {
+            match failure {
+                None => tx.execute("DELETE FROM meta WHERE key = 'backup_failure'", [])?,
+                Some(message) => {
+                    let value = serde_json::json!({ "at": ctx.now.timestamp_millis(), "message": message }).to_string();
+                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('backup_failure', ?1)", [value])?
+                }
+            };
+            Ok(())
+        })
+    }
+
+    /// When and why the last attempt to make a backup failed, if it did.
+    pub fn backup_failure(&self) -> Result<Option<(i64, String)>> {
+        let value: Option<String> =
+            self.conn.query_row("SELECT value FROM meta WHERE key = 'backup_failure'", [], |r| r.get(0)).optional()?;
+        Ok(value
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            .map(|v| (v["at"].as_i64().unwrap_or_default(), v["message"].as_str().unwrap_or_default().to_owned())))
+    }
+
     pub fn record_drill(&mut self, drill: &DrillRecord) -> Result<()> {
         let report = drill.report.to_string();
         self.write(|tx, _, _| {

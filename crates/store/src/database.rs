@@ -95,7 +95,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Opens (or creates) the encrypted database and brings its schema up to date.
+/// Opens (or creates) the encrypted database. A new one gets the current schema; an existing
+/// one is left at its schema version for the caller to migrate (after a backup).
 pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Result<Connection> {
     let path = dir.join(DATABASE_FILE);
     if !create && !path.exists() {
@@ -129,7 +130,9 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
          PRAGMA secure_delete = ON;",
     )
     .map_err(|e| corrupt(e.to_string()))?;
-    schema::migrate(&conn, dir)?;
+    if create {
+        schema::migrate(&conn, dir)?;
+    }
     Ok(conn)
 }
 

@@ -32,6 +32,10 @@ pub enum StoreError {
     )]
     SchemaTooNew { dir: PathBuf, found: i64, supported: i64 },
     #[error(
+        "{dir} needs its schema updated (version {from} to {to}), but the backup made first failed ({detail}); nothing was changed. Make room or reconnect the backup folder, then open it again"
+    )]
+    MigrationBackupFailed { dir: PathBuf, from: i64, to: i64, detail: String },
+    #[error(
         "another Daftar process is writing to {dir} and has not finished within {seconds} s; wait for it or close it, then try again"
     )]
     Busy { dir: PathBuf, seconds: u64 },
@@ -102,6 +106,7 @@ impl StoreError {
             StoreError::Key(_) | StoreError::PassphraseNeeded { .. } => "key_error",
             StoreError::Corrupt { .. } | StoreError::BadProfile { .. } | StoreError::Document { .. } => "corrupt",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::MigrationBackupFailed { .. } => "backup_failed",
             StoreError::Busy { .. } => "busy",
             StoreError::NotFound { .. } | StoreError::NoSuchVersion { .. } => "not_found",
             StoreError::Ambiguous { .. } => "ambiguous",

@@ -55,7 +55,7 @@ pub use invoices::{
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;
-pub use store::{ExistingWorkspace, InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
+pub use store::{BeforeMigration, ExistingWorkspace, InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
 
 /// Where the store gets the time. Passed in so tests can fix it.
 pub trait Clock: Send + Sync {

@@ -33,6 +33,10 @@ pub struct Unlock {
     pub passphrase: Option<String>,
 }
 
+/// What runs on a store about to be migrated (see [`Store::open_with`]): makes a backup and
+/// returns its record, or says why it could not.
+pub type BeforeMigration<'a> = &'a dyn Fn(&Store) -> std::result::Result<Option<crate::BackupRecord>, String>;
+
 /// Options for [`Store::init`].
 #[derive(Debug)]
 pub struct InitOptions {
@@ -466,6 +470,18 @@ impl Store {
 
     /// Opens an existing data directory, taking its key from wherever `daftar.json` says.
     pub fn open(dir: &Path, unlock: &Unlock, clock: Arc<dyn Clock>) -> Result<Store> {
+        Self::open_with(dir, unlock, clock, None)
+    }
+
+    /// [`Store::open`], running `before_migration` on the store as it is when its schema is
+    /// about to be migrated (the app and the CLI make a backup there). If it fails, nothing is
+    /// migrated and the store does not open. What it returns is recorded once migrated.
+    pub fn open_with(
+        dir: &Path,
+        unlock: &Unlock,
+        clock: Arc<dyn Clock>,
+        before_migration: Option<BeforeMigration<'_>>,
+    ) -> Result<Store> {
         let profile = Profile::read(dir)?;
         let dir = database::canonical_dir(dir)?;
         let key = match &profile.key {
@@ -476,11 +492,20 @@ impl Store {
                 key_file::open(&dir.join(KEY_FILE), passphrase)?
             }
         };
-        Self::open_with_key(&dir, &key, clock)
+        Self::open_with_key_and(&dir, &key, clock, before_migration)
     }
 
     /// Opens a data directory with a key the caller already holds (tests, benchmarks, restore).
     pub fn open_with_key(dir: &Path, key: &DatabaseKey, clock: Arc<dyn Clock>) -> Result<Store> {
+        Self::open_with_key_and(dir, key, clock, None)
+    }
+
+    fn open_with_key_and(
+        dir: &Path,
+        key: &DatabaseKey,
+        clock: Arc<dyn Clock>,
+        before_migration: Option<BeforeMigration<'_>>,
+    ) -> Result<Store> {
         let profile = Profile::read(dir)?;
         let dir = database::canonical_dir(dir)?;
         if key_check(key) != profile.key_check {
@@ -491,8 +516,29 @@ impl Store {
         let workspace_id = read("workspace_id")?.parse().map_err(|_| corrupt_meta(&dir, "workspace id"))?;
         let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
         let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
-        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir, key_location: profile.key };
-        Ok(Store::assemble(conn, info, clock))
+        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir.clone(), key_location: profile.key };
+        let store = Store::assemble(conn, info, clock);
+        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > crate::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { dir, found: version, supported: crate::SCHEMA_VERSION });
+        }
+        let mut before = None;
+        if version < crate::SCHEMA_VERSION
+            && let Some(hook) = before_migration
+        {
+            before = hook(&store).map_err(|detail| StoreError::MigrationBackupFailed {
+                dir: dir.clone(),
+                from: version,
+                to: crate::SCHEMA_VERSION,
+                detail,
+            })?;
+        }
+        crate::schema::migrate(&store.conn, &dir)?;
+        let mut store = store;
+        if let Some(record) = before {
+            store.record_backup(&record)?;
+        }
+        Ok(store)
     }
 
     pub fn info(&self) -> &WorkspaceInfo {

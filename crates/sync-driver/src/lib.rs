@@ -451,9 +451,7 @@ pub fn rehearse_recovery(
         dir,
         daftar_store::InitOptions {
             seller: Default::default(),
-            series: Some(
-                daftar_domain::Series::for_device('D', device).map_err(|e| SyncError::Invalid(e.0))?,
-            ),
+            series: Some(daftar_domain::Series::for_device('D', device).map_err(|e| SyncError::Invalid(e.0))?),
             key: daftar_store::KeyChoice::Passphrase(passphrase),
             device_name: "recovery drill".into(),
             existing: Some(daftar_store::ExistingWorkspace {

@@ -96,6 +96,7 @@ async fn main() -> Result<()> {
         let _ = forward.send(serde_json::to_string(&event).unwrap_or_default());
     }));
     api.start_einvoicing();
+    api.start_backups();
     let shell = Arc::new(Shell { api, events: sender });
     let app = Router::new()
         .route("/api", post(handle))

@@ -12,6 +12,7 @@ import type { CreatedWorkspace } from "./bindings/CreatedWorkspace";
 import type { InvoicePage } from "./bindings/InvoicePage";
 import type { SavedPdf } from "./bindings/SavedPdf";
 import type { ZatcaView } from "./bindings/ZatcaView";
+import type { BackupStatus } from "./bindings/BackupStatus";
 import type { InvoiceListQuery } from "./bindings/InvoiceListQuery";
 import type { InvoiceView } from "./bindings/InvoiceView";
 import type { DraftInput } from "./bindings/DraftInput";
@@ -126,6 +127,12 @@ export const api = {
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
+  backupStatus: () => call<BackupStatus>({ command: "backup_status" }),
+  createBackup: () => call<BackupStatus>({ command: "create_backup" }),
+  updateBackupSettings: (dir: string, every_minutes: number) =>
+    call<BackupStatus>({ command: "update_backup_settings", dir, every_minutes }),
+  verifyBackups: () => call<BackupStatus>({ command: "verify_backups" }),
+  runDrill: (recovery_key: string | null) => call<BackupStatus>({ command: "run_drill", recovery_key }),
   zatcaOnboard: (otp: string, environment: string, api_url: string | null) =>
     call<ZatcaView>({ command: "zatca_onboard", otp, environment, api_url }),
   saveInvoicePdf: (id: string) => call<SavedPdf>({ command: "save_invoice_pdf", id }),

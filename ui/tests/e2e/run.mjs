@@ -178,7 +178,7 @@ try {
     await page.getByLabel("District").fill("Al Olaya");
     await page.getByLabel("Postal code").fill("12345");
     await page.getByLabel("City", { exact: true }).fill("Riyadh");
-    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("button", { name: "Save", exact: true }).click();
     await page.getByTestId("zatca-onboard").click();
     await page.getByText("Onboarded: invoices are cleared or reported").waitFor();
     check((await text("[data-testid=zatca-stage]")).startsWith("Onboarded"), "onboarded through the API stub");
@@ -186,6 +186,23 @@ try {
   } finally {
     stub.stop();
   }
+  // Backups: a warning until the first one, then a verified backup, a full check, a drill.
+  await page.getByTestId("backup-status").waitFor();
+  check((await text("[data-testid=backup-warning]")).includes("No verified backup"), "no backup yet is a warning");
+  await page.getByTestId("backup-now").click();
+  await page.getByTestId("backup-list").waitFor();
+  check((await text("[data-testid=backup-last]")).includes("verified"), "the backup made from the app is verified");
+  check((await page.getByTestId("backup-warning").count()) === 0, "the warning is gone once a verified backup exists");
+  await page.getByTestId("backup-verify").click();
+  await page.getByText("Every backup was read in full and checked.").waitFor();
+  await page.getByTestId("drill-key").fill(key);
+  await page.getByTestId("drill-run").click();
+  await page.getByTestId("drill-last").waitFor();
+  const drill = await text("[data-testid=drill-last]");
+  check(drill.includes("Last drill passed") && drill.includes("From the newest backup: 4 documents recovered") && drill.includes("From the relay: skipped"),
+    `the drill restores the backup and says why the relay path was skipped (${drill})`);
+  await page.getByTestId("backup-status").scrollIntoViewIfNeeded();
+  await shot("settings-backups-en");
   await page.getByRole("navigation").getByRole("button", { name: "Items" }).click();
   await page.getByRole("button", { name: "Add item" }).click();
   await page.getByLabel("Name", { exact: true }).fill("Cardamom 1kg");
@@ -203,6 +220,9 @@ try {
   await page.getByRole("navigation").getByRole("button", { name: "الإعدادات" }).click();
   await page.getByLabel("عربية هندية (١٢٣)").check();
   await shot("settings-ar");
+  await page.getByTestId("backup-status").scrollIntoViewIfNeeded();
+  check((await text("[data-testid=backup-status] h2")) === "النسخ الاحتياطية", "the backup card speaks Arabic");
+  await shot("settings-backups-ar");
   await page.getByRole("navigation").getByRole("button", { name: "الفواتير" }).click();
   await page.getByTestId("invoice-row").nth(1).waitFor();
   check((await text("[data-testid=invoice-count]")) === "٢ فاتورة", "Arabic-Indic digits when chosen");

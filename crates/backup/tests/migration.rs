@@ -1,0 +1,98 @@
+//! A schema migration is preceded by a verified backup of the store as it was; when no backup
+//! can be written, nothing is migrated.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use daftar_domain::{Customer, CustomerId, SellerProfile};
+use daftar_store::{InitOptions, KeyChoice, SCHEMA_VERSION, Store, SystemClock, Unlock};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+
+fn seller() -> SellerProfile {
+    SellerProfile { name: "Acme Trading".into(), vat_number: "300000000000003".into(), ..Default::default() }
+}
+
+/// A store (key file, so no keyring is needed) with one customer, set back to the schema
+/// before backups were recorded, as an older Daftar left it.
+fn old_store(dir: &Path) {
+    let options = InitOptions {
+        seller: seller(),
+        series: None,
+        key: KeyChoice::Passphrase(PASSPHRASE.into()),
+        device_name: "office".into(),
+        existing: None,
+    };
+    let (mut store, _) = Store::init(dir, options, Arc::new(SystemClock)).unwrap();
+    let customer = Customer {
+        id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
+        name: "Nour Bakery".into(),
+        vat_number: None,
+        address: Default::default(),
+        email: String::new(),
+        phone: String::new(),
+        created_at: chrono::Utc::now(),
+        deleted: None,
+    };
+    store.create(&customer, "create").unwrap();
+    drop(store);
+    let key = daftar_keys::key_file::open(&dir.join("key.json"), PASSPHRASE).unwrap();
+    let conn = rusqlite::Connection::open(dir.join("daftar.db")).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+        hex::encode(key.expose_secret_bytes())
+    ))
+    .unwrap();
+    conn.execute_batch("DROP TABLE backups; DROP TABLE drills; PRAGMA user_version = 5;").unwrap();
+}
+
+fn schema_version(store: &Store) -> i64 {
+    let dir = store.info().data_dir.clone();
+    let key = daftar_keys::key_file::open(&dir.join("key.json"), PASSPHRASE).unwrap();
+    let conn = rusqlite::Connection::open(dir.join("daftar.db")).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+        hex::encode(key.expose_secret_bytes())
+    ))
+    .unwrap();
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+}
+
+fn open(dir: &Path) -> Result<Store, daftar_store::StoreError> {
+    let unlock = Unlock { passphrase: Some(PASSPHRASE.into()) };
+    Store::open_with(dir, &unlock, Arc::new(SystemClock), Some(&daftar_backup::before_migration))
+}
+
+#[test]
+fn a_migration_is_preceded_by_a_verified_backup_of_the_old_store() {
+    let dir = tempfile::tempdir().unwrap();
+    old_store(dir.path());
+    let mut store = open(dir.path()).unwrap();
+    assert_eq!(schema_version(&store), SCHEMA_VERSION);
+    let records = store.backup_records().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].reason, "migration");
+    assert_eq!(records[0].verified, Some(true));
+    assert_eq!(records[0].counts.customers, 1);
+    assert!(records[0].file.starts_with(dir.path().canonicalize().unwrap().join("backups")));
+    daftar_backup::verify(&mut store, &records[0].file, None).unwrap();
+    // Opening again migrates nothing, so backs up nothing.
+    drop(store);
+    let store = open(dir.path()).unwrap();
+    assert_eq!(store.backup_records().unwrap().len(), 1);
+}
+
+#[test]
+fn without_anywhere_to_write_the_backup_nothing_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    old_store(dir.path());
+    // Where the backups would go is taken by a file (root ignores permissions, so a read-only
+    // folder would not do).
+    std::fs::write(dir.path().join("backups"), b"not a folder").unwrap();
+    let error = open(dir.path()).err().expect("no backup, no migration");
+    assert_eq!(error.code(), "backup_failed", "{error}");
+    assert!(error.to_string().contains("version 5 to"), "{error}");
+    std::fs::remove_file(dir.path().join("backups")).unwrap();
+    let store = open(dir.path()).unwrap();
+    assert_eq!(store.backup_records().unwrap().len(), 1, "the next open backs up, then migrates");
+}
