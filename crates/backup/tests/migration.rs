@@ -89,7 +89,7 @@ fn without_anywhere_to_write_the_backup_nothing_is_migrated() {
     // Where the backups would go is taken by a file (root ignores permissions, so a read-only
     // folder would not do).
     std::fs::write(dir.path().join("backups"), b"not a folder").unwrap();
-    let error = open(dir.path()).err().expect("no backup, no migration");
+    let Err(error) = open(dir.path()) else { panic!("no backup, no migration") };
     assert_eq!(error.code(), "backup_failed", "{error}");
     assert!(error.to_string().contains("version 5 to"), "{error}");
     std::fs::remove_file(dir.path().join("backups")).unwrap();
