@@ -376,20 +376,26 @@ pub struct CheckReport {
 /// Reads the whole backup: authenticates every chunk, loads and reads every document,
 /// recomputes the counts and heads digest and compares them with the header.
 pub fn check(path: &Path, unlock: Unlock<'_>) -> Result<CheckReport, BackupError> {
-    read_parts(path, unlock, |_| Ok(()))
+    let key = key_of(path, unlock)?;
+    read_parts(path, &key, |_| Ok(()))
 }
 
-/// Runs `each` on every part of the backup, after checking it, and checks the whole.
+/// The backup key that opens the backup at `path`.
+fn key_of(path: &Path, unlock: Unlock<'_>) -> Result<Secret<32>, BackupError> {
+    let header = read_header(path)?;
+    let workspace_key = workspace_key_for(&header, path, unlock)?;
+    Ok(backup_key(&workspace_key, workspace_of(&header, path)?))
+}
+
+/// Runs `each` on every part of the backup, after checking it, and checks the whole. Parts
+/// are read one at a time, so memory stays bounded by a part whatever the backup's size.
 fn read_parts(
     path: &Path,
-    unlock: Unlock<'_>,
+    key: &Secret<32>,
     mut each: impl FnMut(PreparedSnapshot) -> Result<(), BackupError>,
 ) -> Result<CheckReport, BackupError> {
     let name = path.display().to_string();
-    let header = read_header(path)?;
-    let workspace_key = workspace_key_for(&header, path, unlock)?;
-    let key = backup_key(&workspace_key, workspace_of(&header, path)?);
-    let (header, mut reader) = Reader::open(path, &key)?;
+    let (header, mut reader) = Reader::open(path, key)?;
     let damaged = |detail: String| BackupError::Damaged { path: name.clone(), detail };
     let (mut counts, mut digest, mut incomplete) = (BackupCounts::default(), HeadsDigest::default(), 0);
     let mut first: Option<PartHeader> = None;
@@ -774,15 +780,11 @@ pub fn restore_into(
         let wrapped =
             file::unhex(&header.key.recovery_wrapped_workspace_key).ok_or_else(|| bad("its wrapped key is not hex"))?;
         store.set_recovery_material(&public, &wrapped)?;
-        let key = Unlock::Store(&store);
-        let mut parts = Vec::new();
-        read_parts(path, key, |part| {
-            parts.push(part);
+        let key = key_of(path, Unlock::Store(&store))?;
+        read_parts(path, &key, |part| {
+            store.take_in(&part)?;
             Ok(())
         })?;
-        for part in &parts {
-            store.take_in(part)?;
-        }
         let read = store.consistent_read()?;
         let manifest = read.manifest()?;
         drop(read);
@@ -847,30 +849,27 @@ fn check_workspace(store: &Store, path: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Reads the whole backup (checking it) and only then hands its parts out: a damaged backup
-/// writes nothing.
-fn checked_parts(
-    store: &Store,
+/// Checks the whole backup first — a damaged one writes nothing — then reads it again and
+/// hands each part to `apply` with the store.
+fn apply_parts(
+    store: &mut Store,
     path: &Path,
     recovery: Option<&RecoveryKey>,
-) -> Result<Vec<PreparedSnapshot>, BackupError> {
+    mut apply: impl FnMut(&mut Store, PreparedSnapshot) -> Result<(), BackupError>,
+) -> Result<CheckReport, BackupError> {
     check_workspace(store, path)?;
-    let mut parts = Vec::new();
-    read_parts(path, unlock_for(store, recovery), |part| {
-        parts.push(part);
-        Ok(())
-    })?;
-    Ok(parts)
+    let key = key_of(path, unlock_for(store, recovery))?;
+    read_parts(path, &key, |_| Ok(()))?;
+    read_parts(path, &key, |part| apply(store, part))
 }
 
 /// Merges every document of the backup into the live store as CRDT merges: what the store
 /// lacks comes back, nothing newer is overwritten.
 pub fn merge(store: &mut Store, path: &Path, recovery: Option<&RecoveryKey>) -> Result<MergeReport, BackupError> {
-    let parts = checked_parts(store, path, recovery)?;
     let mut report = MergeReport::default();
-    for part in &parts {
+    apply_parts(store, path, recovery, |store, part| {
         let kinds: Vec<DocKind> = part.summaries().map(|s| s.kind).collect();
-        for ((id, taken), kind) in store.take_in(part)?.into_iter().zip(kinds) {
+        for ((id, taken), kind) in store.take_in(&part)?.into_iter().zip(kinds) {
             let touched = Touched { id: id.to_string(), kind: kind.as_str() };
             match taken {
                 Taken::Added => report.brought_back.push(touched),
@@ -878,7 +877,8 @@ pub fn merge(store: &mut Store, path: &Path, recovery: Option<&RecoveryKey>) -> 
                 Taken::Unchanged => report.unchanged += 1,
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 
@@ -908,15 +908,14 @@ pub fn revert(
     recovery: Option<&RecoveryKey>,
     filter: &RevertFilter,
 ) -> Result<RevertReport, BackupError> {
-    let parts = checked_parts(store, path, recovery)?;
     let header = read_header(path)?;
     let when = DateTime::parse_from_rfc3339(&header.created_at)
         .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or(header.created_at.clone());
     let label = format!("revert to backup of {when}");
     let mut report = RevertReport::default();
-    for part in &parts {
-        for (id, kind, outcome) in store.revert_to_backup(part, filter, &label)? {
+    apply_parts(store, path, recovery, |store, part| {
+        for (id, kind, outcome) in store.revert_to_backup(&part, filter, &label)? {
             let touched = Touched { id: id.to_string(), kind: kind.as_str() };
             match outcome {
                 RevertOutcome::BroughtBack => report.brought_back.push(touched),
@@ -928,7 +927,8 @@ pub fn revert(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 
