@@ -100,3 +100,48 @@ fn a_workspace_and_a_draft_go_from_typing_to_issued_to_the_trash_and_back() {
     let sync = ok(&api, json!({ "command": "sync_status" }));
     assert_eq!(sync["state"], "idle");
 }
+
+#[test]
+fn backups_from_the_settings_screen_and_on_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::new(dir.path().join("data"));
+    let created = ok(
+        &api,
+        json!({ "command": "create_workspace", "seller": { "name": "Acme Trading", "vat_number": "300000000000003" } }),
+    );
+    let status = ok(&api, json!({ "command": "backup_status" }));
+    assert_eq!(status["warning"]["kind"], "no_backup", "{status}");
+    assert_eq!(status["every_minutes"], 60, "hourly by default: {status}");
+    let status = ok(&api, json!({ "command": "create_backup" }));
+    assert_eq!(status["last"]["verified"], true, "{status}");
+    assert!(status["warning"].is_null(), "{status}");
+    // Nothing changed: closing the app makes no second backup; after a change it does.
+    let first = status["last"]["file"].clone();
+    api.backup_on_exit().unwrap();
+    assert_eq!(ok(&api, json!({ "command": "backup_status" }))["last"]["file"], first);
+    ok(
+        &api,
+        json!({ "command": "save_customer", "id": null,
+        "customer": { "name": "Nour Bakery", "vat_number": null, "email": "", "phone": "", "street": "",
+                      "building_number": "", "district": "", "city": "", "postal_code": "" } }),
+    );
+    api.backup_on_exit().unwrap();
+    let status = ok(&api, json!({ "command": "backup_status" }));
+    assert_ne!(status["last"]["file"], first, "{status}");
+    assert_eq!(status["last"]["reason"], "exit");
+    assert_eq!(status["last"]["counts"]["customers"], 1);
+    // Another folder, and automatic backups off.
+    let folder = dir.path().join("usb");
+    let status =
+        ok(&api, json!({ "command": "update_backup_settings", "dir": folder.to_str().unwrap(), "every_minutes": 0 }));
+    assert_eq!(status["every_minutes"], 0);
+    assert!(status["dir"].as_str().unwrap().ends_with("usb"), "{status}");
+    // A drill with the recovery key (no relay: that path is skipped, not failed).
+    let key = created["recovery_key"].as_str().unwrap();
+    let status = ok(&api, json!({ "command": "run_drill", "recovery_key": key }));
+    assert_eq!(status["last_drill"]["ok"], true, "{status}");
+    assert_eq!(status["last_drill"]["relay"]["skipped"], "no_relay");
+    assert_eq!(status["last_drill"]["backup"]["documents"], 2);
+    let bad = call(&api, json!({ "command": "run_drill", "recovery_key": "not a key" })).unwrap_err();
+    assert_eq!(bad.code, ErrorCode::Invalid);
+}

@@ -130,6 +130,8 @@ pub struct Writer {
     index: u64,
     buffer: Vec<u8>,
     bytes: u64,
+    /// Set once the file has its name; until then, dropping the writer removes the partial file.
+    renamed: bool,
 }
 
 impl Writer {
@@ -157,6 +159,7 @@ impl Writer {
             index: 0,
             buffer: Vec::with_capacity(CHUNK * 2),
             bytes: 0,
+            renamed: false,
         };
         let mut start = MAGIC.to_vec();
         start.extend_from_slice(&FORMAT.to_be_bytes());
@@ -208,6 +211,7 @@ impl Writer {
         file.sync_all().map_err(io)?;
         drop(file);
         std::fs::rename(&self.partial, &self.path).map_err(io)?;
+        self.renamed = true;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
@@ -217,8 +221,9 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if self.out.take().is_some() {
-            // Not finished: leave nothing behind that could pass for a backup.
+        if !self.renamed {
+            // Not finished (an error, a full disk): leave nothing behind.
+            drop(self.out.take());
             let _ = std::fs::remove_file(&self.partial);
         }
     }

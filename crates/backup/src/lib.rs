@@ -387,8 +387,10 @@ fn key_of(path: &Path, unlock: Unlock<'_>) -> Result<Secret<32>, BackupError> {
     Ok(backup_key(&workspace_key, workspace_of(&header, path)?))
 }
 
-/// Runs `each` on every part of the backup, after checking it, and checks the whole. Parts
-/// are read one at a time, so memory stays bounded by a part whatever the backup's size.
+/// Runs `each` on every part of the backup, in order, after checking it, and checks the whole.
+/// The reading thread decrypts; parts are decoded and their documents loaded on worker threads
+/// (loading is most of the work); at most a few parts are in memory at once, whatever the
+/// backup's size.
 fn read_parts(
     path: &Path,
     key: &Secret<32>,
@@ -397,53 +399,119 @@ fn read_parts(
     let name = path.display().to_string();
     let (header, mut reader) = Reader::open(path, key)?;
     let damaged = |detail: String| BackupError::Damaged { path: name.clone(), detail };
-    let (mut counts, mut digest, mut incomplete) = (BackupCounts::default(), HeadsDigest::default(), 0);
-    let mut first: Option<PartHeader> = None;
-    let mut previous: Option<DocumentId> = None;
-    for index in 0..header.parts {
-        let length = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes")) as usize;
-        if length > MAX_PART {
-            return Err(damaged(format!("part {index} claims {length} bytes")));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let mut tally = Tally::default();
+    std::thread::scope(|scope| -> Result<(), BackupError> {
+        type Job = (u32, Vec<u8>);
+        type Done = (u32, Result<(PartHeader, PreparedSnapshot), String>);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(workers);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let (finished, results) = std::sync::mpsc::channel::<Done>();
+        for _ in 0..workers {
+            let (queue, finished) = (queue.clone(), finished.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = queue.lock().map(|q| q.recv());
+                    let Ok(Ok((index, bytes))) = job else { return };
+                    let result = snapshot::unpack(&bytes).map_err(|e| format!("part {index}: {e}")).and_then(
+                        |(part, documents)| {
+                            daftar_store::prepare_snapshot(documents).map(|p| (part, p)).map_err(|e| e.to_string())
+                        },
+                    );
+                    if finished.send((index, result)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        let bytes = reader.take(length)?;
-        let (part, documents) = snapshot::unpack(&bytes).map_err(|e| damaged(format!("part {index}: {e}")))?;
-        match &first {
-            None if part.part != 0 || part.parts != header.parts => {
-                return Err(damaged(format!("part 0 says it is part {} of {}", part.part, part.parts)));
+        drop(finished);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u32;
+        let mut take_in = |done: Done, waiting: &mut std::collections::BTreeMap<u32, _>, next: &mut u32| {
+            waiting.insert(done.0, done.1);
+            while let Some(result) = waiting.remove(next) {
+                let (part, prepared) = result.map_err(&damaged)?;
+                tally.part(&header, *next, part, &prepared).map_err(&damaged)?;
+                each(prepared)?;
+                *next += 1;
             }
-            None => first = Some(part),
-            Some(first) => {
-                snapshot::check_part(first, index, &part).map_err(|e| damaged(e.to_string()))?;
+            Ok::<(), BackupError>(())
+        };
+        for index in 0..header.parts {
+            let length = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes")) as usize;
+            if length > MAX_PART {
+                return Err(damaged(format!("part {index} claims {length} bytes")));
             }
+            let bytes = reader.take(length)?;
+            // Keep a bounded window of parts in flight.
+            while index - next >= 2 * workers as u32 {
+                let done = results.recv().map_err(|_| damaged("a worker stopped".into()))?;
+                take_in(done, &mut waiting, &mut next)?;
+            }
+            jobs.send((index, bytes)).map_err(|_| damaged("a worker stopped".into()))?;
         }
-        let prepared = daftar_store::prepare_snapshot(documents).map_err(|e| damaged(e.to_string()))?;
-        for summary in prepared.summaries() {
-            if previous.is_some_and(|p| p.as_uuid() >= summary.id.as_uuid()) {
-                return Err(damaged(format!("document {} is out of order or repeated", summary.id)));
-            }
-            previous = Some(summary.id);
-            digest.add(summary.id, &summary.heads);
-            counts.add(summary.kind);
-            incomplete += u64::from(!summary.readable);
+        drop(jobs);
+        while next < header.parts {
+            let done = results.recv().map_err(|_| damaged("a worker stopped".into()))?;
+            take_in(done, &mut waiting, &mut next)?;
         }
-        each(prepared)?;
-    }
+        Ok(())
+    })?;
     if !reader.at_end()? {
         return Err(damaged("there is data after the last part".into()));
     }
-    if counts != header.counts {
+    if tally.counts != header.counts {
         return Err(BackupError::Mismatch {
             path: name,
-            detail: format!("the header counts {:?}, the body holds {counts:?}", header.counts),
+            detail: format!("the header counts {:?}, the body holds {:?}", header.counts, tally.counts),
         });
     }
-    if digest.finish() != header.heads_digest {
+    if tally.digest.finish() != header.heads_digest {
         return Err(BackupError::Mismatch {
             path: name,
             detail: "the documents' versions differ from the header's digest".into(),
         });
     }
-    Ok(CheckReport { file: name, created_at: header.created_at, counts, incomplete })
+    Ok(CheckReport { file: name, created_at: header.created_at, counts: tally.counts, incomplete: tally.incomplete })
+}
+
+/// What the parts read so far add up to.
+#[derive(Debug, Default)]
+struct Tally {
+    counts: BackupCounts,
+    digest: HeadsDigest,
+    incomplete: u64,
+    first: Option<PartHeader>,
+    previous: Option<DocumentId>,
+}
+
+impl Tally {
+    /// Checks part `index` against the header and the parts before it, and adds it up.
+    fn part(
+        &mut self,
+        header: &Header,
+        index: u32,
+        part: PartHeader,
+        prepared: &PreparedSnapshot,
+    ) -> Result<(), String> {
+        match &self.first {
+            None if part.part != 0 || part.parts != header.parts => {
+                return Err(format!("part 0 says it is part {} of {}", part.part, part.parts));
+            }
+            None => self.first = Some(part),
+            Some(first) => snapshot::check_part(first, index, &part).map_err(|e| e.to_string())?,
+        }
+        for summary in prepared.summaries() {
+            if self.previous.is_some_and(|p| p.as_uuid() >= summary.id.as_uuid()) {
+                return Err(format!("document {} is out of order or repeated", summary.id));
+            }
+            self.previous = Some(summary.id);
+            self.digest.add(summary.id, &summary.heads);
+            self.counts.add(summary.kind);
+            self.incomplete += u64::from(!summary.readable);
+        }
+        Ok(())
+    }
 }
 
 /// Checks `path` and records the result if this device made it.
@@ -602,6 +670,8 @@ pub enum BackupWarning {
     AttemptFailed { at: String, message: String },
     /// This device's newest backup failed its check.
     CheckFailed { problem: String },
+    /// The backup folder cannot be read (a drive unplugged, a share offline).
+    FolderUnreadable { message: String },
     /// The newest verified backup is this many hours old.
     Stale {
         #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -657,12 +727,17 @@ const STALE_AFTER_HOURS: i64 = 24;
 /// Where backups stand.
 pub fn status(store: &Store) -> Result<BackupStatus, BackupError> {
     let settings = store.backup_settings()?;
-    let backups = list(store)?;
+    let (backups, unreadable) = match list(store) {
+        Ok(backups) => (backups, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let device = store.info().device_id.to_string();
     let last = backups.iter().find(|b| b.device == device).cloned();
     let newest_verified = backups.iter().find(|b| b.verified == Some(true));
     let warning = if let Some((at, message)) = store.backup_failure()? {
         Some(BackupWarning::AttemptFailed { at: rfc3339(at), message })
+    } else if let Some(message) = unreadable {
+        Some(BackupWarning::FolderUnreadable { message })
     } else if let Some(last) = last.as_ref().filter(|b| b.verified == Some(false)) {
         Some(BackupWarning::CheckFailed { problem: last.problem.clone().unwrap_or_default() })
     } else {

@@ -92,6 +92,10 @@ fn main() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path();
     let (mut store, _) = Store::init(&dir.join("office"), options(), Arc::new(SystemClock))?;
+    // Keep every backup made here (all within one hour, which the default retention thins).
+    let mut settings = store.backup_settings()?;
+    settings.keep.last = 100;
+    store.set_backup_settings(&settings)?;
     let customers: Vec<Customer> = (0..100).map(customer).collect();
     store.create_many(&customers, "import")?;
     // A backup with the customers only: restoring it and merging the big one into that store

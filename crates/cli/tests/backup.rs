@@ -380,3 +380,32 @@ fn a_drill_recovers_everything_from_the_backup_and_from_the_relay_and_names_what
     assert_eq!(d.json(&["devices", "list"]).as_array().unwrap().len(), 1);
     assert_eq!(d.json(&["store", "verify"])["ok"], true);
 }
+
+#[test]
+fn a_full_disk_leaves_no_partial_backup_and_earlier_backups_untouched() {
+    let d = Daftar::init();
+    let customer = d.customer("Nour Bakery", None);
+    assert!(d.run(&["debug", "write-loop", "--customer", &customer, "--count", "800", "--drafts"]).status.success());
+    let first = d.json(&["backup", "create"]);
+    assert!(first["bytes"].as_u64().unwrap() > 400_000, "{first}");
+    // A file size limit stands in for a full disk: writing past 300 KB fails (EFBIG), with
+    // the signal that would kill the process ignored, as a full disk's ENOSPC would not kill.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 600; exec \"$0\" --json backup create", env!("CARGO_BIN_EXE_daftar")])
+        .env("DAFTAR_DATA_DIR", d.data_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the backup cannot have been written");
+    let error: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["error"]["code"], "io", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains(".partial"), "{error}");
+    let names: Vec<String> = std::fs::read_dir(d.data_dir().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![file_of(&first).file_name().unwrap().to_string_lossy().into_owned()], "no partial file");
+    let list = d.json(&["backup", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert!(d.run(&["backup", "verify", "--all"]).status.success(), "the earlier backup still verifies");
+    assert_eq!(d.json(&["store", "verify"])["ok"], true);
+}

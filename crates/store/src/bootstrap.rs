@@ -97,6 +97,20 @@ pub(crate) fn merge_prepared(
     p: &PreparedDocument,
 ) -> Result<Taken> {
     let d = &p.source;
+    // The common case, a document unchanged since the backup: same heads, nothing to load.
+    let stored: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT heads FROM documents WHERE id = ?1")?
+        .query_row([d.document.to_string()], |r| r.get(0))
+        .optional()?;
+    if let Some(stored) = stored {
+        let mut stored = document::decode_heads(&stored);
+        let mut theirs = p.heads.clone();
+        stored.sort_unstable();
+        theirs.sort_unstable();
+        if stored == theirs {
+            return Ok(Taken::Unchanged);
+        }
+    }
     let have = crate::store::load_doc(tx, d.document)?
         .ok_or_else(|| StoreError::NotFound { kind: "document", id: d.document.to_string() })?
         .doc;

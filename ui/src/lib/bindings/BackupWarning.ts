@@ -3,4 +3,4 @@
 /**
  * What the settings screen warns about (the UI words it in the person's language).
  */
-export type BackupWarning = { "kind": "no_backup" } | { "kind": "attempt_failed", at: string, message: string, } | { "kind": "check_failed", problem: string, } | { "kind": "stale", hours: number, };
+export type BackupWarning = { "kind": "no_backup" } | { "kind": "attempt_failed", at: string, message: string, } | { "kind": "check_failed", problem: string, } | { "kind": "folder_unreadable", message: string, } | { "kind": "stale", hours: number, };

@@ -78,6 +78,7 @@ export const ar: Messages = {
   "backup.warn_none": "لا توجد نسخة احتياطية تم التحقق منها بعد: أنشئ واحدة الآن.",
   "backup.warn_attempt": "فشلت نسخة {when}: {message}",
   "backup.warn_check": "فشل التحقق من أحدث نسخة: {problem}",
+  "backup.warn_folder": "تعذّرت قراءة مجلد النسخ: {message}",
   "backup.warn_stale": "عمر أحدث نسخة تم التحقق منها {hours} ساعة.",
   "backup.drill_backup": "من أحدث نسخة",
   "backup.drill_relay": "من خادم المزامنة",

@@ -76,6 +76,7 @@ export const en = {
   "backup.warn_none": "No verified backup exists yet: make one now.",
   "backup.warn_attempt": "The backup of {when} failed: {message}",
   "backup.warn_check": "The newest backup failed its check: {problem}",
+  "backup.warn_folder": "The backup folder cannot be read: {message}",
   "backup.warn_stale": "The newest verified backup is {hours} hours old.",
   "backup.drill_backup": "From the newest backup",
   "backup.drill_relay": "From the relay",

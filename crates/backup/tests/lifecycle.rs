@@ -1,5 +1,5 @@
-//! A schema migration is preceded by a verified backup of the store as it was; when no backup
-//! can be written, nothing is migrated.
+//! Backups over a store's life: before a schema migration (none possible, no migration), on the
+//! schedule and on exit, and a failed attempt surfacing as a warning.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,4 +95,62 @@ fn without_anywhere_to_write_the_backup_nothing_is_migrated() {
     std::fs::remove_file(dir.path().join("backups")).unwrap();
     let store = open(dir.path()).unwrap();
     assert_eq!(store.backup_records().unwrap().len(), 1, "the next open backs up, then migrates");
+}
+
+#[test]
+fn the_schedule_calls_for_a_backup_once_the_interval_has_passed_and_exit_only_after_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    old_store(dir.path());
+    let mut store = open(dir.path()).unwrap();
+    let now = chrono::Utc::now();
+    // The migration backup counts: hourly backups are not due yet.
+    assert!(!daftar_backup::due(&store, now).unwrap());
+    assert!(daftar_backup::due(&store, now + chrono::Duration::minutes(61)).unwrap());
+    let mut settings = store.backup_settings().unwrap();
+    settings.every_minutes = 0;
+    store.set_backup_settings(&settings).unwrap();
+    assert!(!daftar_backup::due(&store, now + chrono::Duration::days(30)).unwrap(), "off means off");
+
+    // Nothing changed since the newest backup: a backup on exit would repeat it.
+    assert!(!daftar_backup::changed_since_last(&store).unwrap());
+    let customer = Customer {
+        id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
+        name: "Dana Cafe".into(),
+        vat_number: None,
+        address: Default::default(),
+        email: String::new(),
+        phone: String::new(),
+        created_at: chrono::Utc::now(),
+        deleted: None,
+    };
+    store.create(&customer, "create").unwrap();
+    assert!(daftar_backup::changed_since_last(&store).unwrap());
+    daftar_backup::create(&mut store, "exit", None).unwrap();
+    assert!(!daftar_backup::changed_since_last(&store).unwrap());
+}
+
+#[test]
+fn a_backup_that_cannot_be_written_is_a_recorded_failure_and_the_status_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    old_store(dir.path());
+    let mut store = open(dir.path()).unwrap();
+    assert_eq!(daftar_backup::status(&store).unwrap().warning, None, "a fresh verified backup: nothing to say");
+    let blocked = dir.path().join("usb-drive");
+    std::fs::write(&blocked, b"a file where the folder should be").unwrap();
+    let mut settings = store.backup_settings().unwrap();
+    settings.dir = Some(blocked.clone());
+    store.set_backup_settings(&settings).unwrap();
+    let error = daftar_backup::create(&mut store, "schedule", None).unwrap_err();
+    assert_eq!(error.code(), "io", "{error}");
+    let status = daftar_backup::status(&store).unwrap();
+    match status.warning {
+        Some(daftar_backup::BackupWarning::AttemptFailed { message, .. }) => {
+            assert!(message.contains("usb-drive"), "{message}")
+        }
+        other => panic!("expected a failed attempt, got {other:?}"),
+    }
+    // The next good backup clears the warning.
+    std::fs::remove_file(&blocked).unwrap();
+    daftar_backup::create(&mut store, "schedule", None).unwrap();
+    assert_eq!(daftar_backup::status(&store).unwrap().warning, None);
 }
