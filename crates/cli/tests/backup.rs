@@ -409,3 +409,38 @@ fn a_full_disk_leaves_no_partial_backup_and_earlier_backups_untouched() {
     assert!(d.run(&["backup", "verify", "--all"]).status.success(), "the earlier backup still verifies");
     assert_eq!(d.json(&["store", "verify"])["ok"], true);
 }
+
+#[test]
+fn a_revert_turns_back_re_priced_items_and_deleted_customers_but_never_an_issued_invoice() {
+    let d = Daftar::init();
+    let customer = d.customer("Nour Bakery", None);
+    let gone = d.customer("Dana Cafe", None);
+    let item = d.json(&["item", "add", "--name", "Flour sack", "--price", "50"])["id"].as_str().unwrap().to_owned();
+    let draft = d.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    let backup = file_of(&d.json(&["backup", "create"]));
+
+    // Since the backup: the item re-priced, a customer deleted, the draft issued.
+    d.json(&["item", "edit", &item, "--price", "65"]);
+    d.json(&["customer", "delete", &gone]);
+    d.json(&["invoice", "issue", &draft]);
+
+    // --only limits the revert to what is named.
+    let only = d.json(&["backup", "restore", backup.to_str().unwrap(), "--revert-to-backup", "--only", &item]);
+    let reverted: Vec<&str> = only["reverted"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(reverted, vec![item.as_str()], "{only}");
+    assert_eq!(d.json(&["item", "show", &item])["unit_price"], "50.00");
+    assert_eq!(d.json(&["customer", "show", &gone])["deleted"], true, "not named, not reverted");
+
+    let all = d.json(&["backup", "restore", backup.to_str().unwrap(), "--revert-to-backup"]);
+    let reverted: Vec<&str> = all["reverted"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(reverted, vec![gone.as_str()], "{all}");
+    assert_eq!(d.json(&["customer", "show", &gone])["deleted"], false, "the customer is out of the trash");
+    let refused = all["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{all}");
+    assert_eq!(refused[0]["id"], draft.as_str());
+    assert!(refused[0]["reason"].as_str().unwrap().contains("credit note"), "{all}");
+    let invoice = d.json(&["invoice", "show", &draft]);
+    assert_eq!(invoice["status"], "issued", "an issued invoice stays issued: {invoice}");
+    assert_eq!(d.json(&["store", "verify"])["ok"], true);
+}

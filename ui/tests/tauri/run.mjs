@@ -175,6 +175,18 @@ try {
   check(true, "an invoice made on one machine appears on the other");
   await shot(b, "app-second-machine-en");
 
+  // Backups in the desktop window: one made and verified, then a drill that restores it and
+  // rebuilds the workspace from the relay with the recovery key.
+  await a.click(by.nav("Settings"));
+  await a.click(by.test("backup-now"));
+  await a.waitText(by.test("backup-last"), (t) => t.includes("verified"), 30_000);
+  check(true, "a backup made from the desktop window is verified");
+  await a.type(by.test("drill-key"), key);
+  await a.click(by.test("drill-run"));
+  const drill = await a.waitText(by.test("drill-last"), (t) => t.includes("From the relay:"), 60_000);
+  check(drill.includes("Last drill passed") && /From the relay: \d+ documents recovered/.test(drill),
+    `the drill recovers from the backup and from the relay (${drill})`);
+
   await a.end();
   await b.end();
   console.log(`app e2e: ${checks} checks passed`);
