@@ -18,6 +18,9 @@ use anyhow::{Context, Result, bail};
 use daftar_domain::{Customer, Invoice, SellerProfile};
 use daftar_store::{InitOptions, KeyChoice, Store, SystemClock};
 
+#[path = "report.rs"]
+mod report;
+
 #[path = "fixtures.rs"]
 mod fixtures;
 use fixtures::{customer, invoice};
@@ -112,20 +115,12 @@ fn main() -> Result<()> {
         println!("{row}");
     }
     if let Some(path) = write {
-        const START: &str = "<!-- app-bench:start -->";
-        const END: &str = "<!-- app-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-app -p daftar-bench && xvfb-run -a dbus-run-session -- \"$CARGO_TARGET_DIR\"/release/daftar-app-bench --invoices {invoices} --runs {runs} --write docs/BENCHMARKS.md` (2 cores, Xvfb, WebKitGTK without compositing). The floor is the same app starting on an empty workspace; time runs from spawning the process to the UI reporting its first page of invoices on screen.\n\n| figure | ours | floor (empty workspace) | ratio | goal |\n|---|---|---|---|---|\n{}\n{END}",
+            "Measured {} with `cargo build --release -p daftar-app -p daftar-bench && xvfb-run -a dbus-run-session -- \"$CARGO_TARGET_DIR\"/release/daftar-app-bench --invoices {invoices} --runs {runs} --write docs/BENCHMARKS.md` (2 cores, Xvfb, WebKitGTK without compositing). The floor is the same app starting on an empty workspace; time runs from spawning the process to the UI reporting its first page of invoices on screen.\n\n| figure | ours | floor (empty workspace) | ratio | goal |\n|---|---|---|---|---|\n{}",
             chrono::Utc::now().format("%Y-%m-%d"),
             rows.join("\n")
         );
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let updated = match (text.find(START), text.find(END)) {
-            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-            _ => format!("{}\n\n## Desktop app start\n\n{section}\n", text.trim_end()),
-        };
-        std::fs::write(&path, updated)?;
-        println!("wrote {}", path.display());
+        report::write_section(&path, "app-bench", "Desktop app start", &section)?;
     }
     Ok(())
 }

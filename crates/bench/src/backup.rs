@@ -16,6 +16,9 @@ use anyhow::{Context, Result, bail};
 use daftar_domain::{Customer, Invoice, SellerProfile};
 use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock, Unlock};
 
+#[path = "report.rs"]
+mod report;
+
 #[path = "fixtures.rs"]
 mod fixtures;
 use fixtures::{customer, invoice};
@@ -200,22 +203,14 @@ fn main() -> Result<()> {
     );
     row("`restore --into` a new data directory", secs(restore_into), "-".into(), "-".into(), "");
     if let Some(path) = &args.write {
-        const START: &str = "<!-- backup-bench:start -->";
-        const END: &str = "<!-- backup-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-backup-bench --invoices {} --write docs/BENCHMARKS.md` (10-line drafts, database {:.1} MB). The floor is a plain copy of a file of the backup's size on the same disk, `fsync`ed, best of three; the ratio is our rate over the copy's (1.00 = as fast as copying).\n\n| figure | ours | floor (file copy) | ratio | goal |\n|---|---|---|---|---|\n{}\n{END}",
+            "Measured {} with `cargo build --release -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-backup-bench --invoices {} --write docs/BENCHMARKS.md` (10-line drafts, database {:.1} MB). The floor is a plain copy of a file of the backup's size on the same disk, `fsync`ed, best of three; the ratio is our rate over the copy's (1.00 = as fast as copying).\n\n| figure | ours | floor (file copy) | ratio | goal |\n|---|---|---|---|---|\n{}",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.invoices,
             database_bytes as f64 / 1e6,
             rows.join("\n")
         );
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let updated = match (text.find(START), text.find(END)) {
-            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-            _ => format!("{text}\n## Backups\n\n{section}\n"),
-        };
-        std::fs::write(path, updated)?;
-        println!("wrote {}", path.display());
+        report::write_section(path, "backup-bench", "Backups", &section)?;
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock};
 mod relay_process;
 use relay_process::start_relay;
 
+#[path = "report.rs"]
+mod report;
+
 #[path = "fixtures.rs"]
 mod fixtures;
 use fixtures::{customer, invoice};
@@ -244,21 +247,13 @@ fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
         "< 200 ms",
     );
     if let Some(path) = &args.write {
-        const START: &str = "<!-- bootstrap-bench:start -->";
-        const END: &str = "<!-- bootstrap-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-bootstrap-bench --invoices {} --write docs/BENCHMARKS.md` (relay and devices on the same 2 cores). The floor moves the same bytes in the same number of requests from a bare axum server on loopback; the ratio is how many times longer the bootstrap takes.\n\n| figure | ours | floor (bare HTTP) | ratio | goal |\n|---|---|---|---|---|\n{}\n{END}",
+            "Measured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-bootstrap-bench --invoices {} --write docs/BENCHMARKS.md` (relay and devices on the same 2 cores). The floor moves the same bytes in the same number of requests from a bare axum server on loopback; the ratio is how many times longer the bootstrap takes.\n\n| figure | ours | floor (bare HTTP) | ratio | goal |\n|---|---|---|---|---|\n{}",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.invoices,
             rows.join("\n")
         );
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let updated = match (text.find(START), text.find(END)) {
-            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-            _ => format!("{text}\n## Bootstrap of a new device\n\n{section}\n"),
-        };
-        std::fs::write(path, updated)?;
-        println!("wrote {}", path.display());
+        report::write_section(path, "bootstrap-bench", "Bootstrap of a new device", &section)?;
     }
     Ok(())
 }

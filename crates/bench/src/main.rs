@@ -18,6 +18,10 @@ use automerge::transaction::Transactable;
 use chrono::Utc;
 use daftar_domain::{Customer, Invoice, SellerProfile};
 use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, NewInvoice, Store, SystemClock};
+
+#[path = "report.rs"]
+mod report;
+
 #[path = "fixtures.rs"]
 mod fixtures;
 use fixtures::{WORDS, customer, invoice, line_input};
@@ -351,8 +355,6 @@ fn main() -> Result<()> {
 }
 
 fn write_report(path: &Path, rows: &[String], count: usize, creates: usize) -> Result<()> {
-    const START: &str = "<!-- store-bench:start -->";
-    const END: &str = "<!-- store-bench:end -->";
     let machine = format!(
         "{} cores, {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -367,15 +369,10 @@ fn write_report(path: &Path, rows: &[String], count: usize, creates: usize) -> R
             .unwrap_or_default()
     );
     let section = format!(
-        "{START}\nMeasured {} on {machine} with\n`cargo run --release -p daftar-bench -- --invoices {count} --creates {creates} --write docs/BENCHMARKS.md`.\n\n| figure | ours | floor | floor/ours | goal |\n|---|---|---|---|---|\n{}\n{END}",
+        "Measured {} on {machine} with\n`cargo run --release -p daftar-bench -- --invoices {count} --creates {creates} --write docs/BENCHMARKS.md`.\n\n| figure | ours | floor | floor/ours | goal |\n|---|---|---|---|---|\n{}",
         Utc::now().format("%Y-%m-%d"),
         rows.join("\n")
     );
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (text.find(START), text.find(END)) {
-        (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-        _ => format!("{text}\n{section}\n"),
-    };
-    std::fs::write(path, updated)?;
+    report::write_section(path, "store-bench", "Store", &section)?;
     Ok(())
 }

@@ -9,6 +9,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[path = "report.rs"]
+mod report;
+
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -320,23 +323,15 @@ async fn main() -> Result<()> {
     let _ = relay.wait();
 
     if let Some(path) = args.write {
-        const START: &str = "<!-- relay-bench:start -->";
-        const END: &str = "<!-- relay-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-relay-bench --devices {} --pushes {} --batch {} --write docs/BENCHMARKS.md` (relay and clients on the same 2 cores).\n\n| figure | relay | floor (bare HTTP) | goal |\n|---|---|---|---|\n{}\n{END}",
+            "Measured {} with `cargo build --release -p daftar-relay -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-relay-bench --devices {} --pushes {} --batch {} --write docs/BENCHMARKS.md` (relay and clients on the same 2 cores).\n\n| figure | relay | floor (bare HTTP) | goal |\n|---|---|---|---|\n{}",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.devices,
             args.pushes,
             args.batch,
             rows.join("\n")
         );
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let updated = match (text.find(START), text.find(END)) {
-            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-            _ => format!("{text}\n## Relay\n\n{section}\n"),
-        };
-        std::fs::write(&path, updated)?;
-        println!("wrote {}", path.display());
+        report::write_section(&path, "relay-bench", "Relay", &section)?;
     }
     Ok(())
 }

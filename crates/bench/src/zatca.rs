@@ -21,6 +21,9 @@ use daftar_domain::{Address, Customer, SellerProfile, compute_totals};
 use daftar_store::{InitOptions, KeyChoice, NewInvoice, Store, SystemClock};
 use k256::ecdsa::signature::Signer;
 
+#[path = "report.rs"]
+mod report;
+
 #[path = "fixtures.rs"]
 mod fixtures;
 use fixtures::{customer, invoice, line_input};
@@ -206,22 +209,14 @@ fn main() -> Result<()> {
         println!("{row}");
     }
     if let Some(path) = &args.write {
-        const START: &str = "<!-- zatca-bench:start -->";
-        const END: &str = "<!-- zatca-bench:end -->";
         let section = format!(
-            "{START}\nMeasured {} with `cargo build --release -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-zatca-bench --invoices {} --pdfs {} --write docs/BENCHMARKS.md` (2 cores). Floors, measured in the same run: for stamping, one ECDSA (secp256k1) signature over the SHA-256 of the same XML; for PDFs, Typst typesetting one line of text with the same fonts into a PDF.\n\n| figure | ours | floor | ratio | goal |\n|---|---|---|---|---|\n{}\n{END}",
+            "Measured {} with `cargo build --release -p daftar-bench && \"$CARGO_TARGET_DIR\"/release/daftar-zatca-bench --invoices {} --pdfs {} --write docs/BENCHMARKS.md` (2 cores). Floors, measured in the same run: for stamping, one ECDSA (secp256k1) signature over the SHA-256 of the same XML; for PDFs, Typst typesetting one line of text with the same fonts into a PDF.\n\n| figure | ours | floor | ratio | goal |\n|---|---|---|---|---|\n{}",
             Utc::now().format("%Y-%m-%d"),
             args.invoices,
             args.pdfs,
             rows.join("\n")
         );
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let updated = match (text.find(START), text.find(END)) {
-            (Some(a), Some(b)) => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-            _ => format!("{text}\n## ZATCA e-invoices and PDFs\n\n{section}\n"),
-        };
-        std::fs::write(path, updated)?;
-        println!("wrote {}", path.display());
+        report::write_section(path, "zatca-bench", "ZATCA e-invoices and PDFs", &section)?;
     }
     Ok(())
 }
