@@ -68,6 +68,12 @@ impl Api {
         &self.dir
     }
 
+    /// Runs `f` on a connection of its own, for long jobs (a backup, a check, a drill) that
+    /// must not hold up the requests behind them: SQLite lets them read while others write.
+    fn with_own_store<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        f(&mut open(&self.dir)?)
+    }
+
     /// Runs `f` with the open store, opening it on first use.
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut guard =
@@ -105,7 +111,7 @@ impl Api {
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
             Request::ZatcaStatus => self.with_store(|s| json(zatca_view(s)?)),
             Request::BackupStatus => self.with_store(|s| json(daftar_backup::status(s)?)),
-            Request::CreateBackup => self.with_store(|s| {
+            Request::CreateBackup => self.with_own_store(|s| {
                 daftar_backup::create(s, "manual", None)?;
                 json(daftar_backup::status(s)?)
             }),
@@ -125,14 +131,14 @@ impl Api {
                 s.set_backup_settings(&settings)?;
                 json(daftar_backup::status(s)?)
             }),
-            Request::VerifyBackups => self.with_store(|s| {
+            Request::VerifyBackups => self.with_own_store(|s| {
                 for backup in daftar_backup::list(s)? {
                     // Each result is recorded; the status shows them.
                     let _ = daftar_backup::verify(s, Path::new(&backup.file), None);
                 }
                 json(daftar_backup::status(s)?)
             }),
-            Request::RunDrill { recovery_key } => self.with_store(|s| {
+            Request::RunDrill { recovery_key } => self.with_own_store(|s| {
                 let recovery = recovery_key
                     .filter(|k| !k.trim().is_empty())
                     .map(|k| daftar_sync::RecoveryKey::parse(&k))

@@ -50,6 +50,9 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
                 println!("No backups yet in {}", daftar_backup::backup_dir(&store)?.display());
             } else {
                 backups.iter().for_each(print_backup);
+                if let Some(warning) = daftar_backup::status(&store)?.warning {
+                    println!("Attention: {}", warning_text(&warning));
+                }
             }
             Ok(())
         }
@@ -256,6 +259,17 @@ fn resolve_all(store: &Store, texts: &[String]) -> Result<std::collections::Hash
                 .ok_or_else(|| anyhow!("no invoice, customer or item {text:?}; give the full id of one that is gone"))
         })
         .collect()
+}
+
+fn warning_text(warning: &daftar_backup::BackupWarning) -> String {
+    use daftar_backup::BackupWarning as W;
+    match warning {
+        W::NoBackup => "no verified backup exists yet".into(),
+        W::AttemptFailed { at, message } => format!("the backup of {at} failed: {message}"),
+        W::CheckFailed { problem } => format!("the newest backup failed its check: {problem}"),
+        W::FolderUnreadable { message } => format!("the backup folder cannot be read: {message}"),
+        W::Stale { hours } => format!("the newest verified backup is {hours} hours old"),
+    }
 }
 
 fn print_path(name: &str, path: &daftar_backup::PathReport) {
