@@ -35,6 +35,8 @@ pub enum ErrorCode {
     Offline,
     /// A relay refused this device or request.
     Refused,
+    /// This device's role does not allow it; the message names the role it would need.
+    Forbidden,
     /// A backup could not be made (before a schema update: the store was left as it was).
     BackupFailed,
     /// A bug: the message says what to report.
@@ -101,6 +103,7 @@ impl From<StoreError> for ApiError {
             "io" => ErrorCode::Io,
             "zatca" => ErrorCode::Invalid,
             "backup_failed" => ErrorCode::BackupFailed,
+            "forbidden" => ErrorCode::Forbidden,
             _ => ErrorCode::Internal,
         };
         let problems = match &error {

@@ -220,6 +220,7 @@ impl Api {
                 device_id: info.device_id.to_string(),
                 series: info.series.to_string(),
                 seller: s.settings()?.seller,
+                role: info.role,
             })
         }) {
             Ok(workspace) => json(AppStatus { workspace: Some(workspace), data_dir }),

@@ -267,6 +267,8 @@ pub struct WorkspaceView {
     pub device_id: String,
     pub series: String,
     pub seller: SellerProfile,
+    /// This device's role (what the core lets it do).
+    pub role: daftar_domain::Role,
 }
 
 /// A new workspace. The recovery key is shown once and stored nowhere.

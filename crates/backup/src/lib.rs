@@ -821,6 +821,7 @@ pub fn restore_into(
         (None, None) => return Err(BackupError::WrongRecoveryKey { path: path.display().to_string() }),
     };
     let checked = check(path, unlock)?;
+    let unlock_is_keyring = matches!(unlock, Unlock::Store(_));
     let workspace_key = workspace_key_for(&header, path, unlock)?;
     let workspace = workspace_of(&header, path)?;
     let device = DeviceId::from_uuid(uuid::Uuid::now_v7());
@@ -833,6 +834,9 @@ pub fn restore_into(
         workspace_key,
         signing_seed: daftar_keys::generate_secret().map_err(StoreError::from)?,
         recovery,
+        // Whoever holds the recovery key holds the workspace; a device of the workspace keeps
+        // its own role.
+        role: live.filter(|_| unlock_is_keyring).map_or(daftar_domain::Role::Owner, |s| s.info().role),
     };
     let series = Series::for_device('B', device).expect("B and four hex digits is a valid series");
     let existed = dir.exists();
@@ -932,6 +936,7 @@ fn apply_parts(
     recovery: Option<&RecoveryKey>,
     mut apply: impl FnMut(&mut Store, PreparedSnapshot) -> Result<(), BackupError>,
 ) -> Result<CheckReport, BackupError> {
+    store.permit(daftar_domain::Action::RestoreBackups)?;
     check_workspace(store, path)?;
     let key = key_of(path, unlock_for(store, recovery))?;
     read_parts(path, &key, |_| Ok(()))?;

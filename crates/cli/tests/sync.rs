@@ -139,7 +139,7 @@ fn converge(seed: u64, operations: usize) {
     a.json(&["sync"]);
     let devices = [a, Daftar::new(), Daftar::new()];
     for d in &devices[1..] {
-        let code = devices[0].json(&["invite"])["code"].as_str().unwrap().to_owned();
+        let code = devices[0].json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
         d.json(&["join", &code]);
     }
     // Each device knows the invoices it has seen; operations pick among them.
@@ -649,4 +649,69 @@ fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
     rebuilt.json(&["recover", "--relay", &third.url, "--workspace", workspace, "--recovery-key", recovery]);
     let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| !k.starts_with("settings")).collect::<Vec<_>>();
     assert_eq!(invoices(&rebuilt), invoices(&a));
+}
+
+#[test]
+fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    assert_eq!(a.json(&["info"])["role"], "owner", "the workspace's creator owns it");
+    let customer = a.customer("Nour Bakery", Some("311111111111113"));
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let joined = |role: &str| {
+        let d = Daftar::new();
+        d.json(&["join", a.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
+        assert_eq!(d.json(&["info"])["role"], role);
+        d
+    };
+    let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
+
+    // A viewer reads and exports, nothing else.
+    assert_eq!(viewer.json(&["invoice", "list"]).as_array().unwrap().len(), 1);
+    let refused = viewer.fails(&["customer", "add", "--name", "Dana Cafe"]);
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("a viewer cannot add, edit or delete customers"),
+        "{refused}"
+    );
+    assert!(refused["message"].as_str().unwrap().contains("needs the clerk role"), "{refused}");
+    viewer.json(&["export", "json", viewer.dir.path().join("out").to_str().unwrap()]);
+
+    // A clerk makes and edits drafts but cannot issue them, change settings or invite.
+    let mine = clerk.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
+    let mine = mine["id"].as_str().unwrap().to_owned();
+    clerk.json(&["invoice", "edit", &mine, "--add-line", "Tea|1|5"]);
+    let refused = clerk.fails(&["invoice", "issue", &mine]);
+    assert_eq!(refused["code"], "forbidden");
+    assert!(refused["message"].as_str().unwrap().contains("needs the accountant role"), "{refused}");
+    let refused = clerk.fails(&["seller", "edit", "--name", "Taken Over Ltd"]);
+    assert!(refused["message"].as_str().unwrap().contains("needs the admin role"), "{refused}");
+    let refused = clerk.fails(&["invite", "--role", "clerk"]);
+    assert!(refused["message"].as_str().unwrap().contains("cannot invite, approve or revoke devices"), "{refused}");
+    clerk.json(&["invoice", "delete", &mine]);
+    let refused = clerk.fails(&["invoice", "restore", &mine]);
+    assert!(refused["message"].as_str().unwrap().contains("cannot restore from the trash"), "{refused}");
+    clerk.json(&["sync"]);
+
+    // An accountant issues and restores, but cannot purge, change settings or appoint admins.
+    accountant.json(&["sync"]);
+    accountant.json(&["invoice", "restore", &mine]);
+    let issued = accountant.json(&["invoice", "issue", &draft]);
+    assert!(issued["number"].as_str().unwrap().starts_with('J'), "{issued}");
+    let refused = accountant.fails(&["seller", "edit", "--name", "Taken Over Ltd"]);
+    assert_eq!(refused["code"], "forbidden");
+    // Only an owner appoints admins.
+    let refused = accountant.fails(&["invite", "--role", "admin"]);
+    assert_eq!(refused["code"], "forbidden");
+    assert!(a.json(&["invite", "--role", "admin"])["code"].is_string());
+    // What was refused changed nothing.
+    for d in [&a, &clerk, &viewer, &accountant] {
+        d.json(&["sync"]);
+        assert_eq!(d.json(&["seller", "show"])["name"], "Acme Trading");
+        assert_eq!(d.json(&["store", "verify"])["ok"], true);
+    }
 }

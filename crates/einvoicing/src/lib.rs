@@ -152,6 +152,7 @@ fn compliance_samples(
 
 /// Onboards this device as an EGS unit (see the crate docs).
 pub fn onboard(store: &mut Store, options: &OnboardOptions) -> Result<OnboardReport, EInvoicingError> {
+    store.permit(daftar_domain::Action::OnboardZatca)?;
     let seller = store.settings()?.seller;
     daftar_store::seller_rules(&seller).into_result().map_err(EInvoicingError::Seller)?;
     let info = store.info().clone();

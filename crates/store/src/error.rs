@@ -31,6 +31,8 @@ pub enum StoreError {
         "the database in {dir} was written by a newer Daftar (schema {found}, this build knows up to {supported}); upgrade Daftar"
     )]
     SchemaTooNew { dir: PathBuf, found: i64, supported: i64 },
+    #[error(transparent)]
+    Forbidden(#[from] daftar_domain::Forbidden),
     #[error(
         "{dir} needs its schema updated (version {from} to {to}), but the backup made first failed ({detail}); nothing was changed. Make room or reconnect the backup folder, then open it again"
     )]
@@ -107,6 +109,7 @@ impl StoreError {
             StoreError::Corrupt { .. } | StoreError::BadProfile { .. } | StoreError::Document { .. } => "corrupt",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::MigrationBackupFailed { .. } => "backup_failed",
+            StoreError::Forbidden(_) => "forbidden",
             StoreError::Busy { .. } => "busy",
             StoreError::NotFound { .. } | StoreError::NoSuchVersion { .. } => "not_found",
             StoreError::Ambiguous { .. } => "ambiguous",

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{Result, StoreError};
 use crate::records::{DocKind, Record, SearchWrite};
 use crate::store::{DocCache, Store, insert_record, load_record};
+use daftar_domain::Action;
 
 /// A line as a person enters it; the store gives it its id.
 #[derive(Debug, Clone)]
@@ -210,6 +211,7 @@ fn live_customer(conn: &Connection, cache: &DocCache, id: CustomerId) -> Result<
 impl Store {
     /// Creates a draft invoice.
     pub fn create_invoice(&mut self, new: NewInvoice) -> Result<Invoice> {
+        self.permit(if new.original.is_some() { Action::MakeNotes } else { Action::EditDrafts })?;
         let now = self.clock.now();
         self.write(|tx, ctx, cache| {
             let customer = new.customer.map(|id| live_customer(tx, cache, id)).transpose()?;
@@ -256,6 +258,7 @@ impl Store {
 
     /// Applies edits to a draft, all or nothing.
     pub fn edit_invoice(&mut self, id: InvoiceId, edits: Vec<InvoiceEdit>) -> Result<Invoice> {
+        self.permit(Action::EditDrafts)?;
         self.update(
             id.into(),
             |invoice: &mut Invoice, tx, _| {
@@ -295,6 +298,7 @@ impl Store {
 
     /// Replaces a draft's content with what an editor holds.
     pub fn save_draft(&mut self, id: InvoiceId, content: DraftContent) -> Result<Invoice> {
+        self.permit(Action::EditDrafts)?;
         self.update(
             id.into(),
             |invoice: &mut Invoice, tx, _| {
@@ -331,6 +335,7 @@ impl Store {
     /// same transaction, so numbers are gapless and never reused.
     /// The invoice is stamped as a ZATCA e-invoice in the same transaction (see `einvoice`).
     pub fn issue_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
+        self.permit(Action::IssueInvoices)?;
         let series = self.info.series.clone();
         let seller = self.settings()?.seller;
         let key = self.egs_key()?;
@@ -372,6 +377,7 @@ impl Store {
         method: PaymentMethod,
         reference: String,
     ) -> Result<Invoice> {
+        self.permit(Action::RecordPayments)?;
         self.update(
             id.into(),
             |invoice: &mut Invoice, _, _| {
@@ -394,6 +400,7 @@ impl Store {
 
     /// Moves a draft to the trash. Issued invoices are permanent.
     pub fn delete_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
+        self.permit(Action::DeleteDrafts)?;
         self.delete(id.into(), |invoice: &Invoice| {
             if invoice.is_issued() {
                 return Err(StoreError::IssuedIsPermanent { number: invoice.number.clone().unwrap_or_default() });
@@ -405,6 +412,7 @@ impl Store {
     /// Moves several drafts to the trash in one transaction: all of them, or — when one is
     /// issued, already deleted or unknown — none.
     pub fn delete_invoices(&mut self, ids: &[InvoiceId]) -> Result<Vec<Invoice>> {
+        self.permit(Action::DeleteDrafts)?;
         self.write(|tx, ctx, cache| {
             let mut deleted = Vec::with_capacity(ids.len());
             for id in ids {
@@ -429,16 +437,19 @@ impl Store {
     }
 
     pub fn restore_invoice(&mut self, id: InvoiceId) -> Result<Invoice> {
+        self.permit(Action::RestoreFromTrash)?;
         self.restore(id.into())
     }
 
     /// Makes a draft look as it did at `version`, as a new change.
     pub fn revert_invoice(&mut self, id: InvoiceId, version: usize) -> Result<Invoice> {
+        self.permit(Action::EditDrafts)?;
         self.revert(id.into(), version, |invoice: &Invoice| Ok(invoice.ensure_editable()?))
     }
 
     /// Removes a deleted draft and its whole history for good, and records that it did.
     pub fn purge_invoice(&mut self, id: InvoiceId) -> Result<()> {
+        self.permit(Action::PurgeDrafts)?;
         let doc_id: DocumentId = id.into();
         self.write(|tx, ctx, cache| {
             let (_, invoice) = load_record::<Invoice>(tx, cache, doc_id)?;

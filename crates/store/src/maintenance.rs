@@ -379,6 +379,7 @@ impl Store {
     /// Stores many new records in one transaction: all of them or, if any is invalid, none.
     /// Documents are built on every core; problems are reported by position (1-based).
     pub fn create_many<R: Record + Sync>(&mut self, records: &[R], message: &str) -> Result<()> {
+        self.permit(crate::store::editing(R::KIND))?;
         let mut problems = daftar_domain::Problems::new();
         for (index, record) in records.iter().enumerate() {
             for problem in record.validate().iter() {

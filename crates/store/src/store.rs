@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use automerge::{Automerge, Change, ChangeHash, transaction::CommitOptions};
 use chrono::{DateTime, Utc};
-use daftar_domain::{DeviceId, DocumentId, SellerProfile, Series, Tombstone, WorkspaceId};
+use daftar_domain::{Action, DeviceId, DocumentId, Role, SellerProfile, Series, Tombstone, WorkspaceId};
 use daftar_keys::{DatabaseKey, Secret, key_check, key_file, keyring_store};
 use daftar_sync::RecoveryKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -61,6 +61,8 @@ pub struct ExistingWorkspace {
     /// The signing seed the device already enrolled on the relay with.
     pub signing_seed: Secret<32>,
     pub recovery: RecoveryKey,
+    /// The role the device joins with (the invite's; recovery makes an owner).
+    pub role: Role,
 }
 
 /// Identity of an open data directory.
@@ -71,6 +73,8 @@ pub struct WorkspaceInfo {
     pub series: Series,
     pub data_dir: PathBuf,
     pub key_location: KeyLocation,
+    /// This device's role: what the core lets it do (see `daftar_domain::role`).
+    pub role: Role,
 }
 
 /// How many writes may queue search text before it is moved into FTS5 in one batch.
@@ -94,6 +98,16 @@ fn workspace_key_name(epoch: u32) -> String {
 fn forget_keyring_secrets(namespace: &str) {
     for name in [keyring_store::DATABASE_KEY.to_owned(), SIGNING_SEED.to_owned(), workspace_key_name(1)] {
         let _ = keyring_store::delete(&name, namespace);
+    }
+}
+
+/// What creating or editing a record of `kind` is, in the permission matrix.
+pub(crate) fn editing(kind: DocKind) -> Action {
+    match kind {
+        DocKind::Invoice => Action::EditDrafts,
+        DocKind::Customer => Action::EditCustomers,
+        DocKind::Item => Action::EditItems,
+        DocKind::Settings => Action::EditSettings,
     }
 }
 
@@ -354,7 +368,7 @@ impl Store {
                     workspace_key: existing.workspace_key,
                     recovery: existing.recovery,
                 },
-                Some((existing.workspace_id, existing.device_id)),
+                Some((existing.workspace_id, existing.device_id, existing.role)),
             ),
             None => (
                 DeviceSecrets {
@@ -401,13 +415,14 @@ impl Store {
         location: KeyLocation,
         options: InitOptions,
         secrets: &DeviceSecrets,
-        existing: Option<(WorkspaceId, DeviceId)>,
+        existing: Option<(WorkspaceId, DeviceId, Role)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let conn = database::open_connection(dir, key, true)?;
         let now = clock.now();
-        let (workspace_id, device_id) =
-            existing.unwrap_or_else(|| (WorkspaceId::from_uuid(Uuid::now_v7()), DeviceId::from_uuid(Uuid::now_v7())));
+        let (workspace_id, device_id, role) = existing.unwrap_or_else(|| {
+            (WorkspaceId::from_uuid(Uuid::now_v7()), DeviceId::from_uuid(Uuid::now_v7()), Role::Owner)
+        });
         let series = options.series.unwrap_or_else(|| "A".parse().expect("valid series"));
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let device_key = daftar_sync::DeviceSigningKey::from_seed(&secrets.signing_seed);
@@ -421,6 +436,7 @@ impl Store {
             ("series", series.to_string()),
             ("device_public_key", hex::encode(device_key.public_key())),
             ("workspace_key_epoch", "1".to_owned()),
+            ("role", role.as_str().to_owned()),
             // What the relay will keep for recovery: the public half of the recovery signing key
             // and the workspace key wrapped by the recovery key. Neither reveals either key.
             ("recovery_public_key", hex::encode(secrets.recovery.relay_signing_key().public_key())),
@@ -446,6 +462,7 @@ impl Store {
             series: series.clone(),
             data_dir: dir.to_owned(),
             key_location: location.clone(),
+            role,
         };
         let mut store = Store::assemble(conn, info, clock);
         let settings = WorkspaceSettings {
@@ -516,7 +533,10 @@ impl Store {
         let workspace_id = read("workspace_id")?.parse().map_err(|_| corrupt_meta(&dir, "workspace id"))?;
         let device_id = read("device_id")?.parse().map_err(|_| corrupt_meta(&dir, "device id"))?;
         let series = read("series")?.parse().map_err(|_| corrupt_meta(&dir, "series"))?;
-        let info = WorkspaceInfo { workspace_id, device_id, series, data_dir: dir.clone(), key_location: profile.key };
+        // Data directories from before roles were recorded were all set up by their owner.
+        let role = meta(&conn, "role")?.and_then(|r| Role::parse(&r)).unwrap_or(Role::Owner);
+        let info =
+            WorkspaceInfo { workspace_id, device_id, series, data_dir: dir.clone(), key_location: profile.key, role };
         let store = Store::assemble(conn, info, clock);
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > crate::SCHEMA_VERSION {
@@ -543,6 +563,12 @@ impl Store {
 
     pub fn info(&self) -> &WorkspaceInfo {
         &self.info
+    }
+
+    /// `Ok` when this device's role allows `action`; otherwise the refusal, which names the
+    /// role it would need.
+    pub fn permit(&self, action: Action) -> Result<()> {
+        Ok(self.info.role.check(action)?)
     }
 
     pub(crate) fn secret(&self, name: &str) -> Result<Secret<32>> {
@@ -671,6 +697,7 @@ impl Store {
 
     /// Stores a new record as a new document.
     pub fn create<R: Record>(&mut self, record: &R, message: &str) -> Result<()> {
+        self.permit(editing(R::KIND))?;
         record.validate().into_result()?;
         self.write(|tx, ctx, _| insert_record(tx, record, message, ctx))
     }
@@ -716,6 +743,7 @@ impl Store {
 
     /// Moves a record to the trash.
     pub fn delete<R: Record>(&mut self, id: DocumentId, guard: impl FnOnce(&R) -> Result<()>) -> Result<R> {
+        self.permit(if R::KIND == DocKind::Invoice { Action::DeleteDrafts } else { editing(R::KIND) })?;
         self.update(
             id,
             |record: &mut R, _, ctx| {
@@ -734,6 +762,7 @@ impl Store {
     /// Changes a record with `f`, which may refuse by returning an error. Records in the trash
     /// must be restored before they are edited.
     pub fn edit<R: Record>(&mut self, id: DocumentId, f: impl FnOnce(&mut R) -> Result<()>) -> Result<R> {
+        self.permit(editing(R::KIND))?;
         self.update(
             id,
             |record: &mut R, _, _| {
@@ -749,6 +778,7 @@ impl Store {
 
     /// Takes a record out of the trash.
     pub fn restore<R: Record>(&mut self, id: DocumentId) -> Result<R> {
+        self.permit(Action::RestoreFromTrash)?;
         self.update(
             id,
             |record: &mut R, _, _| {
@@ -874,6 +904,7 @@ impl Store {
 
     /// Changes the seller profile.
     pub fn update_seller(&mut self, f: impl FnOnce(&mut SellerProfile)) -> Result<WorkspaceSettings> {
+        self.permit(Action::EditSettings)?;
         let id = self.info.workspace_id.into();
         self.update(
             id,
@@ -911,6 +942,7 @@ impl Store {
 
     /// Removes a relay from the workspace settings.
     pub fn withdraw_relay(&mut self, url: &str) -> Result<WorkspaceSettings> {
+        self.permit(Action::ManageDevices)?;
         self.update_settings("remove relay", |settings, _| {
             let before = settings.relays.len();
             settings.relays.retain(|r| r != url);

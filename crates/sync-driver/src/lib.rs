@@ -460,6 +460,7 @@ pub fn rehearse_recovery(
                 workspace_key,
                 signing_seed: daftar_keys::generate_secret()?,
                 recovery: daftar_sync::RecoveryKey::generate()?,
+                role: daftar_domain::Role::Owner,
             }),
         },
         std::sync::Arc::new(daftar_store::SystemClock),

@@ -13,8 +13,6 @@ use uuid::Uuid;
 
 use crate::{RelayReport, SyncError, sync_once};
 
-const ROLES: [&str; 5] = ["owner", "admin", "accountant", "clerk", "viewer"];
-
 fn normalise(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
 }
@@ -125,8 +123,12 @@ pub struct Invite {
 /// Registers a one-time invite with the relay (the first one unless `relay` is given). The
 /// workspace key travels wrapped by a secret only the code carries.
 pub fn invite(store: &Store, role: &str, relay: Option<&str>, hours: u32, now_ms: i64) -> Result<Invite, SyncError> {
-    if !ROLES.contains(&role) {
+    let Some(role_wanted) = daftar_domain::Role::parse(role) else {
         return Err(SyncError::UnknownRole(role.to_owned()));
+    };
+    store.permit(daftar_domain::Action::ManageDevices)?;
+    if role_wanted >= daftar_domain::Role::Admin {
+        store.permit(daftar_domain::Action::ChangeAdmins)?;
     }
     let relay = first_relay(store, relay)?;
     let info = store.info().clone();
@@ -176,6 +178,7 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
 
 /// Revokes a device on every relay of this device; the relays refuse it from then on.
 pub fn revoke(store: &Store, device: DeviceId) -> Result<(), SyncError> {
+    store.permit(daftar_domain::Action::ManageDevices)?;
     let info = store.info().clone();
     let key = store.device_signing_key()?;
     let relays = store.relays()?;
@@ -247,8 +250,12 @@ fn set_up_device(
     for other in store.relays()?.into_iter().filter(|r| r.url != relay) {
         enrol_further(&other.url)?;
     }
-    store.list_this_device(name)?;
-    sync_once(&mut store)?;
+    // A viewer may not write: the relay refuses its pushes, so it does not list itself (an
+    // admin's device does that for it once the membership document exists).
+    if store.info().role > daftar_domain::Role::Viewer {
+        store.list_this_device(name)?;
+        sync_once(&mut store)?;
+    }
     Ok(SetUp { store, report, snapshot, snapshot_error })
 }
 
@@ -276,7 +283,15 @@ pub fn recover(
         .map_err(|source| SyncError::SetUpRefused { what: "recovery", source })?;
     let workspace_key = recovery.unwrap_workspace_key(workspace, &wrapped)?;
     let existing =
-        ExistingWorkspace { workspace_id: workspace, device_id: device, workspace_key, signing_seed: seed, recovery };
+        // Recovery enrols an owner device.
+        ExistingWorkspace {
+            workspace_id: workspace,
+            device_id: device,
+            workspace_key,
+            signing_seed: seed,
+            recovery,
+            role: daftar_domain::Role::Owner,
+        };
     let recovery_signer = existing.recovery.relay_signing_key();
     set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device", key_choice, |url| {
         // Not every relay may have survived: a relay that cannot be reached is skipped.
@@ -293,9 +308,11 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
     let (id, seed, key) = new_device()?;
     let device = DeviceId::from_uuid(id);
     let client = RelayClient::new(&code.relay, device, &key)?;
-    let (_role, wrapped) = client
+    let (role, wrapped) = client
         .enrol(code.workspace, code.token())
         .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;
+    let role = daftar_domain::Role::parse(&role)
+        .ok_or_else(|| SyncError::Invalid(format!("the relay enrolled this device with an unknown role {role:?}")))?;
     let workspace_key = code.unwrap_workspace_key(&wrapped)?;
     // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
     // device makes a placeholder; its material is replaced by the workspace's own right after
@@ -307,6 +324,7 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
         workspace_key,
         signing_seed: seed,
         recovery,
+        role,
     };
     set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device", key_choice, |url| {
         match RelayClient::new(url, device, &key)?.enrol(code.workspace, code.token()) {

@@ -161,6 +161,7 @@ try {
   await shot("sync-en");
   await page.getByRole("navigation").getByRole("button", { name: "Settings" }).click();
   await page.getByTestId("zatca-status").waitFor();
+  check((await text("[data-testid=role]")) === "This device's role: owner.", "the workspace's creator is its owner");
   const zatca = await text("[data-testid=zatca-status]");
   check(zatca.includes("not onboarded") && zatca.includes("not reportable 1"), `the ZATCA state is shown (${zatca})`);
   await shot("settings-en");

@@ -3,4 +3,4 @@
 /**
  * What failed, for the UI to branch on. Closed: a new code is a new variant here.
  */
-export type ErrorCode = "not_initialised" | "already_initialised" | "keyring_unavailable" | "key_missing" | "wrong_key" | "key_error" | "corrupt" | "schema_too_new" | "busy" | "not_found" | "ambiguous" | "invalid" | "conflict" | "io" | "offline" | "refused" | "backup_failed" | "internal";
+export type ErrorCode = "not_initialised" | "already_initialised" | "keyring_unavailable" | "key_missing" | "wrong_key" | "key_error" | "corrupt" | "schema_too_new" | "busy" | "not_found" | "ambiguous" | "invalid" | "conflict" | "io" | "offline" | "refused" | "forbidden" | "backup_failed" | "internal";
