@@ -203,8 +203,9 @@ impl Api {
             Request::SyncStatus => self.sync_view(),
             Request::SyncNow => self.with_store(|s| json(daftar_sync_driver::sync_once(s)?)),
             Request::AddRelay { url } => self.with_store(|s| json(daftar_sync_driver::add_relay(s, &url)?)),
-            Request::CreateInvite { role } => self.with_store(|s| {
-                let invite = daftar_sync_driver::invite(s, &role, None, 24, Utc::now().timestamp_millis())?;
+            Request::CreateInvite { role, totp } => self.with_store(|s| {
+                let now = Utc::now().timestamp_millis();
+                let invite = daftar_sync_driver::invite(s, &role, None, 24, now, totp.as_deref())?;
                 json(serde_json::json!({ "code": invite.code.expose_code(), "role": invite.role, "expires_at": invite.expires_at }))
             }),
             Request::ListDevices => self.with_store(|s| json(daftar_sync_driver::devices(s)?)),

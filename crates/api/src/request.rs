@@ -151,6 +151,9 @@ pub enum Request {
     },
     CreateInvite {
         role: String,
+        /// A one-time code from the authenticator app, once this device has a second factor.
+        #[serde(default)]
+        totp: Option<String>,
     },
     ListDevices,
 }

@@ -181,7 +181,7 @@ fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
     Store::init(&scratch.join("kdf"), options("kdf"), Arc::new(SystemClock))?;
     let set_up_alone = started.elapsed();
 
-    let invite = daftar_sync_driver::invite(&a, "clerk", None, 24, chrono::Utc::now().timestamp_millis())?;
+    let invite = daftar_sync_driver::invite(&a, "clerk", None, 24, chrono::Utc::now().timestamp_millis(), None)?;
     let started = Instant::now();
     let joined = daftar_sync_driver::join(&scratch.join("b"), &invite.code, KeyChoice::Passphrase(PASSPHRASE.into()))?;
     let bootstrap = started.elapsed();

@@ -138,9 +138,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sync { command: Some(crate::SyncCommand::Conflicts), .. } => {
             crate::sync::conflicts(&open(&cli)?, cli.json)
         }
-        Command::Invite { role, relay, expires_hours } => {
-            crate::sync::invite(&open(&cli)?, cli.json, role, relay.as_deref(), *expires_hours)
+        Command::Invite { role, relay, expires_hours, totp } => {
+            crate::sync::invite(&open(&cli)?, cli.json, role, relay.as_deref(), *expires_hours, totp.as_deref())
         }
+        Command::Mfa(command) => crate::sync::mfa(&open(&cli)?, cli.json, command),
         Command::Join { code } => crate::sync::join(&data_dir(&cli)?, cli.json, code),
         Command::Devices(command) => crate::sync::devices(&open(&cli)?, cli.json, command),
         Command::Recover { relay, workspace, recovery_key } => {

@@ -67,8 +67,15 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<SyncCommand>,
     },
+    /// Two-factor codes (TOTP) for owners and admins: the relays ask for one before invites,
+    /// approvals, revocations, role changes and key rotation.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Invite a new device: prints a one-time code to give its user (privately).
     Invite {
+        /// A one-time code from the authenticator app (once this device has a second factor).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
         /// owner, admin, accountant, clerk or viewer.
         #[arg(long, default_value = "clerk")]
         role: String,
@@ -578,10 +585,29 @@ pub enum RelayCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Make a second factor for this device: prints the otpauth URI (and secret) for an
+    /// authenticator app and ten recovery codes, once.
+    Enroll {
+        /// The name the authenticator app shows.
+        #[arg(long)]
+        account: Option<String>,
+        /// The current code, to replace a second factor already confirmed.
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+    },
+    /// Check a code (the first confirms the enrolment).
+    Verify { code: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     List,
     /// Refuse a device from now on (owners and admins).
     Revoke {
+        /// A one-time code from the authenticator app (once this device has a second factor).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
         device: String,
     },
 }

@@ -214,8 +214,16 @@ fn print_set_up(set_up: &SetUp, json: bool, status: &str) {
     }
 }
 
-pub fn invite(store: &Store, json: bool, role: &str, relay: Option<&str>, hours: u32) -> Result<()> {
-    let invite = daftar_sync_driver::invite(store, role, relay, hours, chrono::Utc::now().timestamp_millis())?;
+pub fn invite(
+    store: &Store,
+    json: bool,
+    role: &str,
+    relay: Option<&str>,
+    hours: u32,
+    totp: Option<&str>,
+) -> Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let invite = daftar_sync_driver::invite(store, role, relay, hours, now, totp)?;
     let code = invite.code.expose_code();
     if json {
         print_json(
@@ -243,13 +251,45 @@ pub fn devices(store: &Store, json: bool, command: &DevicesCommand) -> Result<()
                 }
             }
         }
-        DevicesCommand::Revoke { device } => {
+        DevicesCommand::Revoke { device, totp } => {
             let device: DeviceId = device.parse()?;
-            daftar_sync_driver::revoke(store, device)?;
+            daftar_sync_driver::revoke(store, device, totp.as_deref())?;
             if json {
                 print_json(&json!({ "device_id": device, "status": "revoked" }));
             } else {
                 println!("Device {device} is revoked: the relays refuse it from now on.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()> {
+    match command {
+        crate::MfaCommand::Enroll { account, totp } => {
+            let account = account.clone().unwrap_or_else(|| {
+                std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "owner".into())
+            });
+            let enrolment = daftar_sync_driver::mfa_enroll(store, &account, totp.as_deref())?;
+            if json {
+                print_json(&enrolment);
+            } else {
+                println!("Add this to your authenticator app (scan it as a QR code or type the secret):\n");
+                println!("    {}\n", enrolment.otpauth_uri);
+                println!("    secret: {}\n", enrolment.secret);
+                println!("Recovery codes, each usable once if the authenticator is lost (write them down):\n");
+                for code in &enrolment.recovery_codes {
+                    println!("    {code}");
+                }
+                println!("\nThen confirm with the code the app shows: daftar mfa verify CODE");
+            }
+        }
+        crate::MfaCommand::Verify { code } => {
+            let until = daftar_sync_driver::mfa_verify(store, code)?;
+            if json {
+                print_json(&json!({ "verified": true, "elevated_until": until }));
+            } else {
+                println!("Code accepted: privileged commands need no further code for the next few minutes.");
             }
         }
     }

@@ -715,3 +715,56 @@ fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() 
         assert_eq!(d.json(&["store", "verify"])["ok"], true);
     }
 }
+
+#[test]
+fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_codes() {
+    // No privileged window after a code, so every request below must carry one.
+    let relay = Relay::start_with_env(&[("DAFTAR_RELAY_MFA_WINDOW_SECONDS", "0")]);
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let enrolment = a.json(&["mfa", "enroll", "--account", "Acme owner"]);
+    let uri = enrolment["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/Daftar:Acme%20owner?secret="), "{enrolment}");
+    let recovery: Vec<String> =
+        enrolment["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    assert_eq!(recovery.len(), 10);
+    let secret = daftar_sync::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
+    // Until confirmed with a first code, the enrolment does not count.
+    let clerk = Daftar::new();
+    clerk.json(&["join", a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap()]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let step = now / 30;
+    let code = |s: u64| format!("{:06}", secret.code_at(s));
+    assert_eq!(a.json(&["mfa", "verify", &code(step)])["verified"], true);
+
+    let missing = a.fails(&["invite"]);
+    assert!(missing["message"].as_str().unwrap().contains("one-time code"), "{missing}");
+    let reused = a.fails(&["invite", "--totp", &code(step)]);
+    assert!(reused["message"].as_str().unwrap().contains("already used"), "{reused}");
+    let old = a.fails(&["invite", "--totp", &code(step - 2)]);
+    assert!(old["message"].as_str().unwrap().contains("wrong or has expired"), "{old}");
+    assert!(a.json(&["invite", "--totp", &code(step + 1)])["code"].is_string(), "the next step's code works");
+    // A recovery code works exactly once.
+    assert!(a.json(&["invite", "--totp", &recovery[0]])["code"].is_string());
+    let again = a.fails(&["invite", "--totp", &recovery[0]]);
+    assert!(again["message"].as_str().unwrap().contains("recovery codes"), "{again}");
+    // Three wrong codes so far; two more make five in a minute, and the sixth attempt is
+    // refused even with a right code.
+    let wrong = (0..1_000_000u32)
+        .map(|n| format!("{n:06}"))
+        .find(|c| ![step - 1, step, step + 1, step + 2].iter().any(|s| *c == code(*s)))
+        .unwrap();
+    for _ in 0..2 {
+        let refused = a.fails(&["invite", "--totp", &wrong]);
+        assert!(refused["message"].as_str().unwrap().contains("wrong"), "{refused}");
+    }
+    let locked = a.fails(&["invite", "--totp", &recovery[1]]);
+    assert!(locked["message"].as_str().unwrap().contains("wait a minute"), "{locked}");
+    // Replacing the second factor needs it too.
+    let replace = a.fails(&["mfa", "enroll"]);
+    assert!(replace["message"].as_str().unwrap().contains("one-time code"), "{replace}");
+    // Clerks have no second factor to enrol.
+    assert_eq!(clerk.fails(&["mfa", "enroll"])["code"], "forbidden");
+}

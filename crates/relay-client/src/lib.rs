@@ -120,6 +120,8 @@ pub struct RelayClient<'k> {
     device: DeviceId,
     key: &'k DeviceSigningKey,
     http: reqwest::blocking::Client,
+    /// A one-time code sent with every request (privileged requests need one).
+    totp: Option<String>,
 }
 
 impl std::fmt::Debug for RelayClient<'_> {
@@ -138,7 +140,28 @@ impl<'k> RelayClient<'k> {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| RelayError::Protocol(e.to_string()))?;
-        Ok(RelayClient { url: url.trim_end_matches('/').to_owned(), device, key, http })
+        Ok(RelayClient { url: url.trim_end_matches('/').to_owned(), device, key, http, totp: None })
+    }
+
+    /// Sends `code` (a one-time or recovery code) with the requests that follow.
+    pub fn with_totp(mut self, code: Option<&str>) -> Self {
+        self.totp = code.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        self
+    }
+
+    /// Enrols this device's second factor: the TOTP secret (base 32) and the hashes of the
+    /// recovery codes. Replacing a confirmed one needs a current code ([`Self::with_totp`]).
+    pub fn mfa_enroll(&self, workspace: WorkspaceId, secret: &str, recovery: &[[u8; 32]]) -> Result<(), RelayError> {
+        let body = json!({ "secret": secret, "recovery": recovery.iter().map(hex::encode).collect::<Vec<_>>() });
+        self.call("POST", &format!("/v1/workspaces/{workspace}/mfa"), Some(&body), None).map(|_| ())
+    }
+
+    /// Checks a code (the first confirms the enrolment); returns until when privileged
+    /// requests need no further code (milliseconds since the epoch).
+    pub fn mfa_verify(&self, workspace: WorkspaceId, code: &str) -> Result<i64, RelayError> {
+        let answer =
+            self.call("POST", &format!("/v1/workspaces/{workspace}/mfa/verify"), Some(&json!({ "code": code })), None)?;
+        Ok(answer["elevated_until"].as_i64().unwrap_or_default())
     }
 
     pub fn url(&self) -> &str {
@@ -153,6 +176,10 @@ impl<'k> RelayClient<'k> {
             "GET" => self.http.get(url),
             "PUT" => self.http.put(url).header("content-type", "application/json").body(bytes),
             _ => self.http.post(url).header("content-type", "application/json").body(bytes),
+        };
+        let request = match &self.totp {
+            Some(code) => request.header(relay_auth::TOTP_HEADER, code),
+            None => request,
         };
         let response = with_signature(request, headers, signer)
             .send()
@@ -379,8 +406,13 @@ impl<'k> RelayClient<'k> {
     /// recovery-wrapped workspace key.
     pub fn recover(&self, workspace: WorkspaceId, recovery_signer: &DeviceSigningKey) -> Result<Vec<u8>, RelayError> {
         let body = json!({ "device_id": self.device.to_string(), "public_key": hex::encode(self.key.public_key()) });
-        let recovering =
-            RelayClient { url: self.url.clone(), device: self.device, key: recovery_signer, http: self.http.clone() };
+        let recovering = RelayClient {
+            url: self.url.clone(),
+            device: self.device,
+            key: recovery_signer,
+            http: self.http.clone(),
+            totp: None,
+        };
         let answer =
             recovering.call("POST", &format!("/v1/workspaces/{workspace}/recover"), Some(&body), Some("recovery"))?;
         let wrapped =

@@ -1,6 +1,6 @@
 //! Relay configuration: defaults, then a TOML file, then `DAFTAR_RELAY_*` environment variables,
 //! then command-line flags, each overriding the one before. Keys: `listen`, `database`,
-//! `max_body_bytes`, `rate_per_second`, `rate_burst`, `tls_cert`, `tls_key` (as
+//! `max_body_bytes`, `rate_per_second`, `rate_burst`, `tls_cert`, `tls_key`, `mfa_window_seconds` (as
 //! `DAFTAR_RELAY_LISTEN`, …).
 
 use std::net::SocketAddr;
@@ -21,6 +21,9 @@ pub struct Config {
     pub rate_burst: u32,
     /// PEM certificate chain and private key; with both, the relay serves HTTPS only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Seconds a verified one-time code lets a device's privileged requests through without
+    /// another (default 300).
+    pub mfa_window_seconds: u32,
 }
 
 /// Settings as they appear in the file, the environment and the flags: all optional.
@@ -34,6 +37,7 @@ pub struct Layer {
     pub rate_burst: Option<u32>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub mfa_window_seconds: Option<u32>,
 }
 
 /// The configuration could not be assembled.
@@ -77,6 +81,7 @@ impl Layer {
             rate_burst: number(&get, "DAFTAR_RELAY_RATE_BURST")?,
             tls_cert: get("DAFTAR_RELAY_TLS_CERT").map(PathBuf::from),
             tls_key: get("DAFTAR_RELAY_TLS_KEY").map(PathBuf::from),
+            mfa_window_seconds: number(&get, "DAFTAR_RELAY_MFA_WINDOW_SECONDS")?,
         })
     }
 
@@ -89,6 +94,7 @@ impl Layer {
             rate_burst: self.rate_burst.or(lower.rate_burst),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
+            mfa_window_seconds: self.mfa_window_seconds.or(lower.mfa_window_seconds),
         }
     }
 }
@@ -107,6 +113,7 @@ impl Config {
             max_body_bytes: merged.max_body_bytes.unwrap_or(8 * 1024 * 1024),
             rate_per_second: merged.rate_per_second.unwrap_or(50.0),
             rate_burst: merged.rate_burst.unwrap_or(500),
+            mfa_window_seconds: merged.mfa_window_seconds.unwrap_or(300),
             tls: match (merged.tls_cert, merged.tls_key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,

@@ -28,6 +28,9 @@ struct Args {
     #[arg(long)]
     tls_key: Option<PathBuf>,
     /// A TOML file with `listen`, `database`, `max_body_bytes`, `rate_per_second`, `rate_burst`.
+    /// Seconds a verified one-time code lets privileged requests through without another.
+    #[arg(long)]
+    mfa_window_seconds: Option<u32>,
     #[arg(long, env = "DAFTAR_RELAY_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        mfa_window_seconds: args.mfa_window_seconds,
         ..Default::default()
     };
     let config = Config::resolve(flags, env, file)?;
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         rate_per_second: config.rate_per_second,
         burst: f64::from(config.rate_burst),
+        mfa_window_ms: i64::from(config.mfa_window_seconds) * 1000,
     };
     let app = daftar_relay::router(storage, limits)
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -20,7 +20,9 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::storage::{DeviceRecord, NewInvite, PartStored, Recovery, RelayStorage, Role, SnapshotPart, StorageError};
+use crate::storage::{
+    DeviceRecord, MfaRecord, NewInvite, PartStored, Recovery, RelayStorage, Role, SnapshotPart, StorageError,
+};
 
 /// An API error: an HTTP status and `{code, message}`.
 #[derive(Debug)]
@@ -76,6 +78,9 @@ pub struct Limits {
     pub rate_per_second: f64,
     /// …and in a burst.
     pub burst: f64,
+    /// How long a verified one-time code lets a device's privileged requests through without
+    /// another (as `sudo` does): long enough to invite a few devices in a row.
+    pub mfa_window_ms: i64,
 }
 
 /// A device's token bucket: `tokens` left as of `at` (ms).
@@ -124,6 +129,8 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
         .route("/v1/workspaces/{workspace}/events", get(events::<S>))
         .route("/v1/workspaces/{workspace}/snapshot", get(get_snapshot::<S>).put(put_snapshot::<S>))
+        .route("/v1/workspaces/{workspace}/mfa", post(enroll_mfa::<S>))
+        .route("/v1/workspaces/{workspace}/mfa/verify", post(verify_mfa::<S>))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
@@ -243,7 +250,145 @@ async fn manager<S: RelayStorage>(
     if !device.role.manages_devices() {
         return Err(ApiError::forbidden("role", format!("only owners and admins can {action}")));
     }
+    second_factor(state, workspace, &device, &request.headers, action).await?;
     Ok(device)
+}
+
+/// Wrong codes allowed per device per minute; the next is refused even if right.
+const MFA_FAILURES_PER_MINUTE: u32 = 5;
+
+/// Requires the device's second factor for a privileged request, once it has enrolled one: a
+/// one-time code (or a recovery code) in the `x-daftar-totp` header, or a code verified within
+/// the relay's window (`Limits::mfa_window_ms`). A code that is sent is always checked.
+async fn second_factor<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    device: &DeviceRecord,
+    headers: &HeaderMap,
+    action: &str,
+) -> ApiResult<()> {
+    let Some(mfa) = state.storage.mfa(workspace.to_owned(), device.device_id.clone()).await? else {
+        return Ok(());
+    };
+    if !mfa.confirmed {
+        return Ok(());
+    }
+    let code = headers.get(relay_auth::TOTP_HEADER).and_then(|v| v.to_str().ok());
+    match code {
+        Some(code) => check_code(state, workspace, device, &mfa, code).await,
+        None if mfa.elevated_until > now_ms() => Ok(()),
+        None => Err(ApiError::unauthenticated(
+            "mfa_required",
+            format!("to {action}, give the one-time code from your authenticator app (--totp CODE)"),
+        )),
+    }
+}
+
+/// Checks a one-time or recovery code, counting wrong ones; a right one opens the
+/// privileged window.
+async fn check_code<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    device: &DeviceRecord,
+    mfa: &MfaRecord,
+    code: &str,
+) -> ApiResult<()> {
+    let now = now_ms();
+    let (ws, id) = (workspace.to_owned(), device.device_id.clone());
+    if state.storage.mfa_failures(ws.clone(), id.clone(), now - 60_000).await? >= MFA_FAILURES_PER_MINUTE {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "mfa_locked",
+            format!("{MFA_FAILURES_PER_MINUTE} wrong codes within a minute: wait a minute, then try again"),
+        ));
+    }
+    let secret = daftar_sync::mfa::TotpSecret::from_bytes(mfa.secret);
+    let accepted = match daftar_sync::mfa::recovery_hash(code) {
+        Some(hash) if code.trim().len() > 6 => {
+            if state.storage.use_recovery_code(ws.clone(), id.clone(), hash, now + state.limits.mfa_window_ms).await? {
+                Ok(())
+            } else {
+                Err(daftar_sync::mfa::MfaError::WrongRecoveryCode)
+            }
+        }
+        _ => match secret.verify(code, (now / 1000) as u64, mfa.last_step) {
+            Ok(step) => {
+                if state.storage.accept_mfa_step(ws.clone(), id.clone(), step, now + state.limits.mfa_window_ms).await?
+                {
+                    Ok(())
+                } else {
+                    Err(daftar_sync::mfa::MfaError::Reused)
+                }
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match accepted {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let failures = state.storage.mfa_failure(ws, id.clone(), now).await?;
+            tracing::warn!(%workspace, device = %id, failures, "wrong one-time code");
+            Err(ApiError::unauthenticated("mfa_invalid", e.to_string()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EnrollMfa {
+    /// The TOTP secret, RFC 4648 base 32 (the device made it; it keeps no copy).
+    secret: String,
+    /// SHA-256 of each recovery code, hex.
+    recovery: Vec<String>,
+}
+
+/// Enrols (or, with a current code, replaces) the signing device's second factor. Owners and
+/// admins only: they are the ones whose privileged requests need it.
+async fn enroll_mfa<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
+    }
+    // Replacing a confirmed second factor needs it: a stolen laptop cannot swap it.
+    second_factor(&state, &workspace, &device, &incoming.headers, "replace the second factor").await?;
+    let request: EnrollMfa = parse_json(&incoming.body)?;
+    let secret = daftar_sync::mfa::TotpSecret::from_base32(&request.secret)
+        .ok_or_else(|| ApiError::bad_request("bad_request", "the secret is not 20 bytes of base 32"))?;
+    let recovery =
+        request.recovery.iter().map(|h| key_from_hex(h, "recovery")).collect::<ApiResult<Vec<[u8; 32]>>>()?;
+    if recovery.len() != daftar_sync::mfa::RECOVERY_CODES {
+        return Err(ApiError::bad_request("bad_request", "an enrolment has ten recovery codes"));
+    }
+    let record =
+        MfaRecord { secret: *secret.as_bytes(), confirmed: false, last_step: None, recovery, elevated_until: 0 };
+    state.storage.put_mfa(workspace.clone(), device.device_id.clone(), record).await?;
+    tracing::info!(%workspace, device = %device.device_id, "second factor enrolled, to be confirmed");
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct VerifyMfa {
+    code: String,
+}
+
+/// Checks a code: the first one confirms the enrolment; any right one opens the privileged
+/// window.
+async fn verify_mfa<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    let request: VerifyMfa = parse_json(&incoming.body)?;
+    let mfa =
+        state.storage.mfa(workspace.clone(), device.device_id.clone()).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_enrolled", "this device has no second factor yet")
+        })?;
+    check_code(&state, &workspace, &device, &mfa, &request.code).await?;
+    Ok(Json(json!({ "confirmed": true, "elevated_until": now_ms() + state.limits.mfa_window_ms })))
 }
 
 async fn member<S: RelayStorage>(state: &AppState<S>, workspace: &str, request: &Incoming) -> ApiResult<DeviceRecord> {

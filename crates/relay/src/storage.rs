@@ -123,6 +123,19 @@ pub struct NewInvite {
     pub created_by: String,
 }
 
+/// A device's second factor: its TOTP secret (the relay must hold it to check codes), whether
+/// enrolment was confirmed with a first code, the last step accepted (each step works once),
+/// the hashes of its unused recovery codes, and until when a verified code lets privileged
+/// requests through without another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaRecord {
+    pub secret: [u8; 20],
+    pub confirmed: bool,
+    pub last_step: Option<u64>,
+    pub recovery: Vec<[u8; 32]>,
+    pub elevated_until: i64,
+}
+
 /// Which part of which snapshot an upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPart {
@@ -201,6 +214,33 @@ pub trait RelayStorage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// The highest sequence number of the workspace's log (0 when empty).
     fn head(&self, workspace: String) -> impl Future<Output = Result<i64>> + Send;
+    /// A device's second factor, if it enrolled one.
+    fn mfa(&self, workspace: String, device: String) -> impl Future<Output = Result<Option<MfaRecord>>> + Send;
+    /// Stores (replaces) a device's second factor.
+    fn put_mfa(&self, workspace: String, device: String, record: MfaRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Accepts TOTP step `step` for the device if it is later than the last one accepted
+    /// (atomically, so two requests cannot both use one code), confirming the enrolment and
+    /// opening the privileged window until `elevated_until`. False if the step was used.
+    fn accept_mfa_step(
+        &self,
+        workspace: String,
+        device: String,
+        step: u64,
+        elevated_until: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Uses a recovery code (by hash) once; opens the privileged window. False if unknown.
+    fn use_recovery_code(
+        &self,
+        workspace: String,
+        device: String,
+        hash: [u8; 32],
+        elevated_until: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Records a wrong code at `now` and returns how many the device had in the minute up to
+    /// `now`, this one included.
+    fn mfa_failure(&self, workspace: String, device: String, now: i64) -> impl Future<Output = Result<u32>> + Send;
+    /// How many wrong codes the device had since `since`.
+    fn mfa_failures(&self, workspace: String, device: String, since: i64) -> impl Future<Output = Result<u32>> + Send;
 }
 
 /// The embedded SQLite backend.
@@ -249,6 +289,22 @@ CREATE TABLE IF NOT EXISTS snapshot_parts (
     received  INTEGER NOT NULL,
     PRIMARY KEY (workspace, seq, part)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mfa (
+    workspace      TEXT NOT NULL REFERENCES workspaces(id),
+    device         TEXT NOT NULL,
+    secret         BLOB NOT NULL,
+    confirmed      INTEGER NOT NULL DEFAULT 0,
+    last_step      INTEGER,
+    recovery       BLOB NOT NULL,
+    elevated_until INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace, device)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mfa_failures (
+    workspace TEXT NOT NULL,
+    device    TEXT NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mfa_failures_by_device ON mfa_failures (workspace, device, at);
 CREATE TABLE IF NOT EXISTS envelopes (
     workspace TEXT NOT NULL REFERENCES workspaces(id),
     seq       INTEGER NOT NULL,
@@ -306,7 +362,135 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     })
 }
 
+fn recovery_blob(hashes: &[[u8; 32]]) -> Vec<u8> {
+    hashes.concat()
+}
+
+fn recovery_hashes(blob: &[u8]) -> Vec<[u8; 32]> {
+    blob.chunks_exact(32).map(|c| c.try_into().expect("32-byte chunk")).collect()
+}
+
 impl RelayStorage for SqliteStorage {
+    async fn mfa(&self, workspace: String, device: String) -> Result<Option<MfaRecord>> {
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT secret, confirmed, last_step, recovery, elevated_until FROM mfa WHERE workspace = ?1 AND device = ?2",
+                    params![workspace, device],
+                    |r| {
+                        let secret: Vec<u8> = r.get(0)?;
+                        let recovery: Vec<u8> = r.get(3)?;
+                        let (confirmed, last_step, elevated_until): (bool, Option<i64>, i64) =
+                            (r.get(1)?, r.get(2)?, r.get(4)?);
+                        Ok(secret.try_into().ok().map(|secret| MfaRecord {
+                            secret,
+                            confirmed,
+                            last_step: last_step.map(|s| s as u64),
+                            recovery: recovery_hashes(&recovery),
+                            elevated_until,
+                        }))
+                    },
+                )
+                .optional()?;
+            Ok(row.flatten())
+        })
+        .await
+    }
+
+    async fn put_mfa(&self, workspace: String, device: String, record: MfaRecord) -> Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO mfa (workspace, device, secret, confirmed, last_step, recovery, elevated_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    workspace,
+                    device,
+                    record.secret.as_slice(),
+                    record.confirmed,
+                    record.last_step.map(|s| s as i64),
+                    recovery_blob(&record.recovery),
+                    record.elevated_until
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn accept_mfa_step(&self, workspace: String, device: String, step: u64, elevated_until: i64) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE mfa SET last_step = ?3, confirmed = 1, elevated_until = ?4
+                 WHERE workspace = ?1 AND device = ?2 AND (last_step IS NULL OR last_step < ?3)",
+                params![workspace, device, step as i64, elevated_until],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        workspace: String,
+        device: String,
+        hash: [u8; 32],
+        elevated_until: i64,
+    ) -> Result<bool> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let blob: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT recovery FROM mfa WHERE workspace = ?1 AND device = ?2 AND confirmed = 1",
+                    params![workspace, device],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(blob) = blob else { return Ok(false) };
+            let mut hashes = recovery_hashes(&blob);
+            let Some(index) = hashes.iter().position(|h| *h == hash) else { return Ok(false) };
+            hashes.remove(index);
+            tx.execute(
+                "UPDATE mfa SET recovery = ?3, elevated_until = ?4 WHERE workspace = ?1 AND device = ?2",
+                params![workspace, device, recovery_blob(&hashes), elevated_until],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn mfa_failure(&self, workspace: String, device: String, now: i64) -> Result<u32> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM mfa_failures WHERE workspace = ?1 AND device = ?2 AND at <= ?3",
+                params![workspace, device, now - 3_600_000],
+            )?;
+            tx.execute(
+                "INSERT INTO mfa_failures (workspace, device, at) VALUES (?1, ?2, ?3)",
+                params![workspace, device, now],
+            )?;
+            let count: u32 = tx.query_row(
+                "SELECT count(*) FROM mfa_failures WHERE workspace = ?1 AND device = ?2 AND at > ?3",
+                params![workspace, device, now - 60_000],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn mfa_failures(&self, workspace: String, device: String, since: i64) -> Result<u32> {
+        self.with(move |conn| {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM mfa_failures WHERE workspace = ?1 AND device = ?2 AND at > ?3",
+                params![workspace, device, since],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     async fn create_workspace(&self, workspace: String, owner: DeviceRecord, recovery: Recovery) -> Result<()> {
         self.with(move |conn| {
             let tx = conn.transaction()?;

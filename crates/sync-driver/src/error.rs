@@ -29,6 +29,8 @@ pub enum SyncError {
     Keys(#[from] daftar_keys::KeyError),
     #[error(transparent)]
     Snapshot(#[from] daftar_sync::snapshot::SnapshotError),
+    #[error(transparent)]
+    Mfa(#[from] daftar_sync::mfa::MfaError),
     #[error("{0}")]
     Invalid(String),
 }

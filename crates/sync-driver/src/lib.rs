@@ -28,7 +28,10 @@ use daftar_sync::{DeviceSigningKey, Envelope, Sealer};
 use serde::Serialize;
 
 pub use error::SyncError;
-pub use setup::{DeviceRecord, Invite, SetUp, add_relay, devices, invite, join, recover, remove_relay, revoke};
+pub use setup::{
+    DeviceRecord, Invite, MfaEnrolment, SetUp, add_relay, devices, invite, join, mfa_enroll, mfa_verify, recover,
+    remove_relay, revoke,
+};
 pub use snapshot::{BootstrapReport, SnapshotReport};
 
 /// The key epoch new envelopes use. Rotation (the roles issue) will move it.

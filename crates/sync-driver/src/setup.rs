@@ -122,7 +122,14 @@ pub struct Invite {
 
 /// Registers a one-time invite with the relay (the first one unless `relay` is given). The
 /// workspace key travels wrapped by a secret only the code carries.
-pub fn invite(store: &Store, role: &str, relay: Option<&str>, hours: u32, now_ms: i64) -> Result<Invite, SyncError> {
+pub fn invite(
+    store: &Store,
+    role: &str,
+    relay: Option<&str>,
+    hours: u32,
+    now_ms: i64,
+    totp: Option<&str>,
+) -> Result<Invite, SyncError> {
     let Some(role_wanted) = daftar_domain::Role::parse(role) else {
         return Err(SyncError::UnknownRole(role.to_owned()));
     };
@@ -141,7 +148,7 @@ pub fn invite(store: &Store, role: &str, relay: Option<&str>, hours: u32, now_ms
     let mut relays = vec![relay.clone()];
     relays.extend(store.relays()?.into_iter().map(|r| r.url).filter(|u| *u != relay));
     for url in &relays {
-        RelayClient::new(url, info.device_id, &key)?.create_invite(
+        RelayClient::new(url, info.device_id, &key)?.with_totp(totp).create_invite(
             info.workspace_id,
             &daftar_sync::relay_auth::token_hash(code.token()),
             role,
@@ -177,7 +184,7 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
 }
 
 /// Revokes a device on every relay of this device; the relays refuse it from then on.
-pub fn revoke(store: &Store, device: DeviceId) -> Result<(), SyncError> {
+pub fn revoke(store: &Store, device: DeviceId, totp: Option<&str>) -> Result<(), SyncError> {
     store.permit(daftar_domain::Action::ManageDevices)?;
     let info = store.info().clone();
     let key = store.device_signing_key()?;
@@ -186,7 +193,7 @@ pub fn revoke(store: &Store, device: DeviceId) -> Result<(), SyncError> {
         return Err(SyncError::NoRelay);
     }
     for relay in relays {
-        RelayClient::new(&relay.url, info.device_id, &key)?.revoke(info.workspace_id, device)?;
+        RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp).revoke(info.workspace_id, device)?;
     }
     Ok(())
 }
@@ -332,4 +339,55 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
             Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
         }
     })
+}
+
+/// A second factor just enrolled: shown once, kept nowhere on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MfaEnrolment {
+    /// For the authenticator app (as a QR code).
+    pub otpauth_uri: String,
+    /// The same secret, to type in (base 32).
+    pub secret: String,
+    /// Ten single-use codes for when the authenticator is lost.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Enrols a second factor for this (owner or admin) device on every relay: one secret, so one
+/// entry in the authenticator app. It counts once confirmed with a first code
+/// ([`mfa_verify`]). Replacing a confirmed one needs a current code.
+pub fn mfa_enroll(store: &Store, account: &str, totp: Option<&str>) -> Result<MfaEnrolment, SyncError> {
+    store.permit(daftar_domain::Action::ManageDevices)?;
+    let relays = store.relays()?;
+    if relays.is_empty() {
+        return Err(SyncError::NoRelay);
+    }
+    let secret = daftar_sync::mfa::TotpSecret::generate()?;
+    let (codes, hashes) = daftar_sync::mfa::recovery_codes()?;
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    for relay in &relays {
+        RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp).mfa_enroll(
+            info.workspace_id,
+            &secret.to_base32(),
+            &hashes,
+        )?;
+    }
+    Ok(MfaEnrolment { otpauth_uri: secret.otpauth_uri(account), secret: secret.to_base32(), recovery_codes: codes })
+}
+
+/// Checks a one-time (or recovery) code with every relay: the first confirms the enrolment;
+/// each opens a few minutes in which privileged requests need no further code. Returns until
+/// when (milliseconds since the epoch).
+pub fn mfa_verify(store: &Store, code: &str) -> Result<i64, SyncError> {
+    let relays = store.relays()?;
+    if relays.is_empty() {
+        return Err(SyncError::NoRelay);
+    }
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let mut until = i64::MAX;
+    for relay in &relays {
+        until = until.min(RelayClient::new(&relay.url, info.device_id, &key)?.mfa_verify(info.workspace_id, code)?);
+    }
+    Ok(until)
 }

@@ -21,6 +21,7 @@
 pub mod engine;
 pub mod envelope;
 pub mod invite;
+pub mod mfa;
 pub mod recovery;
 pub mod relay_auth;
 pub mod snapshot;

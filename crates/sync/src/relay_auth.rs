@@ -11,6 +11,9 @@ use ring::signature::{ED25519, UnparsedPublicKey};
 
 use crate::envelope::DeviceSigningKey;
 
+/// The header carrying a one-time (TOTP) or recovery code on privileged requests. Not part of
+/// the signature: it only ever travels with a signed request, over TLS.
+pub const TOTP_HEADER: &str = "x-daftar-totp";
 pub const DEVICE_HEADER: &str = "x-daftar-device";
 pub const TIMESTAMP_HEADER: &str = "x-daftar-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-daftar-signature";

@@ -159,6 +159,7 @@ export const api = {
   syncStatus: () => call<SyncView>({ command: "sync_status" }),
   syncNow: () => call<unknown>({ command: "sync_now" }),
   addRelay: (url: string) => call<string>({ command: "add_relay", url }),
-  createInvite: (role: string) => call<{ code: string; role: string; expires_at: number }>({ command: "create_invite", role }),
+  createInvite: (role: string, totp: string | null = null) =>
+    call<{ code: string; role: string; expires_at: number }>({ command: "create_invite", role, totp }),
   listDevices: () => call<{ device_id: string; status: string; this_device: boolean }[]>({ command: "list_devices" }),
 };

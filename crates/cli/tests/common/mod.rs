@@ -120,14 +120,24 @@ impl Relay {
         Relay::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0")
     }
 
+    /// Starts a relay with extra environment (its `DAFTAR_RELAY_*` settings).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Relay {
+        Relay::spawn(tempfile::tempdir().unwrap(), "127.0.0.1:0", env)
+    }
+
     /// Starts the relay on `listen` with the database in `dir` (kept by the returned relay).
     pub fn start_in(dir: tempfile::TempDir, listen: &str) -> Relay {
+        Relay::spawn(dir, listen, &[])
+    }
+
+    fn spawn(dir: tempfile::TempDir, listen: &str, env: &[(&str, &str)]) -> Relay {
         let binary = std::path::Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-relay");
         assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
         let mut child = Command::new(binary)
             .args(["--listen", listen, "--database"])
             .arg(dir.path().join("relay.db"))
             .env("DAFTAR_RELAY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -75,6 +75,7 @@ export const ar: Messages = {
   "backup.drill_run": "ابدأ التمرين",
   "backup.drill_busy": "جارٍ التمرين…",
   "backup.drill_done": "انتهى التمرين.",
+  "sync.totp": "رمز لمرة واحدة (التحقق بخطوتين)",
   "settings.role": "دور هذا الجهاز: {role}.",
   "role.owner": "مالك",
   "role.admin": "مشرف",

@@ -73,6 +73,7 @@ export const en = {
   "backup.drill_run": "Run drill",
   "backup.drill_busy": "Rehearsing…",
   "backup.drill_done": "Drill finished.",
+  "sync.totp": "One-time code (two-factor)",
   "settings.role": "This device's role: {role}.",
   "role.owner": "owner",
   "role.admin": "admin",
