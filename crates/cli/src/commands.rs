@@ -132,6 +132,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sync { command: Some(crate::SyncCommand::Refused), .. } => {
             crate::sync::refused(&open(&cli)?, cli.json)
         }
+        Command::Sync { command: Some(crate::SyncCommand::Quarantine), .. } => {
+            crate::sync::quarantine(&open(&cli)?, cli.json)
+        }
         Command::Sync { command: Some(crate::SyncCommand::Snapshot), .. } => {
             crate::sync::snapshot(&mut open(&cli)?, cli.json)
         }

@@ -624,6 +624,9 @@ pub enum SyncCommand {
     /// Upload a snapshot of this device's documents to every relay now, for fast bootstrap of
     /// new devices (also made automatically as the log grows).
     Snapshot,
+    /// Received changes that were not applied because their sender's role does not allow
+    /// them (owners and admins).
+    Quarantine,
 }
 
 #[derive(Debug, Subcommand)]

@@ -153,6 +153,21 @@ pub fn refused(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
+pub fn quarantine(store: &Store, json: bool) -> Result<()> {
+    store.permit(daftar_domain::Action::ManageDevices)?;
+    let held = store.quarantine()?;
+    if json {
+        print_json(&held);
+    } else if held.is_empty() {
+        println!("No received change was refused for its sender's role.");
+    } else {
+        for q in held {
+            println!("{} {} from device {} ({}): {}", q.kind, q.document, q.sender, q.role, q.reason);
+        }
+    }
+    Ok(())
+}
+
 pub fn snapshot(store: &mut Store, json: bool) -> Result<()> {
     let reports = daftar_sync_driver::make_snapshots(store)?;
     if json {

@@ -768,3 +768,60 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     // Clerks have no second factor to enrol.
     assert_eq!(clerk.fails(&["mfa", "enroll"])["code"], "forbidden");
 }
+
+#[test]
+fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_modified_client() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let customer = a.customer("Nour Bakery", Some("311111111111113"));
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let joined = |role: &str| {
+        let d = Daftar::new();
+        d.json(&["join", a.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
+        d
+    };
+    let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
+    // A client built to skip its own checks (debug builds honour this switch for tests).
+    let unchecked = |d: &Daftar, args: &[&str]| -> Value {
+        let out = d.command().env("DAFTAR_UNCHECKED_CLIENT", "1").arg("--json").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let issued = unchecked(&clerk, &["invoice", "issue", &draft]);
+    assert_eq!(issued["status"], "issued", "the modified clerk client issued it locally");
+    unchecked(&clerk, &["seller", "edit", "--name", "Taken Over Ltd"]);
+    let own = clerk.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
+    let own = own["id"].as_str().unwrap().to_owned();
+    clerk.json(&["sync"]);
+    // A modified viewer client edits a draft: the relay refuses its push outright.
+    unchecked(&viewer, &["invoice", "edit", &draft, "--add-line", "Free gift|1|0"]);
+    let out = viewer.run(&["sync"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("viewers cannot push"), "{said}");
+
+    for d in [&a, &accountant] {
+        d.json(&["sync"]);
+        assert_eq!(d.json(&["invoice", "show", &draft])["status"], "draft", "the clerk's issue was not applied");
+        assert_eq!(d.json(&["seller", "show"])["name"], "Acme Trading", "nor its settings change");
+        assert_eq!(d.json(&["invoice", "show", &own])["status"], "draft", "its own draft arrived");
+        assert_eq!(d.json(&["store", "verify"])["ok"], true);
+    }
+    let held = a.json(&["sync", "quarantine"]);
+    let reasons: Vec<&str> = held.as_array().unwrap().iter().map(|q| q["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 2, "{held}");
+    assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot issue invoices")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot change the workspace settings")), "{reasons:?}");
+    let clerk_id = clerk.json(&["info"])["device_id"].clone();
+    assert!(held.as_array().unwrap().iter().all(|q| q["sender"] == clerk_id), "{held}");
+    // An accountant issues the same draft properly; that is applied everywhere.
+    accountant.json(&["invoice", "issue", &draft]);
+    accountant.json(&["sync"]);
+    a.json(&["sync"]);
+    assert_eq!(a.json(&["invoice", "show", &draft])["status"], "issued");
+    // Only owners and admins read the quarantine.
+    assert_eq!(accountant.fails(&["sync", "quarantine"])["code"], "forbidden");
+}

@@ -132,7 +132,7 @@ pub(crate) fn merge_prepared(
     }
     let mut gained = false;
     for (sender, bytes) in &all {
-        let incoming = IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes };
+        let incoming = IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes, role: None };
         gained |= apply_one(tx, ctx, cache, &incoming)?;
     }
     Ok(if gained { Taken::Merged } else { Taken::Unchanged })

@@ -233,7 +233,9 @@ impl Store {
         sender: DeviceId,
         bytes: &[u8],
     ) -> Result<bool> {
-        self.write(|tx, ctx, cache| apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes }))
+        self.write(|tx, ctx, cache| {
+            apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes, role: None })
+        })
     }
 
     /// Applies many received changes in one durable transaction (a pulled page). Each change is
@@ -269,6 +271,9 @@ pub struct IncomingChange<'a> {
     pub kind: DocKind,
     pub sender: DeviceId,
     pub bytes: &'a [u8],
+    /// The sender's role, to judge the change by (see `quarantine`); `None` takes it as it
+    /// is (a backup or snapshot already in this workspace).
+    pub role: Option<daftar_domain::Role>,
 }
 
 pub(crate) fn apply_one(
@@ -277,7 +282,7 @@ pub(crate) fn apply_one(
     cache: &DocCache,
     incoming: &IncomingChange<'_>,
 ) -> Result<bool> {
-    let IncomingChange { document, kind, sender, bytes } = *incoming;
+    let IncomingChange { document, kind, sender, bytes, role } = *incoming;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
         id: document,
         detail: format!("a received change does not decode: {e}"),
@@ -285,15 +290,20 @@ pub(crate) fn apply_one(
     let key = document.to_string();
     let known: Option<String> =
         tx.prepare_cached("SELECT kind FROM documents WHERE id = ?1")?.query_row([&key], |r| r.get(0)).optional()?;
-    match known {
-        Some(existing) if existing != kind.as_str() => {
-            return Err(StoreError::Document {
-                id: document,
-                detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
-            });
-        }
-        Some(_) => {}
-        None => insert_document_row(tx, document, kind, &[], ctx)?,
+    if let Some(existing) = known.as_deref().filter(|k| *k != kind.as_str()) {
+        return Err(StoreError::Document {
+            id: document,
+            detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
+        });
+    }
+    if let Some(role) = role
+        && let Some(reason) = crate::quarantine::judge(tx, document, kind, sender, role, &change)?
+    {
+        crate::quarantine::keep(tx, ctx, incoming, role, &change, &reason)?;
+        return Ok(false);
+    }
+    if known.is_none() {
+        insert_document_row(tx, document, kind, &[], ctx)?;
     }
     let inserted = tx
         .prepare_cached(

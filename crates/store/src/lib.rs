@@ -30,6 +30,7 @@ mod exchange;
 mod history;
 mod invoices;
 mod maintenance;
+mod quarantine;
 mod records;
 mod schema;
 mod search;
@@ -53,6 +54,7 @@ pub use invoices::{
     DiscountInput, DraftContent, InvoiceEdit, InvoiceQuery, InvoiceSort, InvoiceSummary, LineInput, NewInvoice,
 };
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
+pub use quarantine::QuarantinedChange;
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;
 pub use store::{BeforeMigration, ExistingWorkspace, InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};

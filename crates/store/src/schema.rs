@@ -236,6 +236,20 @@ const MIGRATIONS: &[&str] = &[
         report TEXT NOT NULL
     );
     "#,
+    // 7: received changes refused because their sender's role does not allow them.
+    r#"
+    CREATE TABLE quarantine (
+        doc_id TEXT NOT NULL,
+        hash   BLOB NOT NULL,
+        kind   TEXT NOT NULL,
+        bytes  BLOB NOT NULL,
+        sender TEXT NOT NULL,
+        role   TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, hash)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The newest schema this build understands.

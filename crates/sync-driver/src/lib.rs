@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use daftar_domain::DeviceId;
+use daftar_domain::{DeviceId, Role};
 use daftar_keys::Secret;
 use daftar_relay_client::{Event, RelayClient, RelayError};
 use daftar_store::{DocKind, IncomingChange, Store};
@@ -90,6 +90,9 @@ struct Device {
     urls: Vec<String>,
     /// Public keys of the workspace's devices, per relay (from its device list).
     keys: Vec<Option<HashMap<DeviceId, [u8; 32]>>>,
+    /// Each device's role as the relays list it: incoming changes are judged by it. Interim,
+    /// like the keys, until the signed membership document.
+    roles: HashMap<DeviceId, Role>,
     reports: Vec<RelayReport>,
     /// The relay and error of the step that just failed, for [`watch`] to report.
     just_failed: Option<(usize, String)>,
@@ -107,6 +110,7 @@ impl Device {
             epoch_key: store.workspace_key(EPOCH)?,
             urls: relays.iter().map(|r| r.url.clone()).collect(),
             keys: vec![None; relays.len()],
+            roles: HashMap::new(),
             reports: relays.iter().map(|r| RelayReport { url: r.url.clone(), ..RelayReport::default() }).collect(),
             just_failed: None,
         };
@@ -142,14 +146,18 @@ impl Device {
 
     fn device_keys(&mut self, relay: usize, refresh: bool) -> Result<&HashMap<DeviceId, [u8; 32]>, SyncError> {
         if refresh || self.keys[relay].is_none() {
-            let mut keys: HashMap<DeviceId, [u8; 32]> = self
-                .client(relay)?
-                .devices(self.info.workspace_id)?
-                .into_iter()
-                .filter(|(_, _, revoked)| !revoked)
-                .map(|(id, k, _)| (id, k))
-                .collect();
+            let members = self.client(relay)?.members(self.info.workspace_id)?;
+            let mut keys = HashMap::new();
+            for member in members.into_iter().filter(|m| !m.revoked) {
+                let Some(key) = hex::decode(&member.public_key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
+                    continue;
+                };
+                keys.insert(member.device_id, key);
+                // A role this build does not know is judged as the least one.
+                self.roles.insert(member.device_id, Role::parse(&member.role).unwrap_or(Role::Viewer));
+            }
             keys.insert(self.info.device_id, self.key.public_key());
+            self.roles.insert(self.info.device_id, self.info.role);
             self.keys[relay] = Some(keys);
         }
         Ok(self.keys[relay].as_ref().expect("just filled"))
@@ -199,6 +207,7 @@ impl Device {
                 kind: *kind,
                 sender: o.sender,
                 bytes: &o.change,
+                role: Some(self.roles.get(&o.sender).copied().unwrap_or(Role::Viewer)),
             })
             .collect();
         let outcomes = store.apply_remote_many(&incoming)?;
@@ -475,6 +484,7 @@ pub fn rehearse_recovery(
         epoch_key: target.workspace_key(EPOCH)?,
         urls: vec![url.clone()],
         keys: vec![None],
+        roles: HashMap::new(),
         reports: vec![RelayReport { url, ..RelayReport::default() }],
         just_failed: None,
     };
