@@ -245,6 +245,10 @@ fn create_checked(store: &mut Store, reason: &str, to: Option<&Path>) -> Result<
         return Err(problem);
     }
     prune(store)?;
+    store.record_event(
+        "backup",
+        serde_json::json!({ "file": record.file, "reason": reason, "counts": record.counts }),
+    )?;
     let record = store.backup_records()?.into_iter().find(|r| r.file == record.file).unwrap_or(record);
     Ok(info_of(&record.file, &header, record.bytes, Some(&record)))
 }
@@ -959,6 +963,10 @@ pub fn merge(store: &mut Store, path: &Path, recovery: Option<&RecoveryKey>) -> 
         }
         Ok(())
     })?;
+    store.record_event(
+        "restore from backup (merge)",
+        serde_json::json!({ "file": path, "brought_back": report.brought_back.len(), "merged": report.merged.len() }),
+    )?;
     Ok(report)
 }
 
@@ -1009,6 +1017,16 @@ pub fn revert(
         }
         Ok(())
     })?;
+    store.record_event(
+        "restore from backup (revert)",
+        serde_json::json!({
+            "file": path,
+            "reverted": report.reverted.len(),
+            "brought_back": report.brought_back.len(),
+            "refused": report.refused.len(),
+            "only_deleted": filter.only_deleted,
+        }),
+    )?;
     Ok(report)
 }
 

@@ -44,8 +44,10 @@ fn old_store(dir: &Path) {
     ))
     .unwrap();
     // Everything migrations 6 and later made goes, as if they had never run.
-    conn.execute_batch("DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; PRAGMA user_version = 5;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; PRAGMA user_version = 5;",
+    )
+    .unwrap();
 }
 
 fn schema_version(store: &Store) -> i64 {

@@ -107,8 +107,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Store(command) => maintenance(&cli, command),
         Command::Import(ImportCommand::Csv { customers, items }) => import(&cli, customers.as_ref(), items.as_ref()),
         Command::Export(ExportCommand::Json { dir }) => {
-            let store = open(&cli)?;
+            let mut store = open(&cli)?;
             let report = store.export_json(dir)?;
+            store.record_event("export", json!({ "dir": dir, "invoices": report.invoices }))?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -151,6 +152,9 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }
         Command::Backup(command) => crate::backup::run(&cli, command),
+        Command::Audit { since, member, invoice, format, limit, command } => {
+            crate::audit::run(&cli, since.as_deref(), member.as_deref(), invoice.as_deref(), format, *limit, command)
+        }
         Command::Drill { recovery_key } => crate::backup::drill(&cli, recovery_key.as_deref()),
         Command::Zatca(ZatcaCommand::Hash { file }) => crate::zatca::hash(cli.json, file),
         Command::Zatca(ZatcaCommand::Verify { file }) => {

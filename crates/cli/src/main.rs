@@ -2,6 +2,7 @@
 //! store operation, print the result (human text, or JSON with `--json`). Errors go to stderr
 //! with a non-zero exit status; with `--json` they are `{"error": {"code", "message"}}`.
 
+mod audit;
 mod backup;
 mod commands;
 mod input;
@@ -109,6 +110,27 @@ pub enum Command {
     /// Encrypted, verified backups: create, list, verify, restore, settings.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// The audit log: who did what, when, on which device (accountants and up). With
+    /// `verify`, recompute its hash chain and signatures.
+    Audit {
+        /// Only entries from this date (YYYY-MM-DD) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only entries by this member's device (a device id, a prefix of one, or its name).
+        #[arg(long, visible_alias = "device", value_name = "M")]
+        member: Option<String>,
+        /// Only entries about this invoice (id or number).
+        #[arg(long, value_name = "ID")]
+        invoice: Option<String>,
+        /// json or csv (with --json, json).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// At most this many entries, newest first.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+    },
     /// Rehearse disaster recovery without touching this store: restore the newest backup and
     /// rebuild from the relay, each into a temporary directory, and compare both with this
     /// store. Exits with status 1 when a path fails.
@@ -582,6 +604,13 @@ pub enum RelayCommand {
     Remove {
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the chain and the signatures; exits with status 1 and names the first entry
+    /// that does not match.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -704,6 +704,13 @@ fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() 
     assert!(issued["number"].as_str().unwrap().starts_with('J'), "{issued}");
     let refused = accountant.fails(&["seller", "edit", "--name", "Taken Over Ltd"]);
     assert_eq!(refused["code"], "forbidden");
+    // The attempt is in the audit log, with the role it would have needed.
+    let log = accountant.json(&["audit"]);
+    assert!(
+        log.as_array().unwrap().iter().any(|e| e["action"] == "refused" && e["detail"]["needs"] == "admin"),
+        "{log}"
+    );
+    assert_eq!(clerk.fails(&["audit"])["code"], "forbidden", "clerks do not read the audit log");
     // Only an owner appoints admins.
     let refused = accountant.fails(&["invite", "--role", "admin"]);
     assert_eq!(refused["code"], "forbidden");

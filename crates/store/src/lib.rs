@@ -18,6 +18,7 @@
 //! - **Compaction loses nothing.** A document's change rows are replaced by one snapshot (the
 //!   full history, saved by Automerge) in a single transaction.
 
+mod audit;
 mod backup;
 mod bootstrap;
 mod conflicts;
@@ -38,6 +39,7 @@ mod store;
 
 use chrono::{DateTime, Utc};
 
+pub use audit::{AuditCheck, AuditEntry, AuditQuery, BadEntry};
 pub use backup::{
     BackupCounts, BackupRecord, BackupSettings, ConsistentRead, DrillRecord, HeadsDigest, Manifest, Retention,
     RevertFilter, RevertOutcome,

@@ -250,6 +250,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (doc_id, hash)
     ) WITHOUT ROWID;
     "#,
+    // 8: the audit log (see audit.rs): an entry per change row, added by a trigger so that no
+    // write path can skip it, and local events; hashed, chained and signed before each commit.
+    r#"
+    CREATE TABLE audit (
+        seq         INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        device      TEXT NOT NULL,
+        action      TEXT,
+        kind        TEXT,
+        doc_id      TEXT,
+        change_hash BLOB,
+        detail      TEXT,
+        prev_hash   BLOB,
+        hash        BLOB,
+        signature   BLOB
+    );
+    CREATE INDEX audit_by_document ON audit (doc_id);
+    CREATE TRIGGER audit_change AFTER INSERT ON changes BEGIN
+        INSERT INTO audit (at, device, kind, doc_id, change_hash)
+        VALUES (NEW.time, NEW.device, (SELECT kind FROM documents WHERE id = NEW.doc_id), NEW.doc_id, NEW.hash);
+    END;
+    -- The changes stored before the log existed, in the order they arrived.
+    INSERT INTO audit (at, device, kind, doc_id, change_hash)
+        SELECT c.time, c.device, d.kind, c.doc_id, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
+        ORDER BY c.seq;
+    "#,
 ];
 
 /// The newest schema this build understands.

@@ -129,6 +129,8 @@ pub struct Store {
     /// The ZATCA signing key, derived once per open store: with the OS keyring, reading the
     /// seed is a D-Bus round trip that issuing should not repeat.
     pub(crate) egs: std::cell::OnceCell<k256::ecdsa::SigningKey>,
+    /// The device key that signs the audit log, loaded on the first write.
+    pub(crate) signer: std::cell::OnceCell<daftar_sync::DeviceSigningKey>,
 }
 
 impl Drop for Store {
@@ -482,7 +484,15 @@ impl Store {
 
     /// A store over an open connection, with empty caches.
     fn assemble(conn: Connection, info: WorkspaceInfo, clock: Arc<dyn Clock>) -> Store {
-        Store { conn, info, clock, cache: DocCache::default(), unflushed: Default::default(), egs: Default::default() }
+        Store {
+            conn,
+            info,
+            clock,
+            cache: DocCache::default(),
+            unflushed: Default::default(),
+            egs: Default::default(),
+            signer: Default::default(),
+        }
     }
 
     /// Opens an existing data directory, taking its key from wherever `daftar.json` says.
@@ -574,7 +584,26 @@ impl Store {
         if std::env::var_os("DAFTAR_UNCHECKED_CLIENT").is_some() {
             return Ok(());
         }
-        Ok(self.info.role.check(action)?)
+        self.info.role.check(action).map_err(|forbidden| {
+            // The attempt goes in the audit log (best effort: the refusal stands either way).
+            let _ = self.record_refusal(&forbidden);
+            StoreError::from(forbidden)
+        })
+    }
+
+    fn record_refusal(&self, forbidden: &daftar_domain::Forbidden) -> Result<()> {
+        let key = self.device_signing_key()?;
+        let tx = self.conn.unchecked_transaction()?;
+        let detail = serde_json::json!({
+            "role": forbidden.role,
+            "action": forbidden.action.describe(),
+            "needs": forbidden.action.needs(),
+        });
+        let now = self.clock.now().timestamp_millis();
+        crate::audit::event(&tx, now, &self.info.device_id.to_string(), "refused", &detail)?;
+        crate::audit::seal(&tx, &key)?;
+        tx.commit()?;
+        Ok(())
     }
 
     pub(crate) fn secret(&self, name: &str) -> Result<Secret<32>> {
@@ -647,9 +676,15 @@ impl Store {
             }
             _ => StoreError::Sqlite(e),
         };
+        if self.signer.get().is_none() {
+            let key = self.device_signing_key()?;
+            let _ = self.signer.set(key);
+        }
+        let signer = self.signer.get().expect("loaded above");
         let result = (|| {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(busy)?;
             let value = f(&tx, ctx, &self.cache)?;
+            crate::audit::seal(&tx, signer)?;
             tx.commit().map_err(busy)?;
             Ok(value)
         })();
