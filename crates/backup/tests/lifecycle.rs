@@ -45,7 +45,8 @@ fn old_store(dir: &Path) {
     .unwrap();
     // Everything migrations 6 and later made goes, as if they had never run.
     conn.execute_batch(
-        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; PRAGMA user_version = 5;",
+        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; \
+         ALTER TABLE changes DROP COLUMN message; PRAGMA user_version = 5;",
     )
     .unwrap();
 }
@@ -80,6 +81,9 @@ fn a_migration_is_preceded_by_a_verified_backup_of_the_old_store() {
     assert_eq!(records[0].counts.customers, 1);
     assert!(records[0].file.starts_with(dir.path().canonicalize().unwrap().join("backups")));
     daftar_backup::verify(&mut store, &records[0].file, None).unwrap();
+    // The changes stored before the audit log existed were put into it, chained.
+    let audit = store.verify_audit().unwrap();
+    assert!(audit.ok && audit.count >= 2, "{audit:?}");
     // Opening again migrates nothing, so backs up nothing.
     drop(store);
     let store = open(dir.path()).unwrap();

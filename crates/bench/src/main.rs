@@ -349,7 +349,6 @@ fn main() -> Result<()> {
 
     if let Some(path) = args.write {
         write_report(&path, &report, count, n)?;
-        println!("wrote {}", path.display());
     }
     Ok(())
 }

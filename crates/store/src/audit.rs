@@ -3,22 +3,22 @@
 //! restores, exports), in one append-only, hash-chained, signed sequence.
 //!
 //! A trigger adds an entry for every change row as it is inserted, so no write path can skip
-//! it; before each transaction commits, [`seal`] fills the new entries in (the change's message
-//! as the action) and chains them: each entry's hash is SHA-256 over the previous entry's hash
-//! and the entry itself, and the last entry of each commit is signed with the device's Ed25519
-//! key. `daftar audit verify` recomputes all of it and names the first entry that does not
+//! it, and chains it as it goes in: each entry's hash is SHA-256 over the previous entry's hash
+//! and the entry itself, computed by [`hash_function`] (an SQL function registered on every
+//! connection). Before each transaction commits, [`seal`] signs its last entry with the
+//! device's Ed25519 key. `daftar audit verify` recomputes all of it and names the first entry that does not
 //! match: an edited entry fails its hash, a removed one breaks the chain after it, and a
 //! rewritten chain fails the signatures. Field-level old and new values are not stored: they are
 //! read from the change itself (whose hash the entry carries) when the log is shown.
 
-use automerge::{Change, ChangeHash, ReadDoc};
+use automerge::{ChangeHash, ReadDoc};
 use chrono::{DateTime, SecondsFormat};
 use daftar_domain::DocumentId;
 use daftar_sync::DeviceSigningKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::history::FieldChange;
 use crate::store::{Store, load_doc};
 
@@ -75,79 +75,94 @@ const GENESIS: [u8; 32] = [0; 32];
 
 type Row = (i64, i64, String, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>);
 
-/// The bytes an entry's hash covers after the previous hash: every field of `row` but its
-/// action, and `action` (filled in when the entry is sealed).
-fn canonical(row: &Row, action: &str) -> Vec<u8> {
-    let (seq, at, device, _, kind, doc, change, detail) = row;
-    serde_json::to_vec(&serde_json::json!([
-        seq,
-        at,
-        device,
-        action,
-        kind,
-        doc,
-        change.as_deref().map(hex::encode),
-        detail
-    ]))
-    .expect("an entry serialises")
-}
-
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
-/// Fills in and chains the entries added since the last seal, and signs the last one. Runs
-/// inside the writing transaction.
+/// An entry's hash: SHA-256 over the previous entry's hash and the entry's fields.
+fn entry_hash(prev: &[u8], row: &Row) -> [u8; 32] {
+    let (seq, at, device, action, kind, doc, change, detail) = row;
+    let fields = serde_json::json!([seq, at, device, action, kind, doc, change.as_deref().map(hex::encode), detail]);
+    let mut input = prev.to_vec();
+    input.extend(serde_json::to_vec(&fields).expect("an entry serialises"));
+    ring::digest::digest(&ring::digest::SHA256, &input).as_ref().try_into().expect("32 bytes")
+}
+
+/// Registers `daftar_audit_hash(prev, seq, at, device, action, kind, doc, change, detail)` on
+/// `conn`: the hash the trigger and the event inserts chain entries with.
+pub(crate) fn hash_function(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "daftar_audit_hash",
+        9,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let prev: Vec<u8> = ctx.get(0)?;
+            let row: Row = (
+                ctx.get(1)?,
+                ctx.get(2)?,
+                ctx.get(3)?,
+                ctx.get(4)?,
+                ctx.get(5)?,
+                ctx.get(6)?,
+                ctx.get(7)?,
+                ctx.get(8)?,
+            );
+            Ok(entry_hash(&prev, &row).to_vec())
+        },
+    )
+}
+
+/// Signs the newest entry if this transaction added entries since the last signature. Runs
+/// inside the writing transaction, just before it commits.
 pub(crate) fn seal(conn: &Connection, key: &DeviceSigningKey) -> Result<()> {
-    let pending: Vec<Row> = {
-        let mut statement = conn.prepare_cached(
-            "SELECT seq, at, device, action, kind, doc_id, change_hash, detail FROM audit WHERE hash IS NULL ORDER BY seq",
-        )?;
-        statement.query_map([], row)?.collect::<rusqlite::Result<_>>()?
-    };
-    let Some(last) = pending.last().map(|r| r.0) else { return Ok(()) };
-    let mut previous: [u8; 32] = conn
-        .query_row("SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1", [], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })
-        .optional()?
-        .and_then(|h| h.try_into().ok())
-        .unwrap_or(GENESIS);
-    let mut message_of = conn.prepare_cached("SELECT bytes FROM changes WHERE doc_id = ?1 AND hash = ?2")?;
-    let mut update =
-        conn.prepare_cached("UPDATE audit SET action = ?2, prev_hash = ?3, hash = ?4, signature = ?5 WHERE seq = ?1")?;
-    for entry in pending {
-        let (seq, _, _, action, _, doc, change, _) = &entry;
-        let (seq, doc, change) = (*seq, doc.clone(), change.clone());
-        let action = match (action.clone(), &doc, &change) {
-            (Some(action), _, _) => action,
-            (None, Some(doc), Some(hash)) => {
-                let bytes: Option<Vec<u8>> = message_of.query_row(params![doc, hash], |r| r.get(0)).optional()?;
-                bytes
-                    .and_then(|b| Change::from_bytes(b).ok())
-                    .and_then(|c| c.message().cloned())
-                    .unwrap_or_else(|| "change".to_owned())
-            }
-            _ => "change".to_owned(),
-        };
-        let mut input = previous.to_vec();
-        input.extend(canonical(&entry, &action));
-        let hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &input).as_ref().try_into().expect("32 bytes");
-        let signature = (seq == last).then(|| key.sign(&hash).to_vec());
-        update.execute(params![seq, action, previous.as_slice(), hash.as_slice(), signature])?;
-        previous = hash;
+    let newest: Option<(i64, Vec<u8>, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT seq, hash, signature FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((seq, hash, None)) = newest {
+        conn.prepare_cached("UPDATE audit SET signature = ?2 WHERE seq = ?1")?
+            .execute(params![seq, key.sign(&hash).as_slice()])?;
     }
     Ok(())
 }
 
-/// Adds a local event (sealed with the transaction it is part of).
+/// Adds a local event to the chain.
 pub(crate) fn event(conn: &Connection, at: i64, device: &str, action: &str, detail: &serde_json::Value) -> Result<()> {
-    conn.prepare_cached("INSERT INTO audit (at, device, action, detail) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
-        at,
-        device,
-        action,
-        detail.to_string()
-    ])?;
+    conn.prepare_cached(
+        "INSERT INTO audit (seq, at, device, action, detail, prev_hash, hash)
+         SELECT n.seq, ?1, ?2, ?3, ?4, n.prev, daftar_audit_hash(n.prev, n.seq, ?1, ?2, ?3, NULL, NULL, NULL, ?4)
+         FROM (SELECT coalesce((SELECT max(seq) FROM audit), 0) + 1 AS seq,
+                      coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev) AS n",
+    )?
+    .execute(params![at, device, action, detail.to_string()])?;
+    Ok(())
+}
+
+/// Puts the changes stored before the log existed into it, in the order they arrived (once,
+/// after the migration that made the log).
+pub(crate) fn backfill(conn: &Connection) -> Result<()> {
+    let empty: bool = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM audit)", [], |r| r.get(0))?;
+    if !empty {
+        return Ok(());
+    }
+    let rows: Vec<i64> = {
+        let mut statement = conn.prepare("SELECT seq FROM changes ORDER BY seq")?;
+        statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    let mut copy = conn.prepare(
+        "INSERT INTO audit (seq, at, device, action, kind, doc_id, change_hash, prev_hash, hash)
+         SELECT n.seq, c.time, c.device, c.message, n.kind, c.doc_id, c.hash, n.prev,
+                daftar_audit_hash(n.prev, n.seq, c.time, c.device, c.message, n.kind, c.doc_id, c.hash, NULL)
+         FROM changes c,
+              (SELECT coalesce((SELECT max(seq) FROM audit), 0) + 1 AS seq,
+                      coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev,
+                      (SELECT kind FROM documents d JOIN changes x ON x.doc_id = d.id WHERE x.seq = ?1) AS kind) AS n
+         WHERE c.seq = ?1",
+    )?;
+    for seq in rows {
+        copy.execute([seq])?;
+    }
     Ok(())
 }
 
@@ -185,7 +200,7 @@ impl Store {
         self.read(|conn| {
             let mut statement = conn.prepare(
                 "SELECT seq, at, device, action, kind, doc_id, change_hash, detail, hash FROM audit
-                 WHERE hash IS NOT NULL AND at >= ?1 AND (?2 IS NULL OR doc_id = ?2)
+                 WHERE at >= ?1 AND (?2 IS NULL OR doc_id = ?2)
                  ORDER BY seq DESC",
             )?;
             let rows = statement
@@ -236,75 +251,66 @@ impl Store {
     /// that does not match.
     pub fn verify_audit(&self) -> Result<AuditCheck> {
         let public_key: [u8; 32] = self.device_signing_key()?.public_key();
+        let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key);
         self.read(|conn| {
             let mut statement = conn.prepare(
                 "SELECT seq, at, device, action, kind, doc_id, change_hash, detail, prev_hash, hash, signature
                  FROM audit ORDER BY seq",
             )?;
             let rows = statement.query_map([], |r| {
-                Ok((
-                    row(r)?,
-                    r.get::<_, Option<Vec<u8>>>(8)?,
-                    r.get::<_, Option<Vec<u8>>>(9)?,
-                    r.get::<_, Option<Vec<u8>>>(10)?,
-                ))
+                Ok((row(r)?, r.get::<_, Vec<u8>>(8)?, r.get::<_, Vec<u8>>(9)?, r.get::<_, Option<Vec<u8>>>(10)?))
             })?;
             let mut previous = GENESIS.to_vec();
             let mut previous_seq: Option<i64> = None;
             let mut count = 0;
-            let bad = |seq: i64, problem: String| {
-                Ok(AuditCheck { ok: false, count: 0, first_bad: Some(BadEntry { seq, problem }) })
-            };
             for entry in rows {
                 let (stored, prev, hash, signature) = entry?;
-                let (seq, _, _, action, _, doc, change, _) = &stored;
-                let (seq, doc, change) = (*seq, doc.clone(), change.clone());
+                let seq = stored.0;
                 count += 1;
-                let (Some(prev), Some(hash)) = (prev, hash) else {
-                    return bad(seq, "the entry was never sealed into the chain".into());
-                };
+                let bad = |problem: String| AuditCheck { ok: false, count, first_bad: Some(BadEntry { seq, problem }) };
                 if prev != previous {
                     let after = previous_seq.map_or("the start".to_owned(), |s| format!("entry {s}"));
-                    return bad(
-                        seq,
-                        format!("it does not follow {after}: an entry between them was removed or changed"),
-                    );
+                    return Ok(bad(format!(
+                        "it does not follow {after}: an entry between them was removed or changed"
+                    )));
                 }
-                let mut input = prev.clone();
-                input.extend(canonical(&stored, action.as_deref().unwrap_or_default()));
-                if ring::digest::digest(&ring::digest::SHA256, &input).as_ref() != hash.as_slice() {
-                    return bad(seq, "its content does not match its hash: the entry was edited".into());
+                if entry_hash(&prev, &stored).as_slice() != hash.as_slice() {
+                    return Ok(bad("its content does not match its hash: the entry was edited".into()));
                 }
-                if let Some(signature) = signature {
-                    let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key);
-                    if verifier.verify(&hash, &signature).is_err() {
-                        return bad(seq, "its signature is not this device's: the chain was rewritten".into());
-                    }
+                if let Some(signature) = signature
+                    && verifier.verify(&hash, &signature).is_err()
+                {
+                    return Ok(bad("its signature is not this device's: the chain was rewritten".into()));
                 }
-                if let (Some(doc), Some(change)) = (&doc, &change) {
-                    let stored: Option<i64> = conn
-                        .prepare_cached("SELECT 1 FROM changes WHERE doc_id = ?1 AND hash = ?2")?
-                        .query_row(params![doc, change], |r| r.get(0))
-                        .optional()?;
-                    let compacted = stored.is_none()
-                        && doc
-                            .parse::<DocumentId>()
-                            .ok()
-                            .and_then(|id| load_doc(conn, id).ok().flatten())
-                            .and_then(|l| <[u8; 32]>::try_from(change.as_slice()).ok().map(|h| (l, h)))
-                            .is_some_and(|(l, h)| l.doc.get_change_by_hash(&ChangeHash(h)).is_some());
-                    let purged: bool = conn
-                        .prepare_cached("SELECT count(*) > 0 FROM purges WHERE doc_id = ?1")?
-                        .query_row([doc], |r| r.get(0))?;
-                    if stored.is_none() && !compacted && !purged {
-                        return bad(seq, "the change it records is missing from the store".into());
-                    }
+                if let (Some(doc), Some(change)) = (&stored.5, &stored.6)
+                    && !change_kept(conn, doc, change)?
+                {
+                    return Ok(bad("the change it records is missing from the store".into()));
                 }
                 previous = hash;
                 previous_seq = Some(seq);
             }
             Ok(AuditCheck { ok: true, count, first_bad: None })
         })
-        .map_err(|e: StoreError| e)
     }
+}
+
+/// Whether the store still holds the change an entry records: as a row, inside a compacted
+/// save, or gone with a recorded purge.
+fn change_kept(conn: &Connection, doc: &str, change: &[u8]) -> Result<bool> {
+    let row: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM changes WHERE doc_id = ?1 AND hash = ?2")?
+        .query_row(params![doc, change], |r| r.get(0))
+        .optional()?;
+    if row.is_some() {
+        return Ok(true);
+    }
+    let purged: bool =
+        conn.prepare_cached("SELECT count(*) > 0 FROM purges WHERE doc_id = ?1")?.query_row([doc], |r| r.get(0))?;
+    if purged {
+        return Ok(true);
+    }
+    let Some(id) = doc.parse::<DocumentId>().ok() else { return Ok(false) };
+    let Ok(hash) = <[u8; 32]>::try_from(change) else { return Ok(false) };
+    Ok(load_doc(conn, id)?.is_some_and(|l| l.doc.get_change_by_hash(&ChangeHash(hash)).is_some()))
 }

@@ -125,7 +125,7 @@ pub(crate) fn merge_prepared(
             }
         }
     }
-    for (row, (hash, _)) in d.changes.iter().zip(&p.changes) {
+    for (row, (hash, _, _)) in d.changes.iter().zip(&p.changes) {
         if have.get_change_by_hash(hash).is_none() {
             all.push((row.device, row.bytes.clone()));
         }
@@ -160,10 +160,10 @@ pub(crate) fn insert_prepared(
         ])?;
     }
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for (row, (hash, time)) in d.changes.iter().zip(&p.changes) {
-        insert.execute(params![key, hash.0.as_slice(), row.bytes, row.device.to_string(), time])?;
+    for (row, (hash, time, message)) in d.changes.iter().zip(&p.changes) {
+        insert.execute(params![key, hash.0.as_slice(), row.bytes, row.device.to_string(), time, message])?;
     }
     // A document whose dependencies are still missing is indexed when they arrive.
     match &p.record {
@@ -221,8 +221,8 @@ pub(crate) struct PreparedDocument {
     pub(crate) heads: Vec<automerge::ChangeHash>,
     pub(crate) saved_heads: Vec<automerge::ChangeHash>,
     pub(crate) saved_count: usize,
-    /// Hash and time of each change row.
-    pub(crate) changes: Vec<(automerge::ChangeHash, i64)>,
+    /// Hash, time and message of each change row.
+    pub(crate) changes: Vec<(automerge::ChangeHash, i64, Option<String>)>,
     pub(crate) record: Option<Indexable>,
     /// The time of its newest change, in milliseconds.
     pub(crate) newest: i64,
@@ -294,7 +294,7 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
                     Change::from_bytes(c.bytes.clone()).map_err(|e| broken(format!("a change does not decode: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let rows = changes.iter().map(|c| (c.hash(), c.timestamp())).collect();
+            let rows = changes.iter().map(|c| (c.hash(), c.timestamp(), c.message().cloned())).collect();
             doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
             let record = match kind {
                 DocKind::Settings => None,

@@ -121,6 +121,7 @@ pub(crate) fn open_connection(dir: &Path, key: &DatabaseKey, create: bool) -> Re
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
         .map_err(|e| corrupt(e.to_string()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    crate::audit::hash_function(&conn)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;

@@ -307,9 +307,17 @@ pub(crate) fn apply_one(
     }
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![key, change.hash().0.as_slice(), bytes, sender.to_string(), change.timestamp()])?;
+        .execute(params![
+            key,
+            change.hash().0.as_slice(),
+            bytes,
+            sender.to_string(),
+            change.timestamp(),
+            change.message()
+        ])?;
     if inserted == 0 {
         return Ok(false);
     }

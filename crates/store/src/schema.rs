@@ -251,7 +251,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     "#,
     // 8: the audit log (see audit.rs): an entry per change row, added by a trigger so that no
-    // write path can skip it, and local events; hashed, chained and signed before each commit.
+    // write path can skip it, and local events; each hashed onto the chain as it is inserted
+    // (`daftar_audit_hash`, registered on every connection), each commit's last one signed.
     r#"
     CREATE TABLE audit (
         seq         INTEGER PRIMARY KEY,
@@ -262,19 +263,20 @@ const MIGRATIONS: &[&str] = &[
         doc_id      TEXT,
         change_hash BLOB,
         detail      TEXT,
-        prev_hash   BLOB,
-        hash        BLOB,
+        prev_hash   BLOB NOT NULL,
+        hash        BLOB NOT NULL,
         signature   BLOB
     );
-    CREATE INDEX audit_by_document ON audit (doc_id);
+    -- The change's message, as it is stored, so that the log need not decode the change.
+    ALTER TABLE changes ADD COLUMN message TEXT;
     CREATE TRIGGER audit_change AFTER INSERT ON changes BEGIN
-        INSERT INTO audit (at, device, kind, doc_id, change_hash)
-        VALUES (NEW.time, NEW.device, (SELECT kind FROM documents WHERE id = NEW.doc_id), NEW.doc_id, NEW.hash);
+        INSERT INTO audit (seq, at, device, action, kind, doc_id, change_hash, prev_hash, hash)
+        SELECT n.seq, NEW.time, NEW.device, NEW.message, n.kind, NEW.doc_id, NEW.hash, n.prev,
+               daftar_audit_hash(n.prev, n.seq, NEW.time, NEW.device, NEW.message, n.kind, NEW.doc_id, NEW.hash, NULL)
+        FROM (SELECT coalesce((SELECT max(seq) FROM audit), 0) + 1 AS seq,
+                     coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS prev,
+                     (SELECT kind FROM documents WHERE id = NEW.doc_id) AS kind) AS n;
     END;
-    -- The changes stored before the log existed, in the order they arrived.
-    INSERT INTO audit (at, device, kind, doc_id, change_hash)
-        SELECT c.time, c.device, d.kind, c.doc_id, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
-        ORDER BY c.seq;
     "#,
 ];
 
@@ -305,6 +307,7 @@ pub(crate) fn migrate(conn: &Connection, dir: &Path) -> Result<()> {
             conn.execute_batch(step)?;
             conn.pragma_update(None, "user_version", index as i64 + 1)?;
         }
+        crate::audit::backfill(conn)?;
         Ok(())
     })();
     match result {

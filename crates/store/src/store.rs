@@ -287,7 +287,7 @@ pub(crate) fn store_changes(
 fn insert_changes(conn: &Connection, id: DocumentId, doc: &Automerge, before: &[ChangeHash], ctx: Ctx) -> Result<()> {
     let key = id.to_string();
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO changes (doc_id, hash, bytes, device, time, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for change in doc.get_changes(before) {
         insert.execute(params![
@@ -295,7 +295,8 @@ fn insert_changes(conn: &Connection, id: DocumentId, doc: &Automerge, before: &[
             change.hash().0.as_slice(),
             stored_bytes(change),
             ctx.device.to_string(),
-            change.timestamp()
+            change.timestamp(),
+            change.message()
         ])?;
     }
     Ok(())
