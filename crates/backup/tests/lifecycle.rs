@@ -24,16 +24,7 @@ fn old_store(dir: &Path) {
         existing: None,
     };
     let (mut store, _) = Store::init(dir, options, Arc::new(SystemClock)).unwrap();
-    let customer = Customer {
-        id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
-        name: "Nour Bakery".into(),
-        vat_number: None,
-        address: Default::default(),
-        email: String::new(),
-        phone: String::new(),
-        created_at: chrono::Utc::now(),
-        deleted: None,
-    };
+    let customer = customer("Nour Bakery");
     store.create(&customer, "create").unwrap();
     drop(store);
     let key = daftar_keys::key_file::open(&dir.join("key.json"), PASSPHRASE).unwrap();
@@ -49,6 +40,19 @@ fn old_store(dir: &Path) {
          ALTER TABLE changes DROP COLUMN message; PRAGMA user_version = 5;",
     )
     .unwrap();
+}
+
+fn customer(name: &str) -> Customer {
+    Customer {
+        id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
+        name: name.into(),
+        vat_number: None,
+        address: Default::default(),
+        email: String::new(),
+        phone: String::new(),
+        created_at: chrono::Utc::now(),
+        deleted: None,
+    }
 }
 
 fn schema_version(store: &Store) -> i64 {
@@ -121,16 +125,7 @@ fn the_schedule_calls_for_a_backup_once_the_interval_has_passed_and_exit_only_af
 
     // Nothing changed since the newest backup: a backup on exit would repeat it.
     assert!(!daftar_backup::changed_since_last(&store).unwrap());
-    let customer = Customer {
-        id: CustomerId::from_uuid(uuid::Uuid::now_v7()),
-        name: "Dana Cafe".into(),
-        vat_number: None,
-        address: Default::default(),
-        email: String::new(),
-        phone: String::new(),
-        created_at: chrono::Utc::now(),
-        deleted: None,
-    };
+    let customer = customer("Dana Cafe");
     store.create(&customer, "create").unwrap();
     assert!(daftar_backup::changed_since_last(&store).unwrap());
     daftar_backup::create(&mut store, "exit", None).unwrap();

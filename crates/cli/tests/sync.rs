@@ -653,21 +653,8 @@ fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
 
 #[test]
 fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() {
-    let relay = Relay::start();
-    let a = Daftar::new();
-    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
-    assert_eq!(a.json(&["info"])["role"], "owner", "the workspace's creator owns it");
-    let customer = a.customer("Nour Bakery", Some("311111111111113"));
-    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
-    let draft = draft["id"].as_str().unwrap().to_owned();
-    a.json(&["relay", "add", &relay.url]);
-    a.json(&["sync"]);
-    let joined = |role: &str| {
-        let d = Daftar::new();
-        d.json(&["join", a.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
-        assert_eq!(d.json(&["info"])["role"], role);
-        d
-    };
+    let (_relay, a, customer, draft) = owner_with_a_draft();
+    let joined = |role: &str| join_as(&a, role);
     let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
 
     // A viewer reads and exports, nothing else.
@@ -778,19 +765,8 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
 
 #[test]
 fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_modified_client() {
-    let relay = Relay::start();
-    let a = Daftar::new();
-    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
-    let customer = a.customer("Nour Bakery", Some("311111111111113"));
-    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
-    let draft = draft["id"].as_str().unwrap().to_owned();
-    a.json(&["relay", "add", &relay.url]);
-    a.json(&["sync"]);
-    let joined = |role: &str| {
-        let d = Daftar::new();
-        d.json(&["join", a.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
-        d
-    };
+    let (_relay, a, customer, draft) = owner_with_a_draft();
+    let joined = |role: &str| join_as(&a, role);
     let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
     // A client built to skip its own checks (debug builds honour this switch for tests).
     let unchecked = |d: &Daftar, args: &[&str]| -> Value {
@@ -831,4 +807,27 @@ fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_m
     assert_eq!(a.json(&["invoice", "show", &draft])["status"], "issued");
     // Only owners and admins read the quarantine.
     assert_eq!(accountant.fails(&["sync", "quarantine"])["code"], "forbidden");
+}
+
+/// An owner's workspace on a relay, with a customer and a draft; returns the relay (kept alive),
+/// the owner's device, the customer's id and the draft's id.
+fn owner_with_a_draft() -> (Relay, Daftar, String, String) {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    assert_eq!(a.json(&["info"])["role"], "owner", "the workspace's creator owns it");
+    let customer = a.customer("Nour Bakery", Some("311111111111113"));
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    (relay, a, customer, draft)
+}
+
+/// A new device joined to `owner`'s workspace with `role`.
+fn join_as(owner: &Daftar, role: &str) -> Daftar {
+    let d = Daftar::new();
+    d.json(&["join", owner.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
+    assert_eq!(d.json(&["info"])["role"], role);
+    d
 }

@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::storage::{
-    DeviceRecord, MfaRecord, NewInvite, PartStored, Recovery, RelayStorage, Role, SnapshotPart, StorageError,
+    DeviceRecord, MfaRecord, NewInvite, PartStored, Recovery, RelayRole, RelayStorage, Role, SnapshotPart, StorageError,
 };
 
 /// An API error: an HTTP status and `{code, message}`.

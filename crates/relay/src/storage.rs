@@ -10,47 +10,24 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-/// A role as the relay enforces it (the devices enforce the full permission matrix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Owner,
-    Admin,
-    Accountant,
-    Clerk,
-    Viewer,
+pub use daftar_domain::Role;
+
+/// The part of a role the relay itself enforces (the devices enforce the whole matrix,
+/// `daftar_domain::role`).
+pub trait RelayRole {
+    /// Owners and admins manage invites and devices.
+    fn manages_devices(self) -> bool;
+    /// Everyone but viewers may push changes.
+    fn may_push(self) -> bool;
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Accountant => "accountant",
-            Role::Clerk => "clerk",
-            Role::Viewer => "viewer",
-        }
+impl RelayRole for Role {
+    fn manages_devices(self) -> bool {
+        self >= Role::Admin
     }
 
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "accountant" => Some(Role::Accountant),
-            "clerk" => Some(Role::Clerk),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
-    /// Owners and admins manage invites and devices.
-    pub fn manages_devices(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-
-    /// Everyone but viewers may push changes.
-    pub fn may_push(self) -> bool {
-        self != Role::Viewer
+    fn may_push(self) -> bool {
+        self > Role::Viewer
     }
 }
 
