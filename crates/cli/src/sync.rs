@@ -262,7 +262,8 @@ pub fn devices(store: &Store, json: bool, command: &DevicesCommand) -> Result<()
             } else {
                 for d in devices {
                     let me = if d.this_device { "  (this device)" } else { "" };
-                    println!("{}  {}{me}", d.device_id, d.status);
+                    let name = d.member.as_deref().unwrap_or("");
+                    println!("{}  {:<10}  {:<8}  {name}{me}", d.device_id, d.role, d.status);
                 }
             }
         }

@@ -656,6 +656,10 @@ fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() 
     let (_relay, a, customer, draft) = owner_with_a_draft();
     let joined = |role: &str| join_as(&a, role);
     let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
+    let listed = a.json(&["devices", "list"]);
+    let roles: Vec<&str> = listed.as_array().unwrap().iter().map(|d| d["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["owner", "clerk", "viewer", "accountant"], "{listed}");
+    assert!(listed.as_array().unwrap().iter().all(|d| d["status"] == "approved" && d.get("member").is_some()));
 
     // A viewer reads and exports, nothing else.
     assert_eq!(viewer.json(&["invoice", "list"]).as_array().unwrap().len(), 1);

@@ -159,10 +159,14 @@ pub fn invite(
     Ok(Invite { code, role: role.to_owned(), relay, expires_at })
 }
 
-/// A device of the workspace as the relay knows it.
+/// A device of the workspace as the relay knows it (`daftar devices list --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceRecord {
     pub device_id: DeviceId,
+    /// The device's name in the workspace settings, when it listed itself there (the
+    /// membership document will name the member; until then, the device).
+    pub member: Option<String>,
+    pub role: String,
     /// `approved` or `revoked`.
     pub status: &'static str,
     pub this_device: bool,
@@ -172,13 +176,17 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
     let relay = first_relay(store, None)?;
     let info = store.info().clone();
     let key = store.device_signing_key()?;
-    let devices = RelayClient::new(&relay, info.device_id, &key)?.devices(info.workspace_id)?;
-    Ok(devices
+    let names: Vec<(DeviceId, String)> =
+        store.settings().map(|s| s.devices.into_iter().map(|d| (d.id, d.name)).collect()).unwrap_or_default();
+    let members = RelayClient::new(&relay, info.device_id, &key)?.members(info.workspace_id)?;
+    Ok(members
         .into_iter()
-        .map(|(id, _, revoked)| DeviceRecord {
-            device_id: id,
-            status: if revoked { "revoked" } else { "approved" },
-            this_device: id == info.device_id,
+        .map(|m| DeviceRecord {
+            member: names.iter().find(|(id, _)| *id == m.device_id).map(|(_, name)| name.clone()),
+            role: m.role,
+            status: if m.revoked { "revoked" } else { "approved" },
+            this_device: m.device_id == info.device_id,
+            device_id: m.device_id,
         })
         .collect())
 }
