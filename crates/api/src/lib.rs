@@ -110,6 +110,18 @@ impl Api {
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
             Request::ZatcaStatus => self.with_store(|s| json(zatca_view(s)?)),
+            Request::Audit { since, invoice } => self.with_store(|s| json(audit_entries(s, since, invoice)?)),
+            Request::VerifyAudit => self.with_store(|s| {
+                s.permit(daftar_domain::Action::ReadAudit)?;
+                json(s.verify_audit()?)
+            }),
+            Request::ExportAuditCsv { since, invoice } => self.with_store(|s| {
+                let entries = audit_entries(s, since, invoice)?;
+                let path = pdf_dir().join(format!("audit-{}.csv", Utc::now().format("%Y%m%d-%H%M%S")));
+                let bytes = write_audit_csv(&path, &entries)?;
+                s.record_event("export", serde_json::json!({ "audit_csv": path, "entries": entries.len() }))?;
+                json(SavedPdf { file: path.display().to_string(), bytes, opened: false })
+            }),
             Request::BackupStatus => self.with_store(|s| json(daftar_backup::status(s)?)),
             Request::CreateBackup => self.with_own_store(|s| {
                 daftar_backup::create(s, "manual", None)?;
@@ -451,6 +463,38 @@ fn zatca_view(store: &Store) -> Result<ZatcaView, ApiError> {
         not_reportable: z.not_reportable as u32,
         overdue: z.overdue as u32,
     })
+}
+
+fn audit_entries(
+    store: &mut Store,
+    since: Option<String>,
+    invoice: Option<String>,
+) -> Result<Vec<daftar_store::AuditEntry>, ApiError> {
+    let since = since
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis())
+                .map_err(|_| ApiError::new(ErrorCode::Invalid, format!("{d:?} is not a date such as 2026-11-30")))
+        })
+        .transpose()?;
+    let document = invoice
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| store.resolve(daftar_store::DocKind::Invoice, &i))
+        .transpose()?;
+    let query = daftar_store::AuditQuery { since, device: None, document, limit: Some(1000) };
+    Ok(store.audit(&query)?)
+}
+
+/// Writes audit entries as CSV, atomically; returns its size.
+fn write_audit_csv(path: &Path, entries: &[daftar_store::AuditEntry]) -> Result<u32, ApiError> {
+    let io = |e: std::io::Error| ApiError::new(ErrorCode::Io, format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+    let partial = path.with_extension("csv.partial");
+    let csv = daftar_store::audit_csv(entries);
+    std::fs::write(&partial, &csv).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)?;
+    Ok(csv.len() as u32)
 }
 
 /// The folder printable PDFs go to: `DAFTAR_PDF_DIR`, else `Documents/Daftar`.

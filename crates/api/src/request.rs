@@ -37,6 +37,24 @@ pub enum Request {
         #[serde(default)]
         api_url: Option<String>,
     },
+    /// The audit log, newest first (accountants and up), filtered.
+    Audit {
+        /// YYYY-MM-DD: only entries from that day on.
+        #[serde(default)]
+        since: Option<String>,
+        /// An invoice id or number: only entries about it.
+        #[serde(default)]
+        invoice: Option<String>,
+    },
+    /// Recomputes the audit log's chain and signatures.
+    VerifyAudit,
+    /// Writes the (filtered) audit log as CSV to the documents folder and returns where.
+    ExportAuditCsv {
+        #[serde(default)]
+        since: Option<String>,
+        #[serde(default)]
+        invoice: Option<String>,
+    },
     /// Where backups stand: the folder, the schedule, every backup and its check, the last
     /// drill, and a warning when something needs attention.
     BackupStatus,

@@ -47,39 +47,8 @@ pub fn run(
     match (cli.json, format) {
         (true, _) | (false, "json") => print_json(&entries),
         (false, "csv") => {
-            let mut out = csv::Writer::from_writer(std::io::stdout().lock());
-            out.write_record([
-                "seq",
-                "at",
-                "device",
-                "device_name",
-                "action",
-                "kind",
-                "document",
-                "field",
-                "before",
-                "after",
-            ])?;
-            for e in &entries {
-                let base = [
-                    e.seq.to_string(),
-                    e.at.clone(),
-                    e.device.clone(),
-                    e.device_name.clone().unwrap_or_default(),
-                    e.action.clone(),
-                    e.kind.clone().unwrap_or_default(),
-                    e.document.clone().unwrap_or_default(),
-                ];
-                let value = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                if e.changes.is_empty() {
-                    let detail = e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
-                    out.write_record(base.iter().cloned().chain([String::new(), String::new(), detail]))?;
-                }
-                for c in &e.changes {
-                    out.write_record(base.iter().cloned().chain([c.path.clone(), value(&c.before), value(&c.after)]))?;
-                }
-            }
-            out.flush()?;
+            use std::io::Write;
+            std::io::stdout().lock().write_all(&daftar_store::audit_csv(&entries))?;
         }
         (false, "text") => {
             for e in &entries {

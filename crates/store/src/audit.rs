@@ -46,18 +46,52 @@ pub struct AuditEntry {
 
 /// What `daftar audit verify` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuditCheck {
     pub ok: bool,
     #[serde(rename = "entries")]
+    #[cfg_attr(feature = "ts", ts(rename = "entries", type = "number"))]
     pub count: u64,
     /// The first entry that does not match, and why.
     pub first_bad: Option<BadEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct BadEntry {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub seq: i64,
     pub problem: String,
+}
+
+/// Audit entries as CSV, one row per changed field (a local event: one row, its details in the
+/// last column), for `daftar audit --format csv` and the app's export.
+pub fn audit_csv(entries: &[AuditEntry]) -> Vec<u8> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let header = ["seq", "at", "device", "device_name", "action", "kind", "document", "field", "before", "after"];
+    out.write_record(header).expect("writing to memory");
+    let value = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    for e in entries {
+        let base = [
+            e.seq.to_string(),
+            e.at.clone(),
+            e.device.clone(),
+            e.device_name.clone().unwrap_or_default(),
+            e.action.clone(),
+            e.kind.clone().unwrap_or_default(),
+            e.document.clone().unwrap_or_default(),
+        ];
+        if e.changes.is_empty() {
+            let detail = e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            out.write_record(base.iter().cloned().chain([String::new(), String::new(), detail]))
+                .expect("writing to memory");
+        }
+        for c in &e.changes {
+            out.write_record(base.iter().cloned().chain([c.path.clone(), value(&c.before), value(&c.after)]))
+                .expect("writing to memory");
+        }
+    }
+    out.into_inner().expect("writing to memory")
 }
 
 /// Which entries `daftar audit` lists.
@@ -172,7 +206,8 @@ fn field_changes(doc: &automerge::Automerge, hash: &[u8]) -> Vec<FieldChange> {
     let Some(change) = doc.get_change_by_hash(&ChangeHash(hash)) else { return Vec::new() };
     let before = crate::document::to_json(doc, Some(change.deps()));
     let after = crate::document::to_json(doc, Some(&[ChangeHash(hash)]));
-    crate::history::diff_json(&before, &after)
+    // A document's first change has nothing before it: its root is no field.
+    crate::history::diff_json(&before, &after).into_iter().filter(|c| !c.path.is_empty()).collect()
 }
 
 impl Store {

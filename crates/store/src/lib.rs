@@ -39,7 +39,7 @@ mod store;
 
 use chrono::{DateTime, Utc};
 
-pub use audit::{AuditCheck, AuditEntry, AuditQuery, BadEntry};
+pub use audit::{AuditCheck, AuditEntry, AuditQuery, BadEntry, audit_csv};
 pub use backup::{
     BackupCounts, BackupRecord, BackupSettings, ConsistentRead, DrillRecord, HeadsDigest, Manifest, Retention,
     RevertFilter, RevertOutcome,

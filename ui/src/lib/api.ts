@@ -13,6 +13,8 @@ import type { InvoicePage } from "./bindings/InvoicePage";
 import type { SavedPdf } from "./bindings/SavedPdf";
 import type { ZatcaView } from "./bindings/ZatcaView";
 import type { BackupStatus } from "./bindings/BackupStatus";
+import type { AuditEntry } from "./bindings/AuditEntry";
+import type { AuditCheck } from "./bindings/AuditCheck";
 import type { InvoiceListQuery } from "./bindings/InvoiceListQuery";
 import type { InvoiceView } from "./bindings/InvoiceView";
 import type { DraftInput } from "./bindings/DraftInput";
@@ -127,6 +129,10 @@ export const api = {
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
+  audit: (since: string | null, invoice: string | null) => call<AuditEntry[]>({ command: "audit", since, invoice }),
+  verifyAudit: () => call<AuditCheck>({ command: "verify_audit" }),
+  exportAuditCsv: (since: string | null, invoice: string | null) =>
+    call<SavedPdf>({ command: "export_audit_csv", since, invoice }),
   backupStatus: () => call<BackupStatus>({ command: "backup_status" }),
   createBackup: () => call<BackupStatus>({ command: "create_backup" }),
   updateBackupSettings: (dir: string, every_minutes: number) =>

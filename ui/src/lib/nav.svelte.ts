@@ -9,6 +9,7 @@ export type Screen =
   | { name: "items" }
   | { name: "trash" }
   | { name: "sync" }
+  | { name: "audit" }
   | { name: "settings" };
 
 function parse(hash: string): Screen {
@@ -23,6 +24,7 @@ function parse(hash: string): Screen {
     case "items":
     case "trash":
     case "sync":
+    case "audit":
     case "settings":
       return { name } as Screen;
     default:

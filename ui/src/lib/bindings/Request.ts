@@ -19,7 +19,15 @@ environment: string,
 /**
  * Another address for ZATCA's API (a stub or proxy); empty for the environment's.
  */
-api_url: string | null, } | { "command": "backup_status" } | { "command": "create_backup" } | { "command": "update_backup_settings", 
+api_url: string | null, } | { "command": "audit", 
+/**
+ * YYYY-MM-DD: only entries from that day on.
+ */
+since: string | null, 
+/**
+ * An invoice id or number: only entries about it.
+ */
+invoice: string | null, } | { "command": "verify_audit" } | { "command": "export_audit_csv", since: string | null, invoice: string | null, } | { "command": "backup_status" } | { "command": "create_backup" } | { "command": "update_backup_settings", 
 /**
  * The backup folder; empty for the default (inside the data directory).
  */
