@@ -27,6 +27,17 @@ fn old_store(dir: &Path) {
     let customer = customer("Nour Bakery");
     store.create(&customer, "create").unwrap();
     drop(store);
+    let conn = database(dir);
+    // Everything migrations 6 and later made goes, as if they had never run.
+    conn.execute_batch(
+        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; \
+         ALTER TABLE changes DROP COLUMN message; PRAGMA user_version = 5;",
+    )
+    .unwrap();
+}
+
+/// The store's database opened directly, with the key from its key file.
+fn database(dir: &Path) -> rusqlite::Connection {
     let key = daftar_keys::key_file::open(&dir.join("key.json"), PASSPHRASE).unwrap();
     let conn = rusqlite::Connection::open(dir.join("daftar.db")).unwrap();
     conn.execute_batch(&format!(
@@ -34,12 +45,7 @@ fn old_store(dir: &Path) {
         hex::encode(key.expose_secret_bytes())
     ))
     .unwrap();
-    // Everything migrations 6 and later made goes, as if they had never run.
-    conn.execute_batch(
-        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; \
-         ALTER TABLE changes DROP COLUMN message; PRAGMA user_version = 5;",
-    )
-    .unwrap();
+    conn
 }
 
 fn customer(name: &str) -> Customer {
@@ -56,14 +62,7 @@ fn customer(name: &str) -> Customer {
 }
 
 fn schema_version(store: &Store) -> i64 {
-    let dir = store.info().data_dir.clone();
-    let key = daftar_keys::key_file::open(&dir.join("key.json"), PASSPHRASE).unwrap();
-    let conn = rusqlite::Connection::open(dir.join("daftar.db")).unwrap();
-    conn.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
-        hex::encode(key.expose_secret_bytes())
-    ))
-    .unwrap();
+    let conn = database(&store.info().data_dir);
     conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
 }
 
