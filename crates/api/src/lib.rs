@@ -221,6 +221,12 @@ impl Api {
                 json(serde_json::json!({ "code": invite.code.expose_code(), "role": invite.role, "expires_at": invite.expires_at }))
             }),
             Request::ListDevices => self.with_store(|s| json(daftar_sync_driver::devices(s)?)),
+            Request::Quarantine => self.with_store(|s| {
+                if !s.info().role.may(daftar_domain::Action::ManageDevices) {
+                    return json(Vec::<daftar_store::QuarantinedChange>::new());
+                }
+                json(s.quarantine()?)
+            }),
         }
     }
 

@@ -174,6 +174,9 @@ pub enum Request {
         totp: Option<String>,
     },
     ListDevices,
+    /// Received changes refused because their sender's role does not allow them (owners and
+    /// admins; an empty list for other roles, who may not see it).
+    Quarantine,
 }
 
 /// Which invoices to list.

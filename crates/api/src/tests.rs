@@ -145,3 +145,16 @@ fn backups_from_the_settings_screen_and_on_exit() {
     let bad = call(&api, json!({ "command": "run_drill", "recovery_key": "not a key" })).unwrap_err();
     assert_eq!(bad.code, ErrorCode::Invalid);
 }
+
+#[test]
+fn the_quarantine_is_listed_for_owners_and_admins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::new(dir.path().join("data"));
+    ok(
+        &api,
+        json!({ "command": "create_workspace", "seller": { "name": "Acme Trading", "vat_number": "300000000000003" } }),
+    );
+    // An owner sees the (empty) list; the judging itself is tested across devices in the CLI's
+    // sync tests.
+    assert_eq!(ok(&api, json!({ "command": "quarantine" })), json!([]));
+}

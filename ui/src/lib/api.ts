@@ -15,6 +15,7 @@ import type { ZatcaView } from "./bindings/ZatcaView";
 import type { BackupStatus } from "./bindings/BackupStatus";
 import type { AuditEntry } from "./bindings/AuditEntry";
 import type { AuditCheck } from "./bindings/AuditCheck";
+import type { QuarantinedChange } from "./bindings/QuarantinedChange";
 import type { InvoiceListQuery } from "./bindings/InvoiceListQuery";
 import type { InvoiceView } from "./bindings/InvoiceView";
 import type { DraftInput } from "./bindings/DraftInput";
@@ -130,6 +131,7 @@ export const api = {
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
   audit: (since: string | null, invoice: string | null) => call<AuditEntry[]>({ command: "audit", since, invoice }),
+  quarantine: () => call<QuarantinedChange[]>({ command: "quarantine" }),
   verifyAudit: () => call<AuditCheck>({ command: "verify_audit" }),
   exportAuditCsv: (since: string | null, invoice: string | null) =>
     call<SavedPdf>({ command: "export_audit_csv", since, invoice }),

@@ -43,4 +43,4 @@ recovery_key: string | null, } | { "command": "list_invoices", query: InvoiceLis
 /**
  * A one-time code from the authenticator app, once this device has a second factor.
  */
-totp: string | null, } | { "command": "list_devices" };
+totp: string | null, } | { "command": "list_devices" } | { "command": "quarantine" };

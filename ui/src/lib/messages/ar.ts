@@ -75,6 +75,8 @@ export const ar: Messages = {
   "backup.drill_run": "ابدأ التمرين",
   "backup.drill_busy": "جارٍ التمرين…",
   "backup.drill_done": "انتهى التمرين.",
+  "sync.quarantine": "تغييرات مرفوضة",
+  "sync.quarantine_explain": "أرسلتها أجهزة أخرى لا يسمح لها دورها بذلك: حُفظت ولم تُطبَّق.",
   "nav.audit": "سجل التدقيق",
   "audit.title": "سجل التدقيق",
   "audit.since": "من",

@@ -73,6 +73,8 @@ export const en = {
   "backup.drill_run": "Run drill",
   "backup.drill_busy": "Rehearsing…",
   "backup.drill_done": "Drill finished.",
+  "sync.quarantine": "Refused changes",
+  "sync.quarantine_explain": "Other devices sent these, but their role does not allow them: they were kept and not applied.",
   "nav.audit": "Audit log",
   "audit.title": "Audit log",
   "audit.since": "From",
