@@ -76,10 +76,6 @@ pub enum BackupError {
     WrongRecoveryKey { path: String },
     #[error("{0} is not empty; restore into a new directory")]
     TargetNotEmpty(String),
-    #[error("no backup named {0}")]
-    NoSuchBackup(String),
-    #[error("there is no backup to check in {0}")]
-    NoBackups(String),
     #[error("no randomness available")]
     Random,
     #[error(transparent)]
@@ -102,7 +98,6 @@ impl BackupError {
             BackupError::WrongWorkspace { .. } => "wrong_workspace",
             BackupError::WrongRecoveryKey { .. } => "wrong_key",
             BackupError::TargetNotEmpty(_) => "invalid",
-            BackupError::NoSuchBackup(_) | BackupError::NoBackups(_) => "not_found",
             BackupError::Random => "io",
             BackupError::Store(e) => e.code(),
             BackupError::Sync(daftar_sync_driver::SyncError::Store(e)) => e.code(),

@@ -15,27 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use daftar_domain::{Customer, Invoice, SellerProfile};
-use daftar_store::{InitOptions, KeyChoice, Store, SystemClock};
+use daftar_domain::{Customer, Invoice};
+use daftar_store::{Store, SystemClock};
 
 #[path = "report.rs"]
 mod report;
 
 #[path = "fixtures.rs"]
 mod fixtures;
-use fixtures::{customer, invoice};
-
-const PASSPHRASE: &str = "benchmark passphrase";
+use fixtures::{PASSPHRASE, customer, init_options, invoice};
 
 fn workspace(dir: &Path, invoices: usize) -> Result<()> {
-    let options = InitOptions {
-        seller: SellerProfile { name: "Bench Co".into(), vat_number: "300000000000003".into(), ..Default::default() },
-        series: None,
-        key: KeyChoice::Passphrase(PASSPHRASE.into()),
-        device_name: "bench".into(),
-        existing: None,
-    };
-    let (mut store, _) = Store::init(dir, options, Arc::new(SystemClock))?;
+    let (mut store, _) = Store::init(dir, init_options("bench"), Arc::new(SystemClock))?;
     let customers: Vec<Customer> = (0..100).map(customer).collect();
     store.create_many(&customers, "import")?;
     for start in (0..invoices).step_by(10_000) {

@@ -13,17 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use daftar_domain::{Customer, Invoice, SellerProfile};
-use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock, Unlock};
+use daftar_domain::{Customer, Invoice};
+use daftar_store::{InvoiceQuery, KeyChoice, Store, SystemClock, Unlock};
 
 #[path = "report.rs"]
 mod report;
 
 #[path = "fixtures.rs"]
 mod fixtures;
-use fixtures::{customer, invoice};
-
-const PASSPHRASE: &str = "benchmark passphrase";
+use fixtures::{PASSPHRASE, customer, init_options, invoice};
 
 struct Args {
     invoices: usize,
@@ -80,21 +78,11 @@ fn copy_floor(dir: &Path, bytes: u64) -> Result<Duration> {
     Ok(best)
 }
 
-fn options() -> InitOptions {
-    InitOptions {
-        seller: SellerProfile { name: "Bench Co".into(), vat_number: "300000000000003".into(), ..Default::default() },
-        series: None,
-        key: KeyChoice::Passphrase(PASSPHRASE.into()),
-        device_name: "office".into(),
-        existing: None,
-    }
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path();
-    let (mut store, _) = Store::init(&dir.join("office"), options(), Arc::new(SystemClock))?;
+    let (mut store, _) = Store::init(&dir.join("office"), init_options("office"), Arc::new(SystemClock))?;
     // Keep every backup made here (all within one hour, which the default retention thins).
     let mut settings = store.backup_settings()?;
     settings.keep.last = 100;

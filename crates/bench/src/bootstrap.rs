@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use daftar_domain::{Customer, Invoice, SellerProfile};
-use daftar_store::{InitOptions, InvoiceQuery, KeyChoice, Store, SystemClock};
+use daftar_domain::{Customer, Invoice};
+use daftar_store::{InvoiceQuery, KeyChoice, Store, SystemClock};
 
 #[path = "relay_process.rs"]
 mod relay_process;
@@ -24,9 +24,7 @@ mod report;
 
 #[path = "fixtures.rs"]
 mod fixtures;
-use fixtures::{customer, invoice};
-
-const PASSPHRASE: &str = "benchmark passphrase";
+use fixtures::{PASSPHRASE, customer, init_options, invoice};
 
 struct Args {
     invoices: usize,
@@ -45,16 +43,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn options(name: &str) -> InitOptions {
-    InitOptions {
-        seller: SellerProfile { name: "Bench Co".into(), vat_number: "300000000000003".into(), ..Default::default() },
-        series: None,
-        key: KeyChoice::Passphrase(PASSPHRASE.into()),
-        device_name: name.into(),
-        existing: None,
-    }
 }
 
 fn secs(d: Duration) -> String {
@@ -147,7 +135,7 @@ fn main() -> Result<()> {
 
 fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
     // The office: one device with many invoices, synced to the relay.
-    let (mut a, _) = Store::init(&scratch.join("a"), options("office"), Arc::new(SystemClock))?;
+    let (mut a, _) = Store::init(&scratch.join("a"), init_options("office"), Arc::new(SystemClock))?;
     let customers: Vec<Customer> = (0..100).map(customer).collect();
     a.create_many(&customers, "import")?;
     for start in (0..args.invoices).step_by(10_000) {
@@ -178,7 +166,7 @@ fn run(args: &Args, scratch: &Path, url: &str) -> Result<()> {
 
     // The key file's KDF is part of setting up any new data directory; measured alone.
     let started = Instant::now();
-    Store::init(&scratch.join("kdf"), options("kdf"), Arc::new(SystemClock))?;
+    Store::init(&scratch.join("kdf"), init_options("kdf"), Arc::new(SystemClock))?;
     let set_up_alone = started.elapsed();
 
     let invite = daftar_sync_driver::invite(&a, "clerk", None, 24, chrono::Utc::now().timestamp_millis(), None)?;

@@ -4,13 +4,31 @@
 
 use chrono::Utc;
 use daftar_domain::{Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, Line, LineId, VatCategory};
-use daftar_store::LineInput;
+use daftar_store::{InitOptions, KeyChoice, LineInput};
 use uuid::Uuid;
 
 pub const WORDS: &[&str] = &[
     "flour", "sugar", "saffron", "cardamom", "dates", "rice", "tea", "coffee", "oud", "amber", "cable", "pipe",
     "cement", "steel", "paint", "tiles", "lamp", "desk", "chair", "paper",
 ];
+
+/// The passphrase of the benchmarks' key files (no keyring needed).
+pub const PASSPHRASE: &str = "benchmark passphrase";
+
+/// A new workspace of "Bench Co" on device `name`, its key in a passphrase key file.
+pub fn init_options(name: &str) -> InitOptions {
+    InitOptions {
+        seller: daftar_domain::SellerProfile {
+            name: "Bench Co".into(),
+            vat_number: "300000000000003".into(),
+            ..Default::default()
+        },
+        series: None,
+        key: KeyChoice::Passphrase(PASSPHRASE.into()),
+        device_name: name.into(),
+        existing: None,
+    }
+}
 
 pub fn customer(n: usize) -> Customer {
     Customer {
