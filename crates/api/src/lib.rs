@@ -221,6 +221,11 @@ impl Api {
                 json(serde_json::json!({ "code": invite.code.expose_code(), "role": invite.role, "expires_at": invite.expires_at }))
             }),
             Request::ListDevices => self.with_store(|s| json(daftar_sync_driver::devices(s)?)),
+            Request::ApproveDevice { device_id, member, totp } => self.with_store(|s| {
+                let member = member.as_deref().map(str::trim).filter(|m| !m.is_empty());
+                daftar_sync_driver::approve(s, device_id, member, totp.as_deref())?;
+                json(serde_json::json!({ "device_id": device_id, "status": "approved" }))
+            }),
             Request::Quarantine => self.with_store(|s| {
                 if !s.info().role.may(daftar_domain::Action::ManageDevices) {
                     return json(Vec::<daftar_store::QuarantinedChange>::new());
@@ -234,12 +239,15 @@ impl Api {
         let data_dir = self.dir.display().to_string();
         match self.with_store(|s| {
             let info = s.info().clone();
+            let awaiting = s.pending_join()?.is_some();
             Ok(WorkspaceView {
                 workspace_id: info.workspace_id.to_string(),
                 device_id: info.device_id.to_string(),
                 series: info.series.to_string(),
-                seller: s.settings()?.seller,
+                // A device waiting for approval has no settings document yet.
+                seller: if awaiting { Default::default() } else { s.settings()?.seller },
                 role: info.role,
+                awaiting_approval: awaiting,
             })
         }) {
             Ok(workspace) => json(AppStatus { workspace: Some(workspace), data_dir }),
@@ -276,9 +284,12 @@ impl Api {
         let set_up = daftar_sync_driver::join(&self.dir, &code, KeyChoice::Keyring)?;
         let info = set_up.store.info().clone();
         *guard = Some(set_up.store);
-        json(
-            serde_json::json!({ "workspace_id": info.workspace_id, "device_id": info.device_id, "series": info.series }),
-        )
+        json(serde_json::json!({
+            "workspace_id": info.workspace_id,
+            "device_id": info.device_id,
+            "series": info.series,
+            "status": set_up.status,
+        }))
     }
 
     fn sync_view(&self) -> Result<Value, ApiError> {
@@ -320,6 +331,9 @@ impl Api {
                         daftar_sync_driver::WatchEvent::Live { url } => report("live", url.clone(), false),
                         daftar_sync_driver::WatchEvent::Offline { url, error } => {
                             report("offline", format!("{url}: {error}"), false)
+                        }
+                        daftar_sync_driver::WatchEvent::AwaitingApproval { device } => {
+                            report("waiting", format!("device {device} waits for approval"), false)
                         }
                     });
                     if let Err(e) = outcome {

@@ -2,8 +2,8 @@
 //! TypeScript (`ui/src/lib/bindings`), so the UI and the core cannot disagree silently.
 
 use daftar_domain::{
-    Customer, CustomerId, InvoiceId, InvoiceKind, InvoiceStatus, Item, ItemId, LineId, Problems, SellerProfile, Totals,
-    VatCategory,
+    Customer, CustomerId, DeviceId, InvoiceId, InvoiceKind, InvoiceStatus, Item, ItemId, LineId, Problems,
+    SellerProfile, Totals, VatCategory,
 };
 use daftar_store::{Conflict, RelayStatus};
 use serde::{Deserialize, Serialize};
@@ -174,6 +174,15 @@ pub enum Request {
         totp: Option<String>,
     },
     ListDevices,
+    /// Lets a device that joined with an invite in (owners and admins).
+    ApproveDevice {
+        device_id: DeviceId,
+        /// The person it belongs to.
+        #[serde(default)]
+        member: Option<String>,
+        #[serde(default)]
+        totp: Option<String>,
+    },
     /// Received changes refused because their sender's role does not allow them (owners and
     /// admins; an empty list for other roles, who may not see it).
     Quarantine,
@@ -293,6 +302,8 @@ pub struct WorkspaceView {
     pub seller: SellerProfile,
     /// This device's role (what the core lets it do).
     pub role: daftar_domain::Role,
+    /// A joined device waiting for an owner or admin to approve it: it has nothing yet.
+    pub awaiting_approval: bool,
 }
 
 /// A new workspace. The recovery key is shown once and stored nowhere.

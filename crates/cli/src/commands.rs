@@ -146,8 +146,8 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::sync::invite(&open(&cli)?, cli.json, role, relay.as_deref(), *expires_hours, totp.as_deref())
         }
         Command::Mfa(command) => crate::sync::mfa(&open(&cli)?, cli.json, command),
-        Command::Join { code } => crate::sync::join(&data_dir(&cli)?, cli.json, code),
-        Command::Devices(command) => crate::sync::devices(&open(&cli)?, cli.json, command),
+        Command::Join { code, wait } => crate::sync::join(&data_dir(&cli)?, cli.json, code, *wait),
+        Command::Devices(command) => crate::sync::devices(&mut open(&cli)?, cli.json, command),
         Command::Recover { relay, workspace, recovery_key } => {
             crate::sync::recover(&data_dir(&cli)?, cli.json, relay, workspace, recovery_key)
         }

@@ -87,8 +87,16 @@ pub enum Command {
         #[arg(long, default_value_t = 24)]
         expires_hours: u32,
     },
-    /// Set this (new) data directory up as a device of the workspace an invite code names.
-    Join { code: String },
+    /// Set this (new) data directory up as a device of the workspace an invite code names. It
+    /// waits for an owner or admin to approve it (`daftar devices approve`); the first sync after
+    /// that brings the workspace.
+    Join {
+        /// Wait here for the approval, then bring the workspace (otherwise `daftar sync` does,
+        /// once approved).
+        #[arg(long)]
+        wait: bool,
+        code: String,
+    },
     /// The workspace's devices, as the relay knows them.
     #[command(subcommand)]
     Devices(DevicesCommand),
@@ -632,6 +640,27 @@ pub enum MfaCommand {
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     List,
+    /// Let a device that joined with an invite in (owners and admins; an admin's or owner's
+    /// device only by an owner). Until then it receives nothing.
+    Approve {
+        /// The person the device belongs to (default: "member" and the id's first characters).
+        #[arg(long)]
+        member: Option<String>,
+        /// A one-time code from the authenticator app (once this device has a second factor).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+        device: String,
+    },
+    /// Give a device another role (owners and admins; only owners make or unmake admins and
+    /// owners — transferring ownership is making another owner, then stepping down).
+    Role {
+        /// A one-time code from the authenticator app (once this device has a second factor).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+        device: String,
+        /// owner, admin, accountant, clerk or viewer.
+        role: String,
+    },
     /// Refuse a device from now on (owners and admins).
     Revoke {
         /// A one-time code from the authenticator app (once this device has a second factor).

@@ -101,6 +101,9 @@ pub fn error(error: &anyhow::Error, json: bool) {
     if let Some(e) = error.downcast_ref::<daftar_backup::BackupError>() {
         return print_error(e.code(), &format!("{error:#}"), json);
     }
+    if let Some(daftar_sync_driver::SyncError::AwaitingApproval { .. }) = error.downcast_ref() {
+        return print_error("pending_approval", &format!("{error:#}"), json);
+    }
     let code = error
         .downcast_ref::<StoreError>()
         .or_else(|| match error.downcast_ref::<daftar_sync_driver::SyncError>() {

@@ -135,6 +135,9 @@ pub fn watch(store: &mut Store, json: bool) -> Result<()> {
         }
         WatchEvent::Live { url } => eprintln!("sync: live with {url}"),
         WatchEvent::Offline { url, error } => eprintln!("sync: {url}: {error}"),
+        WatchEvent::AwaitingApproval { device } => {
+            eprintln!("sync: this device ({device}) waits for an owner or admin to approve it")
+        }
     })?;
     Ok(())
 }
@@ -196,10 +199,27 @@ pub fn recover(dir: &Path, json: bool, relay: &str, workspace: &str, recovery_ke
     Ok(())
 }
 
-pub fn join(dir: &Path, json: bool, code: &str) -> Result<()> {
+pub fn join(dir: &Path, json: bool, code: &str, wait: bool) -> Result<()> {
     let code = InviteCode::parse(code)?;
-    let set_up = daftar_sync_driver::join(dir, &code, KeyChoice::Keyring)?;
-    print_set_up(&set_up, json, "approved");
+    let mut set_up = daftar_sync_driver::join(dir, &code, KeyChoice::Keyring)?;
+    if wait && set_up.status == "pending" {
+        let device = set_up.store.info().device_id;
+        eprintln!("Waiting for approval: on an owner's or admin's device run `daftar devices approve {device}`");
+        let first = loop {
+            match daftar_sync_driver::complete_join(&mut set_up.store) {
+                Ok(first) => break first.unwrap_or_default(),
+                Err(daftar_sync_driver::SyncError::AwaitingApproval { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(500))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        set_up.status = "approved";
+        set_up.report = first.report;
+        set_up.snapshot = first.snapshot;
+        set_up.snapshot_error = first.snapshot_error;
+    }
+    print_set_up(&set_up, json, set_up.status);
     Ok(())
 }
 
@@ -218,6 +238,11 @@ fn print_set_up(set_up: &SetUp, json: bool, status: &str) {
             "snapshot": set_up.snapshot,
             "snapshot_error": set_up.snapshot_error,
         }));
+    } else if status == "pending" {
+        println!(
+            "This device ({}) has joined workspace {} and waits for approval: on an owner's or admin's device run\n\n    daftar devices approve {}\n\nthen `daftar sync` here brings the workspace.",
+            info.device_id, info.workspace_id, info.device_id
+        );
     } else {
         println!(
             "This device ({}) is {status} in workspace {}: {} changes received; it numbers invoices {}.",
@@ -253,7 +278,7 @@ pub fn invite(
     Ok(())
 }
 
-pub fn devices(store: &Store, json: bool, command: &DevicesCommand) -> Result<()> {
+pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Result<()> {
     match command {
         DevicesCommand::List => {
             let devices = daftar_sync_driver::devices(store)?;
@@ -265,6 +290,26 @@ pub fn devices(store: &Store, json: bool, command: &DevicesCommand) -> Result<()
                     let name = d.member.as_deref().unwrap_or("");
                     println!("{}  {:<10}  {:<8}  {name}{me}", d.device_id, d.role, d.status);
                 }
+            }
+        }
+        DevicesCommand::Approve { device, member, totp } => {
+            let device: DeviceId = device.parse()?;
+            daftar_sync_driver::approve(store, device, member.as_deref(), totp.as_deref())?;
+            if json {
+                print_json(&json!({ "device_id": device, "status": "approved" }));
+            } else {
+                println!("Device {device} is approved: it receives the workspace at its next sync.");
+            }
+        }
+        DevicesCommand::Role { device, role, totp } => {
+            let device: DeviceId = device.parse()?;
+            let role = daftar_domain::Role::parse(role)
+                .ok_or_else(|| daftar_sync_driver::SyncError::UnknownRole(role.clone()))?;
+            daftar_sync_driver::set_role(store, device, role, totp.as_deref())?;
+            if json {
+                print_json(&json!({ "device_id": device, "role": role }));
+            } else {
+                println!("Device {device} is now {}.", role.as_str());
             }
         }
         DevicesCommand::Revoke { device, totp } => {

@@ -47,7 +47,7 @@ fn a_backup_is_checked_listed_and_restores_on_a_new_machine_with_only_the_recove
     assert_eq!(backup["counts"]["invoices"], 3);
     assert_eq!(backup["counts"]["customers"], 2);
     assert_eq!(backup["counts"]["items"], 1);
-    assert_eq!(backup["counts"]["documents"], 7, "the workspace settings too");
+    assert_eq!(backup["counts"]["documents"], 8, "the workspace settings and membership too");
     assert_eq!(backup["reason"], "manual");
     let file = file_of(&backup);
     assert!(file.exists() && file.starts_with(a.data_dir().join("backups")), "{backup}");
@@ -345,7 +345,7 @@ fn a_drill_recovers_everything_from_the_backup_and_from_the_relay_and_names_what
     assert_eq!(report["ok"], true, "{report}");
     for path in ["backup", "relay"] {
         let p = &report[path];
-        assert_eq!(p["documents"], 7, "{path}: {p}");
+        assert_eq!(p["documents"], 8, "{path}: {p}");
         for list in ["missing", "differs", "extra"] {
             assert!(p[list].as_array().unwrap().is_empty(), "{path} {list}: {p}");
         }

@@ -86,10 +86,36 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     let code = invite["code"].as_str().unwrap();
     assert!(code.starts_with("daftar-invite-1."), "{invite}");
 
+    // Joining enrols the device, pending: it receives nothing until an owner or admin approves.
     let c = Daftar::new();
     let joined = c.json(&["join", code]);
-    assert_eq!(joined["status"], "approved");
-    assert_eq!(c.json(&["invoice", "list"]).as_array().unwrap().len(), 1, "the new device bootstraps");
+    assert_eq!(joined["status"], "pending", "{joined}");
+    let c_id = joined["device_id"].as_str().unwrap().to_owned();
+    let waiting = c.fails(&["sync"]);
+    assert_eq!(waiting["code"], "pending_approval", "{waiting}");
+    assert!(waiting["message"].as_str().unwrap().contains(&format!("daftar devices approve {c_id}")), "{waiting}");
+    assert!(c.json(&["invoice", "list"]).as_array().unwrap().is_empty(), "nothing arrived");
+    let listed = a.json(&["devices", "list"]);
+    let pending = listed.as_array().unwrap().iter().find(|d| d["device_id"] == c_id.as_str()).unwrap().clone();
+    assert_eq!((pending["status"].as_str(), pending["role"].as_str()), (Some("pending"), Some("clerk")), "{listed}");
+    // The relay itself serves a pending device nothing (not through a modified client either).
+    let relay_db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let approved: i64 =
+        relay_db.query_row("SELECT approved FROM devices WHERE id = ?1", [&c_id], |r| r.get(0)).unwrap();
+    assert_eq!(approved, 0);
+    drop(relay_db);
+    assert!(
+        a.fails(&["devices", "approve", "0190c0de-0000-7000-8000-000000000000"])["message"]
+            .as_str()
+            .unwrap()
+            .contains("no device")
+    );
+    a.json(&["devices", "approve", &c_id, "--member", "Sara"]);
+    c.json(&["sync"]);
+    assert_eq!(c.json(&["invoice", "list"]).as_array().unwrap().len(), 1, "the approved device bootstraps");
+    let listed = a.json(&["devices", "list"]);
+    let approved = listed.as_array().unwrap().iter().find(|d| d["device_id"] == c_id.as_str()).unwrap().clone();
+    assert_eq!((approved["status"].as_str(), approved["member"].as_str()), (Some("approved"), Some("Sara")));
     let again = Daftar::new();
     let refused = again.fails(&["join", code]);
     assert!(refused["message"].as_str().unwrap().contains("already used"), "an invite works once: {refused}");
@@ -102,8 +128,7 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     let devices = a.json(&["devices", "list"]);
     assert_eq!(devices.as_array().unwrap().len(), 2);
 
-    let c_id = joined["device_id"].as_str().unwrap();
-    assert_eq!(a.json(&["devices", "revoke", c_id])["status"], "revoked");
+    assert_eq!(a.json(&["devices", "revoke", &c_id])["status"], "revoked");
     let shut_out = c.fails(&["sync"]);
     assert!(shut_out["message"].as_str().unwrap().contains("no relay could be reached"), "{shut_out}");
     let status = c.json(&["sync", "status"]);
@@ -140,7 +165,7 @@ fn converge(seed: u64, operations: usize) {
     let devices = [a, Daftar::new(), Daftar::new()];
     for d in &devices[1..] {
         let code = devices[0].json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
-        d.json(&["join", &code]);
+        d.join_approved(&code, &devices[0]);
     }
     // Each device knows the invoices it has seen; operations pick among them.
     let mut known: Vec<Vec<String>> = vec![Vec::new(); 3];
@@ -237,7 +262,7 @@ fn a_watching_device_receives_a_change_at_once() {
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
     let b = Daftar::new();
-    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     let mut watcher =
         b.command().args(["sync", "--watch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -312,7 +337,7 @@ fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
     drop(db);
 
     let b = Daftar::new();
-    let joined = b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    let joined = b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     let rejected: Vec<&str> = joined["rejected"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert_eq!(rejected.len(), 2, "the altered and the foreign envelope are refused, the replay is harmless: {joined}");
     assert!(
@@ -360,8 +385,9 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     relay.child.wait().unwrap();
     let interrupted = !sync.wait().unwrap().success();
     drop(watch);
-    // Settings, the relay named in them, the customer, 400 creates and 134 issues.
-    let changes = 3 + 400 + 134;
+    // Settings, the membership, the relay named in the settings, the customer, 400 creates and
+    // 134 issues.
+    let changes = 4 + 400 + 134;
     assert!(stored_at_kill > 0 && stored_at_kill < changes, "the relay must die mid-push (it held {stored_at_kill})");
     assert!(interrupted, "the device's sync must notice the relay died");
     let listen = relay.url.trim_start_matches("http://").to_owned();
@@ -376,7 +402,7 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(rows, distinct, "no envelope is stored twice");
     assert_eq!(rows, changes, "every change once");
     let b = Daftar::new();
-    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");
 }
 
@@ -495,7 +521,7 @@ fn with_two_relays_losing_either_loses_nothing() {
     // A device joins through the first relay and learns of the second from the workspace.
     let code = a.json(&["invite"])["code"].as_str().unwrap().to_owned();
     let b = Daftar::new();
-    b.json(&["join", &code]);
+    b.join_approved(&code, &a);
     let relays: Vec<String> =
         b.json(&["relay", "list"]).as_array().unwrap().iter().map(|r| r["url"].as_str().unwrap().to_owned()).collect();
     assert_eq!(relays.len(), 2, "the joined device syncs with both relays: {relays:?}");
@@ -553,7 +579,7 @@ fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
     a.json(&["sync"]);
 
     let b = Daftar::new();
-    let joined = b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    let joined = b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert_eq!(joined["snapshot"]["seq"], covered, "{joined}");
     assert!(joined["snapshot_error"].is_null(), "{joined}");
     assert!(joined["received"].as_u64().unwrap() <= 4, "only the tail is pulled: {joined}");
@@ -575,7 +601,7 @@ fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
     db.execute("UPDATE snapshot_parts SET bytes = ?1", [part]).unwrap();
     drop(db);
     let c = Daftar::new();
-    let joined = c.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    let joined = c.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert!(joined["snapshot"].is_null(), "{joined}");
     let error = joined["snapshot_error"].as_str().unwrap();
     assert!(error.contains("altered or forged") || error.contains("malformed"), "{error}");
@@ -596,7 +622,7 @@ fn a_device_killed_while_pulling_resumes_without_losing_or_repeating_anything() 
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
     let b = Daftar::new();
-    b.json(&["join", a.json(&["invite"])["code"].as_str().unwrap()]);
+    b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert!(a.run(&["debug", "write-loop", "--customer", &customer, "--count", "600"]).status.success());
     a.json(&["sync"]);
 
@@ -630,11 +656,11 @@ fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
     a.json(&["relay", "add", &first.url]);
     a.json(&["sync"]);
     let clerk = Daftar::new();
-    clerk.json(&["join", a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap()]);
+    clerk.join_approved(a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap(), &a);
     let refused = clerk.fails(&["relay", "add", &third.url]);
     assert!(refused["message"].as_str().unwrap().contains("only an owner"), "{refused}");
     let owner = Daftar::new();
-    owner.json(&["join", a.json(&["invite", "--role", "owner"])["code"].as_str().unwrap()]);
+    owner.join_approved(a.json(&["invite", "--role", "owner"])["code"].as_str().unwrap(), &a);
     owner.json(&["relay", "add", &third.url]);
     // Every device adopts the new relay and sends it what it has.
     for d in [&owner, &a, &clerk, &a] {
@@ -647,8 +673,21 @@ fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
     drop(first);
     let rebuilt = Daftar::new();
     rebuilt.json(&["recover", "--relay", &third.url, "--workspace", workspace, "--recovery-key", recovery]);
-    let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| !k.starts_with("settings")).collect::<Vec<_>>();
-    assert_eq!(invoices(&rebuilt), invoices(&a));
+    // The settings and the membership differ by the rebuilt device itself (it lists itself).
+    let records = |d: &Daftar| {
+        export(d).into_iter().filter(|(k, _)| !k.starts_with("settings") && k != "membership.json").collect::<Vec<_>>()
+    };
+    assert_eq!(records(&rebuilt), records(&a));
+    let membership = export(&rebuilt).into_iter().find(|(k, _)| k == "membership.json").unwrap().1;
+    let rebuilt_id = rebuilt.json(&["info"])["device_id"].clone();
+    let listed = membership["devices"].as_array().unwrap().iter().find(|d| d["id"] == rebuilt_id).unwrap().clone();
+    assert_eq!((listed["role"].as_str(), listed["recovered"].is_string()), (Some("owner"), true), "{membership}");
+    // The other devices accept the rebuilt owner: the recovery key vouched for it.
+    rebuilt.json(&["sync"]);
+    owner.json(&["sync"]);
+    assert!(owner.json(&["sync", "quarantine"]).as_array().unwrap().is_empty());
+    let seen = export(&owner).into_iter().find(|(k, _)| k == "membership.json").unwrap().1;
+    assert!(seen["devices"].as_array().unwrap().iter().any(|d| d["id"] == rebuilt_id), "{seen}");
 }
 
 #[test]
@@ -731,7 +770,7 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     let secret = daftar_sync::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
     // Until confirmed with a first code, the enrolment does not count.
     let clerk = Daftar::new();
-    clerk.json(&["join", a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap()]);
+    clerk.join_approved(a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap(), &a);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let step = now / 30;
     let code = |s: u64| format!("{:06}", secret.code_at(s));
@@ -769,7 +808,7 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
 
 #[test]
 fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_modified_client() {
-    let (_relay, a, customer, draft) = owner_with_a_draft();
+    let (relay, a, customer, draft) = owner_with_a_draft();
     let joined = |role: &str| join_as(&a, role);
     let (clerk, viewer, accountant) = (joined("clerk"), joined("viewer"), joined("accountant"));
     // A client built to skip its own checks (debug builds honour this switch for tests).
@@ -783,12 +822,26 @@ fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_m
     unchecked(&clerk, &["seller", "edit", "--name", "Taken Over Ltd"]);
     let own = clerk.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
     let own = own["id"].as_str().unwrap().to_owned();
+    // The modified clerk client grants itself admin in the membership document; the relay
+    // refuses the role change it can see, but the signed change went out first.
+    let clerk_id = clerk.json(&["info"])["device_id"].as_str().unwrap().to_owned();
+    let out =
+        clerk.command().env("DAFTAR_UNCHECKED_CLIENT", "1").args(["devices", "role", &clerk_id, "admin"]).output();
+    let said = String::from_utf8_lossy(&out.unwrap().stderr).into_owned();
+    assert!(said.contains("only owners and admins can change roles"), "{said}");
     clerk.json(&["sync"]);
     // A modified viewer client edits a draft: the relay refuses its push outright.
     unchecked(&viewer, &["invoice", "edit", &draft, "--add-line", "Free gift|1|0"]);
     let out = viewer.run(&["sync"]);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("viewers cannot push"), "{said}");
+    // Even a relay operator who lets it through (by making the viewer a clerk in the relay's
+    // own table) changes nothing: devices judge by the signed membership document.
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let viewer_id = viewer.json(&["info"])["device_id"].as_str().unwrap().to_owned();
+    db.execute("UPDATE devices SET role = 'clerk' WHERE id = ?1", [&viewer_id]).unwrap();
+    drop(db);
+    viewer.json(&["sync"]);
 
     for d in [&a, &accountant] {
         d.json(&["sync"]);
@@ -797,20 +850,35 @@ fn what_a_role_does_not_allow_is_quarantined_by_every_other_device_even_from_a_m
         assert_eq!(d.json(&["invoice", "show", &own])["status"], "draft", "its own draft arrived");
         assert_eq!(d.json(&["store", "verify"])["ok"], true);
     }
-    let held = a.json(&["sync", "quarantine"]);
-    let reasons: Vec<&str> = held.as_array().unwrap().iter().map(|q| q["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons.len(), 2, "{held}");
-    assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot issue invoices")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot change the workspace settings")), "{reasons:?}");
-    let clerk_id = clerk.json(&["info"])["device_id"].clone();
-    assert!(held.as_array().unwrap().iter().all(|q| q["sender"] == clerk_id), "{held}");
+    {
+        let held = a.json(&["sync", "quarantine"]);
+        let reasons: Vec<&str> = held.as_array().unwrap().iter().map(|q| q["reason"].as_str().unwrap()).collect();
+        assert_eq!(reasons.len(), 4, "{held}");
+        assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot issue invoices")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.starts_with("a clerk cannot change the workspace settings")), "{reasons:?}");
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("a clerk cannot invite, approve or revoke devices or change their roles")),
+            "{reasons:?}"
+        );
+        assert!(reasons.iter().any(|r| r.starts_with("a viewer cannot create or edit draft invoices")), "{reasons:?}");
+        let senders: std::collections::BTreeSet<&str> =
+            held.as_array().unwrap().iter().map(|q| q["sender"].as_str().unwrap()).collect();
+        assert_eq!(senders, [clerk_id.as_str(), viewer_id.as_str()].into_iter().collect(), "{held}");
+    }
+    // The clerk is still a clerk everywhere, itself included once it hears back.
+    let listed = a.json(&["devices", "list"]);
+    let entry = listed.as_array().unwrap().iter().find(|d| d["device_id"] == clerk_id.as_str()).unwrap().clone();
+    assert_eq!(entry["role"], "clerk", "{listed}");
+    assert_eq!(accountant.json(&["invoice", "show", &draft])["lines"].as_array().unwrap().len(), 1, "no free gift");
+    // Only owners and admins read the quarantine.
+    assert_eq!(accountant.fails(&["sync", "quarantine"])["code"], "forbidden");
     // An accountant issues the same draft properly; that is applied everywhere.
     accountant.json(&["invoice", "issue", &draft]);
     accountant.json(&["sync"]);
     a.json(&["sync"]);
     assert_eq!(a.json(&["invoice", "show", &draft])["status"], "issued");
-    // Only owners and admins read the quarantine.
-    assert_eq!(accountant.fails(&["sync", "quarantine"])["code"], "forbidden");
 }
 
 /// An owner's workspace on a relay, with a customer and a draft; returns the relay (kept alive),
@@ -831,7 +899,7 @@ fn owner_with_a_draft() -> (Relay, Daftar, String, String) {
 /// A new device joined to `owner`'s workspace with `role`.
 fn join_as(owner: &Daftar, role: &str) -> Daftar {
     let d = Daftar::new();
-    d.json(&["join", owner.json(&["invite", "--role", role])["code"].as_str().unwrap()]);
+    d.join_approved(owner.json(&["invite", "--role", role])["code"].as_str().unwrap(), owner);
     assert_eq!(d.json(&["info"])["role"], role);
     d
 }

@@ -137,7 +137,7 @@ impl Action {
             Action::RestoreFromTrash => "restore from the trash",
             Action::ReadAudit => "read the audit log",
             Action::EditSettings => "change the workspace settings",
-            Action::ManageDevices => "invite, approve or revoke devices",
+            Action::ManageDevices => "invite, approve or revoke devices or change their roles",
             Action::PurgeDrafts => "purge drafts for good",
             Action::RestoreBackups => "restore from a backup into the workspace",
             Action::ChangeAdmins => "appoint or remove admins",

@@ -72,6 +72,24 @@ pub struct Member {
     pub public_key: String,
     pub role: String,
     pub revoked: bool,
+    /// False while the device waits for approval (relays before approval existed send none).
+    #[serde(default = "approved_by_default")]
+    pub approved: bool,
+}
+
+fn approved_by_default() -> bool {
+    true
+}
+
+impl Member {
+    /// `pending`, `approved` or `revoked`.
+    pub fn status(&self) -> &'static str {
+        match (self.revoked, self.approved) {
+            (true, _) => "revoked",
+            (false, false) => "pending",
+            (false, true) => "approved",
+        }
+    }
 }
 
 /// One envelope as stored on the relay.
@@ -341,7 +359,12 @@ impl<'k> RelayClient<'k> {
     /// Registers a device already in the workspace (on another relay) with this relay
     /// (owners and admins).
     pub fn register_device(&self, workspace: WorkspaceId, member: &Member) -> Result<(), RelayError> {
-        let body = json!({ "public_key": member.public_key, "role": member.role, "revoked": member.revoked });
+        let body = json!({
+            "public_key": member.public_key,
+            "role": member.role,
+            "revoked": member.revoked,
+            "approved": member.approved,
+        });
         self.call("PUT", &format!("/v1/workspaces/{workspace}/devices/{}", member.device_id), Some(&body), None)?;
         Ok(())
     }
@@ -383,6 +406,34 @@ impl<'k> RelayClient<'k> {
     pub fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> Result<(), RelayError> {
         self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/revoke"), Some(&json!({})), None)
             .map(|_| ())
+    }
+
+    /// Approves a device that joined with an invite (owners and admins; an admin's or owner's
+    /// device only by an owner).
+    pub fn approve(&self, workspace: WorkspaceId, device: DeviceId) -> Result<(), RelayError> {
+        self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/approve"), Some(&json!({})), None)
+            .map(|_| ())
+    }
+
+    /// Gives a device of the workspace another role (owners and admins; owners for admins).
+    pub fn set_role(&self, workspace: WorkspaceId, device: DeviceId, role: &str) -> Result<(), RelayError> {
+        self.call(
+            "POST",
+            &format!("/v1/workspaces/{workspace}/devices/{device}/role"),
+            Some(&json!({ "role": role })),
+            None,
+        )
+        .map(|_| ())
+    }
+
+    /// This device as the relay knows it: its role and `pending`, `approved` or `revoked` —
+    /// the one question a device waiting for approval may ask.
+    pub fn own_status(&self, workspace: WorkspaceId) -> Result<(String, String), RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/status"), None, None)?;
+        let field = |name: &str| {
+            answer[name].as_str().map(str::to_owned).ok_or_else(|| RelayError::Protocol(format!("no {name} in status")))
+        };
+        Ok((field("role")?, field("status")?))
     }
 
     /// Opens the live subscription: a stream of the log's head after every push (`seq` events;

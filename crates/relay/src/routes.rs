@@ -126,6 +126,9 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/devices", get(list_devices::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}", axum::routing::put(register_device::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}/revoke", post(revoke::<S>))
+        .route("/v1/workspaces/{workspace}/devices/{device}/approve", post(approve::<S>))
+        .route("/v1/workspaces/{workspace}/devices/{device}/role", post(set_role::<S>))
+        .route("/v1/workspaces/{workspace}/status", get(own_status::<S>))
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
         .route("/v1/workspaces/{workspace}/events", get(events::<S>))
         .route("/v1/workspaces/{workspace}/snapshot", get(get_snapshot::<S>).put(put_snapshot::<S>))
@@ -392,6 +395,23 @@ async fn verify_mfa<S: RelayStorage>(
 }
 
 async fn member<S: RelayStorage>(state: &AppState<S>, workspace: &str, request: &Incoming) -> ApiResult<DeviceRecord> {
+    let device = enrolled(state, workspace, request).await?;
+    if !device.approved {
+        return Err(ApiError::forbidden(
+            "pending_approval",
+            "this device waits for an owner or admin of the workspace to approve it (`daftar devices approve`)",
+        ));
+    }
+    Ok(device)
+}
+
+/// Authenticates the device that signed the request as enrolled in `workspace` and not
+/// revoked, approved or not: a pending device may ask only after itself.
+async fn enrolled<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    request: &Incoming,
+) -> ApiResult<DeviceRecord> {
     let signed = signed_headers(&request.headers)?;
     // The same answer whether the workspace does not exist or the device is not in it, so ids
     // cannot be probed.
@@ -470,7 +490,14 @@ async fn create_workspace<S: RelayStorage>(
         public_key: key_from_hex(&request.recovery_public_key, "recovery_public_key")?,
         wrapped_key: base64_field(&request.recovery_wrapped_key, "recovery_wrapped_key")?,
     };
-    let owner = DeviceRecord { device_id, public_key, role: Role::Owner, revoked: false, enrolled_at: now_ms() };
+    let owner = DeviceRecord {
+        device_id,
+        public_key,
+        role: Role::Owner,
+        revoked: false,
+        approved: true,
+        enrolled_at: now_ms(),
+    };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
     tracing::info!(%workspace, "workspace created");
     Ok((StatusCode::CREATED, Json(json!({ "workspace_id": workspace }))))
@@ -528,7 +555,10 @@ async fn enrol<S: RelayStorage>(
     let (role, wrapped_key) =
         state.storage.enrol(workspace.clone(), digest, device_id.clone(), public_key, now_ms()).await?;
     tracing::info!(%workspace, device = %device_id, role = role.as_str(), "device enrolled");
-    Ok((StatusCode::CREATED, Json(json!({ "role": role, "wrapped_key": BASE64.encode(wrapped_key) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "role": role, "status": "pending", "wrapped_key": BASE64.encode(wrapped_key) })),
+    ))
 }
 
 async fn list_devices<S: RelayStorage>(
@@ -546,6 +576,14 @@ struct RegisterDevice {
     role: Role,
     #[serde(default)]
     revoked: bool,
+    /// Whether the device was approved where it enrolled (absent: approved, as every device
+    /// was before approval existed). Registering can approve, never un-approve.
+    #[serde(default = "yes")]
+    approved: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Registers a device that is already a member of the workspace (on another relay) with this
@@ -579,10 +617,14 @@ async fn register_device<S: RelayStorage>(
                 public_key,
                 role: request.role,
                 revoked: false,
+                approved: request.approved,
                 enrolled_at: now_ms(),
             };
             state.storage.add_device(workspace.clone(), record).await?;
         }
+    }
+    if request.approved {
+        state.storage.approve(workspace.clone(), target.clone()).await?;
     }
     if request.revoked {
         state.storage.revoke(workspace.clone(), target.clone()).await?;
@@ -609,6 +651,71 @@ async fn revoke<S: RelayStorage>(
     state.storage.revoke(workspace.clone(), target.clone()).await?;
     tracing::info!(%workspace, device = %target, by = %device.device_id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Approves a device that joined with an invite: from then on it may pull, push and subscribe.
+/// Owners and admins (with their second factor); an owner's or admin's device only by an owner.
+async fn approve<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path((workspace, target)): Path<(String, String)>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = manager(&state, &workspace, &incoming, "approve devices").await?;
+    let target = uuid_text(&target, "device")?;
+    let record = state
+        .storage
+        .device(workspace.clone(), target.clone())
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    if record.revoked {
+        return Err(ApiError::new(StatusCode::CONFLICT, "revoked", "that device was revoked; invite it again"));
+    }
+    if record.role >= Role::Admin && device.role != Role::Owner {
+        return Err(ApiError::forbidden("role", "only an owner can approve an owner's or admin's device"));
+    }
+    state.storage.approve(workspace.clone(), target.clone()).await?;
+    tracing::info!(%workspace, device = %target, by = %device.device_id, "device approved");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct SetRole {
+    role: Role,
+}
+
+/// Gives a device another role, so the relay's coarse checks (who may push, invite, approve,
+/// revoke) follow the membership document. Owners and admins with their second factor; only
+/// an owner makes or unmakes owners and admins.
+async fn set_role<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path((workspace, target)): Path<(String, String)>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = manager(&state, &workspace, &incoming, "change roles").await?;
+    let request: SetRole = parse_json(&incoming.body)?;
+    let target = uuid_text(&target, "device")?;
+    let record = state
+        .storage
+        .device(workspace.clone(), target.clone())
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    if (record.role >= Role::Admin || request.role >= Role::Admin) && device.role != Role::Owner {
+        return Err(ApiError::forbidden("role", "only an owner can make or unmake owners and admins"));
+    }
+    state.storage.set_role(workspace.clone(), target.clone(), request.role).await?;
+    tracing::info!(%workspace, device = %target, by = %device.device_id, role = request.role.as_str(), "role changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signing device as the relay knows it — the one request a pending device may make, so
+/// it can tell when it has been approved.
+async fn own_status<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = enrolled(&state, &workspace, &incoming).await?;
+    Ok(Json(json!({ "device_id": device.device_id, "role": device.role, "status": device.status() })))
 }
 
 #[derive(Deserialize)]
@@ -853,6 +960,8 @@ async fn recover<S: RelayStorage>(
         public_key: key_from_hex(&request.public_key, "public_key")?,
         role: Role::Owner,
         revoked: false,
+        // The recovery key is the workspace's last word: no one is left to approve.
+        approved: true,
         enrolled_at: now_ms(),
     };
     let device_id = device.device_id.clone();

@@ -39,7 +39,21 @@ pub struct DeviceRecord {
     pub public_key: [u8; 32],
     pub role: Role,
     pub revoked: bool,
+    /// False while a device that joined with an invite waits for an owner or admin to approve
+    /// it; it receives nothing until then.
+    pub approved: bool,
     pub enrolled_at: i64,
+}
+
+impl DeviceRecord {
+    /// `pending`, `approved` or `revoked` (what `daftar devices list` shows).
+    pub fn status(&self) -> &'static str {
+        match (self.revoked, self.approved) {
+            (true, _) => "revoked",
+            (false, false) => "pending",
+            (false, true) => "approved",
+        }
+    }
 }
 
 mod hex_bytes {
@@ -144,6 +158,10 @@ pub trait RelayStorage: Send + Sync + 'static {
     fn device(&self, workspace: String, device: String) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
     fn devices(&self, workspace: String) -> impl Future<Output = Result<Vec<DeviceRecord>>> + Send;
     fn revoke(&self, workspace: String, device: String) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives a device another role; false if the workspace has no such device.
+    fn set_role(&self, workspace: String, device: String, role: Role) -> impl Future<Output = Result<bool>> + Send;
+    /// Approves a pending device (idempotent); false if the workspace has no such device.
+    fn approve(&self, workspace: String, device: String) -> impl Future<Output = Result<bool>> + Send;
     fn add_invite(&self, workspace: String, invite: NewInvite) -> impl Future<Output = Result<()>> + Send;
     /// Uses an invite: enrols the device with the invite's role and returns the wrapped key.
     fn enrol(
@@ -240,6 +258,7 @@ CREATE TABLE IF NOT EXISTS devices (
     role        TEXT NOT NULL,
     revoked     INTEGER NOT NULL DEFAULT 0,
     enrolled_at INTEGER NOT NULL,
+    approved    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (workspace, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS invites (
@@ -298,6 +317,14 @@ impl SqliteStorage {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
+        // Relays made before device approval existed: their devices count as approved.
+        let has_approved: bool =
+            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'approved'", [], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })?;
+        if !has_approved {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -318,8 +345,17 @@ impl SqliteStorage {
 
 fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> Result<()> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![workspace, device.device_id, device.public_key.as_slice(), device.role.as_str(), device.enrolled_at],
+        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at, approved, revoked)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            workspace,
+            device.device_id,
+            device.public_key.as_slice(),
+            device.role.as_str(),
+            device.enrolled_at,
+            device.approved,
+            device.revoked
+        ],
     )?;
     if inserted == 0 {
         return Err(StorageError::DeviceExists(device.device_id.clone()));
@@ -336,6 +372,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         role: Role::parse(&role).unwrap_or(Role::Viewer),
         revoked: r.get::<_, i64>(3)? != 0,
         enrolled_at: r.get(4)?,
+        approved: r.get::<_, i64>(5)? != 0,
     })
 }
 
@@ -493,7 +530,7 @@ impl RelayStorage for SqliteStorage {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, public_key, role, revoked, enrolled_at FROM devices WHERE workspace = ?1 AND id = ?2",
+                    "SELECT id, public_key, role, revoked, enrolled_at, approved FROM devices WHERE workspace = ?1 AND id = ?2",
                     params![workspace, device],
                     device_row,
                 )
@@ -505,7 +542,7 @@ impl RelayStorage for SqliteStorage {
     async fn devices(&self, workspace: String) -> Result<Vec<DeviceRecord>> {
         self.with(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT id, public_key, role, revoked, enrolled_at FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
+                "SELECT id, public_key, role, revoked, enrolled_at, approved FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
             )?;
             let rows = statement.query_map([workspace], device_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -517,6 +554,26 @@ impl RelayStorage for SqliteStorage {
         self.with(move |conn| {
             Ok(conn.execute(
                 "UPDATE devices SET revoked = 1 WHERE workspace = ?1 AND id = ?2",
+                params![workspace, device],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn set_role(&self, workspace: String, device: String, role: Role) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE devices SET role = ?3 WHERE workspace = ?1 AND id = ?2",
+                params![workspace, device, role.as_str()],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn approve(&self, workspace: String, device: String) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE devices SET approved = 1 WHERE workspace = ?1 AND id = ?2",
                 params![workspace, device],
             )? == 1)
         })
@@ -561,7 +618,15 @@ impl RelayStorage for SqliteStorage {
                 .optional()?;
             let (role, wrapped_key) = invite.ok_or(StorageError::InviteInvalid)?;
             let role = Role::parse(&role).ok_or(StorageError::InviteInvalid)?;
-            let record = DeviceRecord { device_id: device.clone(), public_key, role, revoked: false, enrolled_at: now };
+            // An invited device waits for approval by an owner or admin.
+            let record = DeviceRecord {
+                device_id: device.clone(),
+                public_key,
+                role,
+                revoked: false,
+                approved: false,
+                enrolled_at: now,
+            };
             insert_device(&tx, &workspace, &record)?;
             tx.execute(
                 "UPDATE invites SET used_by = ?3 WHERE workspace = ?1 AND token_hash = ?2",

@@ -188,6 +188,15 @@ fn push_is_idempotent_and_pull_pages_through_the_log() {
     );
 }
 
+/// Enrols `device` with an invite for `role` and has `owner` approve it.
+fn admit(owner: &Device, device: &Device, workspace: WorkspaceId, role: &str) {
+    let (status, body) = enrol(device, workspace, &invite(owner, workspace, role));
+    assert_eq!((status, body["status"].as_str()), (201, Some("pending")), "{body}");
+    let (status, body) =
+        owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/approve", device.id), Some(json!({})));
+    assert_eq!(status, 204, "{body}");
+}
+
 #[test]
 fn invites_enrol_once_and_roles_are_enforced() {
     let relay = Relay::start();
@@ -206,7 +215,29 @@ fn invites_enrol_once_and_roles_are_enforced() {
     assert_eq!(enrol(&late, workspace, &token).1["code"], "invite_invalid", "a token works once");
     assert_eq!(enrol(&late, workspace, &hex::encode([1u8; 16])).1["code"], "invite_invalid");
 
+    // Enrolled but pending: the relay serves it nothing and takes nothing from it.
     let envelopes = format!("/v1/workspaces/{workspace}/envelopes");
+    for (method, path, body) in [
+        ("GET", envelopes.clone(), None),
+        ("POST", envelopes.clone(), Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] }))),
+        ("GET", format!("/v1/workspaces/{workspace}/events"), None),
+        ("GET", format!("/v1/workspaces/{workspace}/snapshot"), None),
+        ("GET", format!("/v1/workspaces/{workspace}/devices"), None),
+        ("GET", format!("/v1/workspaces/{workspace}/recovery"), None),
+    ] {
+        let (status, answer) = clerk.call(method, &path, body);
+        assert_eq!((status, answer["code"].as_str()), (403, Some("pending_approval")), "{method} {path}: {answer}");
+    }
+    let status_path = format!("/v1/workspaces/{workspace}/status");
+    assert_eq!(clerk.call("GET", &status_path, None).1["status"], "pending", "it may ask after itself");
+    let (status, _) =
+        owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/approve", clerk.id), Some(json!({})));
+    assert_eq!(status, 204);
+    assert_eq!(
+        clerk.call("GET", &status_path, None).1,
+        json!({ "device_id": clerk.id, "role": "clerk", "status": "approved" })
+    );
+
     let (status, _) = clerk.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })));
     assert_eq!(status, 200, "clerks push");
     let (status, body) = clerk.call(
@@ -219,7 +250,7 @@ fn invites_enrol_once_and_roles_are_enforced() {
     assert_eq!((status, body["code"].as_str()), (403, Some("role")), "clerks cannot invite");
 
     let viewer = Device::new(&relay);
-    enrol(&viewer, workspace, &invite(&owner, workspace, "viewer"));
+    admit(&owner, &viewer, workspace, "viewer");
     let (status, body) =
         viewer.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&viewer, workspace, b"x")] })));
     assert_eq!((status, body["code"].as_str()), (403, Some("role")), "viewers cannot push");
@@ -234,6 +265,57 @@ fn invites_enrol_once_and_roles_are_enforced() {
     let (_, devices) = owner.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None);
     let revoked: Vec<bool> = devices.as_array().unwrap().iter().map(|d| d["revoked"].as_bool().unwrap()).collect();
     assert_eq!(revoked, [false, true, false]);
+}
+
+#[test]
+fn only_owners_and_admins_approve_and_change_roles_and_admins_only_below_admin() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let (admin, clerk) = (Device::new(&relay), Device::new(&relay));
+    admit(&owner, &admin, workspace, "admin");
+    admit(&owner, &clerk, workspace, "clerk");
+    let (newcomer, second_admin) = (Device::new(&relay), Device::new(&relay));
+    enrol(&newcomer, workspace, &invite(&owner, workspace, "accountant"));
+    enrol(&second_admin, workspace, &invite(&owner, workspace, "admin"));
+    let approve = |by: &Device, device: &Device| {
+        by.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/approve", device.id), Some(json!({})))
+    };
+    let set_role = |by: &Device, device: &Device, role: &str| {
+        by.call(
+            "POST",
+            &format!("/v1/workspaces/{workspace}/devices/{}/role", device.id),
+            Some(json!({ "role": role })),
+        )
+    };
+    let code = |answer: (u16, Value)| (answer.0, answer.1["code"].as_str().map(str::to_owned));
+
+    assert_eq!(code(approve(&clerk, &newcomer)), (403, Some("role".into())), "clerks do not approve");
+    assert_eq!(code(approve(&admin, &second_admin)), (403, Some("role".into())), "admins do not approve admins");
+    assert_eq!(approve(&admin, &newcomer).0, 204, "admins approve the roles below theirs");
+    assert_eq!(approve(&admin, &newcomer).0, 204, "approving twice is harmless");
+    assert_eq!(approve(&owner, &second_admin).0, 204);
+    let unknown = Device::new(&relay);
+    assert_eq!(code(approve(&owner, &unknown)), (404, Some("not_found".into())));
+    let late = Device::new(&relay);
+    enrol(&late, workspace, &invite(&owner, workspace, "clerk"));
+    owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/revoke", late.id), Some(json!({})));
+    assert_eq!(code(approve(&owner, &late)), (409, Some("revoked".into())), "a revoked device stays out");
+
+    assert_eq!(code(set_role(&clerk, &clerk, "admin")), (403, Some("role".into())), "a clerk cannot raise itself");
+    assert_eq!(set_role(&admin, &clerk, "accountant").0, 204, "admins change roles below admin");
+    assert_eq!(code(set_role(&admin, &clerk, "admin")), (403, Some("role".into())), "only owners make admins");
+    assert_eq!(code(set_role(&admin, &second_admin, "clerk")), (403, Some("role".into())), "or unmake them");
+    assert_eq!(set_role(&owner, &clerk, "admin").0, 204);
+    let (_, devices) = owner.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None);
+    let clerk_now =
+        devices.as_array().unwrap().iter().find(|d| d["device_id"] == clerk.id.to_string()).unwrap().clone();
+    assert_eq!((clerk_now["role"].as_str(), clerk_now["approved"].as_bool()), (Some("admin"), Some(true)));
+    assert_eq!(
+        code(set_role(&owner, &clerk, "chief")),
+        (400, Some("bad_request".into())),
+        "an unknown role is refused"
+    );
 }
 
 #[test]
@@ -527,9 +609,9 @@ fn only_managers_register_devices_of_another_relay_and_a_registration_never_lift
     let owner = Device::new(&relay);
     let workspace = create_workspace(&owner);
     let clerk = Device::new(&relay);
-    enrol(&clerk, workspace, &invite(&owner, workspace, "clerk"));
+    admit(&owner, &clerk, workspace, "clerk");
     let admin = Device::new(&relay);
-    enrol(&admin, workspace, &invite(&owner, workspace, "admin"));
+    admit(&owner, &admin, workspace, "admin");
     let elsewhere = Device::new(&relay);
     let path = format!("/v1/workspaces/{workspace}/devices/{}", elsewhere.id);
     let body = |role: &str, revoked: bool| {

@@ -39,7 +39,7 @@ impl BackupCounts {
             DocKind::Invoice => self.invoices += 1,
             DocKind::Customer => self.customers += 1,
             DocKind::Item => self.items += 1,
-            DocKind::Settings => {}
+            DocKind::Settings | DocKind::Membership => {}
         }
     }
 }
@@ -385,7 +385,9 @@ impl Store {
         let mut outcomes = Vec::with_capacity(part.documents.len());
         for p in &part.documents {
             let id = p.source.document;
-            if filter.only.as_ref().is_some_and(|only| !only.contains(&id)) || p.kind == DocKind::Settings {
+            if filter.only.as_ref().is_some_and(|only| !only.contains(&id))
+                || matches!(p.kind, DocKind::Settings | DocKind::Membership)
+            {
                 outcomes.push((id, p.kind, RevertOutcome::NotSelected));
                 continue;
             }

@@ -132,7 +132,8 @@ pub(crate) fn merge_prepared(
     }
     let mut gained = false;
     for (sender, bytes) in &all {
-        let incoming = IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes, role: None };
+        let incoming =
+            IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes, role: None, sender_key: None };
         gained |= apply_one(tx, ctx, cache, &incoming)?;
     }
     Ok(if gained { Taken::Merged } else { Taken::Unchanged })
@@ -297,7 +298,7 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
             let rows = changes.iter().map(|c| (c.hash(), c.timestamp(), c.message().cloned())).collect();
             doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
             let record = match kind {
-                DocKind::Settings => None,
+                DocKind::Settings | DocKind::Membership => None,
                 DocKind::Invoice => read::<Invoice>(d.document, &doc).map(|r| Indexable::Invoice(Box::new(r))),
                 DocKind::Customer => read::<Customer>(d.document, &doc).map(|r| Indexable::Customer(Box::new(r))),
                 DocKind::Item => read::<Item>(d.document, &doc).map(|r| Indexable::Item(Box::new(r))),

@@ -47,6 +47,9 @@ pub enum StoreError {
     Ambiguous { kind: &'static str, prefix: String, count: usize },
     #[error("{0}")]
     Invalid(Problems),
+    /// A membership change that no role may make (a revoked device back, a second key).
+    #[error("device {device}: {reason}")]
+    Membership { device: String, reason: String },
     #[error("the invoice cannot be issued yet:\n{0}")]
     NotIssuable(Problems),
     #[error("ZATCA e-invoicing failed: {0}")]
@@ -119,7 +122,8 @@ impl StoreError {
             | StoreError::InTrash { .. }
             | StoreError::AlreadyDeleted { .. }
             | StoreError::IssuedIsPermanent { .. }
-            | StoreError::PurgeNeedsTrash { .. } => "conflict",
+            | StoreError::PurgeNeedsTrash { .. }
+            | StoreError::Membership { .. } => "conflict",
             StoreError::Sqlite(_) | StoreError::Io { .. } => "io",
             StoreError::Zatca(_) => "zatca",
         }

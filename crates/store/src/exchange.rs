@@ -19,6 +19,7 @@ impl DocKind {
             DocKind::Invoice => 1,
             DocKind::Customer => 2,
             DocKind::Item => 3,
+            DocKind::Membership => 4,
         }
     }
 
@@ -28,6 +29,7 @@ impl DocKind {
             1 => Some(DocKind::Invoice),
             2 => Some(DocKind::Customer),
             3 => Some(DocKind::Item),
+            4 => Some(DocKind::Membership),
             _ => None,
         }
     }
@@ -234,7 +236,7 @@ impl Store {
         bytes: &[u8],
     ) -> Result<bool> {
         self.write(|tx, ctx, cache| {
-            apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes, role: None })
+            apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes, role: None, sender_key: None })
         })
     }
 
@@ -243,7 +245,7 @@ impl Store {
     /// another kind) leaves no trace and does not hold up the others. Returns, per change,
     /// whether it was new here or why it was refused; a database failure fails the whole batch.
     pub fn apply_remote_many(&mut self, changes: &[IncomingChange<'_>]) -> Result<Vec<Result<bool>>> {
-        self.write(|tx, ctx, cache| {
+        let outcomes = self.write(|tx, ctx, cache| {
             let mut outcomes = Vec::with_capacity(changes.len());
             for change in changes {
                 tx.execute_batch("SAVEPOINT incoming")?;
@@ -260,7 +262,12 @@ impl Store {
                 }
             }
             Ok(outcomes)
-        })
+        })?;
+        // An owner or admin may have changed this device's role.
+        if changes.iter().any(|c| c.kind == DocKind::Membership) {
+            self.refresh_role()?;
+        }
+        Ok(outcomes)
     }
 }
 
@@ -274,6 +281,9 @@ pub struct IncomingChange<'a> {
     /// The sender's role, to judge the change by (see `quarantine`); `None` takes it as it
     /// is (a backup or snapshot already in this workspace).
     pub role: Option<daftar_domain::Role>,
+    /// The key the envelope's signature was checked with: it must be the one the membership
+    /// document gives the sender.
+    pub sender_key: Option<[u8; 32]>,
 }
 
 pub(crate) fn apply_one(
@@ -282,7 +292,7 @@ pub(crate) fn apply_one(
     cache: &DocCache,
     incoming: &IncomingChange<'_>,
 ) -> Result<bool> {
-    let IncomingChange { document, kind, sender, bytes, role } = *incoming;
+    let IncomingChange { document, kind, sender, bytes, role, sender_key } = *incoming;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
         id: document,
         detail: format!("a received change does not decode: {e}"),
@@ -296,11 +306,20 @@ pub(crate) fn apply_one(
             detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
         });
     }
-    if let Some(role) = role
-        && let Some(reason) = crate::quarantine::judge(tx, document, kind, sender, role, &change)?
-    {
-        crate::quarantine::keep(tx, ctx, incoming, role, &change, &reason)?;
-        return Ok(false);
+    if let Some(relay_role) = role {
+        // The membership document decides, once there is one; before, the relay's word.
+        use crate::membership::Standing;
+        let membership = crate::membership::load(tx, cache)?;
+        let standing = crate::membership::standing(membership.as_ref(), sender, sender_key.as_ref());
+        let role = match &standing {
+            Standing::Unknown => Ok(relay_role),
+            Standing::Member(role) => Ok(*role),
+            Standing::Refused(reason) => Err(reason.as_str()),
+        };
+        if let Some(reason) = crate::quarantine::judge(tx, document, kind, sender, role, &change)? {
+            crate::quarantine::keep(tx, ctx, incoming, role.ok(), &change, &reason)?;
+            return Ok(false);
+        }
     }
     if known.is_none() {
         insert_document_row(tx, document, kind, &[], ctx)?;
@@ -340,7 +359,7 @@ pub(crate) fn apply_one(
     // Until every dependency has arrived the document may not hydrate yet; its index
     // row follows when it does.
     let indexed = match kind {
-        DocKind::Settings => Ok(()),
+        DocKind::Settings | DocKind::Membership => Ok(()),
         DocKind::Invoice => reindex::<Invoice>(tx, document, &loaded.doc),
         DocKind::Customer => reindex::<Customer>(tx, document, &loaded.doc),
         DocKind::Item => reindex::<Item>(tx, document, &loaded.doc),

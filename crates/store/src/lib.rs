@@ -31,6 +31,7 @@ mod exchange;
 mod history;
 mod invoices;
 mod maintenance;
+mod membership;
 mod quarantine;
 mod records;
 mod schema;
@@ -56,10 +57,13 @@ pub use invoices::{
     DiscountInput, DraftContent, InvoiceEdit, InvoiceQuery, InvoiceSort, InvoiceSummary, LineInput, NewInvoice,
 };
 pub use maintenance::{CompactReport, ExportReport, VerifyReport};
+pub use membership::{MemberDevice, MemberStatus, Membership, membership_id, recovery_statement};
 pub use quarantine::QuarantinedChange;
 pub use records::{DeviceEntry, DocKind, Record, SearchWrite, WorkspaceSettings};
 pub use schema::SCHEMA_VERSION;
-pub use store::{BeforeMigration, ExistingWorkspace, InitOptions, KeyChoice, Store, Unlock, Version, WorkspaceInfo};
+pub use store::{
+    BeforeMigration, ExistingWorkspace, InitOptions, KeyChoice, PendingJoin, Store, Unlock, Version, WorkspaceInfo,
+};
 
 /// Where the store gets the time. Passed in so tests can fix it.
 pub trait Clock: Send + Sync {

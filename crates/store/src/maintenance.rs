@@ -154,6 +154,9 @@ impl Store {
                         settings_seen += 1;
                         check_record::<WorkspaceSettings>(conn, id, &loaded.doc, problems);
                     }
+                    DocKind::Membership => {
+                        check_record::<crate::Membership>(conn, id, &loaded.doc, problems);
+                    }
                     DocKind::Invoice => {
                         report.invoices += 1;
                         let invoice = check_record::<Invoice>(conn, id, &loaded.doc, problems);
@@ -256,7 +259,7 @@ impl Store {
                     continue;
                 };
                 match kind {
-                    DocKind::Settings => {}
+                    DocKind::Settings | DocKind::Membership => {}
                     DocKind::Invoice => index_record::<Invoice>(tx, *id, &loaded.doc)?,
                     DocKind::Customer => index_record::<Customer>(tx, *id, &loaded.doc)?,
                     DocKind::Item => index_record::<Item>(tx, *id, &loaded.doc)?,
@@ -350,6 +353,10 @@ impl Store {
                 let folder = match kind {
                     DocKind::Settings => {
                         write(&dir.join("settings.json"), &json)?;
+                        continue;
+                    }
+                    DocKind::Membership => {
+                        write(&dir.join("membership.json"), &json)?;
                         continue;
                     }
                     DocKind::Invoice => {

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::document::read_record;
 use crate::error::Result;
+use crate::membership::Membership;
 use crate::records::{DocKind, Record, WorkspaceSettings};
 use crate::store::{Ctx, Store, load_doc};
 
@@ -34,14 +35,15 @@ pub struct QuarantinedChange {
 }
 
 /// What a change does, as the actions of the permission matrix it needs (empty: nothing the
-/// matrix restricts, such as a change that alters nothing).
+/// matrix restricts, such as a change that alters nothing), or why no role may make it.
 fn actions(
+    conn: &rusqlite::Connection,
     kind: DocKind,
     id: DocumentId,
     before: Option<&Automerge>,
     after: &Automerge,
     sender: DeviceId,
-) -> Vec<Action> {
+) -> std::result::Result<Vec<Action>, String> {
     fn pair<R: Record>(id: DocumentId, before: Option<&Automerge>, after: &Automerge) -> Option<(Option<R>, R)> {
         let after = read_record::<R>(id, after, None).ok()?;
         let before = before.and_then(|d| read_record::<R>(id, d, None).ok());
@@ -52,11 +54,19 @@ fn actions(
         (true, false) => vec![Action::RestoreFromTrash],
         _ => vec![],
     };
-    match kind {
+    Ok(match kind {
+        DocKind::Membership => {
+            let Some((before, after)) = pair::<Membership>(id, before, after) else {
+                return Err("the change leaves the membership document unreadable".into());
+            };
+            return crate::membership::needed(conn, before.as_ref(), &after, sender);
+        }
         DocKind::Invoice => {
             // A document that does not read as an invoice yet (waiting for changes) cannot be
             // judged on its content; its creation is a draft's at least.
-            let Some((before, after)) = pair::<Invoice>(id, before, after) else { return vec![Action::EditDrafts] };
+            let Some((before, after)) = pair::<Invoice>(id, before, after) else {
+                return Ok(vec![Action::EditDrafts]);
+            };
             let mut needed = Vec::new();
             let Some(before) = before else {
                 needed.push(Action::EditDrafts);
@@ -69,7 +79,7 @@ fn actions(
                 if !after.payments.is_empty() {
                     needed.push(Action::RecordPayments);
                 }
-                return needed;
+                return Ok(needed);
             };
             needed.extend(trash(before.deleted.is_some(), after.deleted.is_some(), Action::DeleteDrafts));
             if !before.is_issued() && after.is_issued() {
@@ -96,9 +106,9 @@ fn actions(
         DocKind::Item => record_actions::<Item>(id, before, after, Action::EditItems),
         DocKind::Settings => {
             let Some((before, after)) = pair::<WorkspaceSettings>(id, before, after) else {
-                return vec![Action::EditSettings];
+                return Ok(vec![Action::EditSettings]);
             };
-            let Some(before) = before else { return vec![Action::EditSettings] };
+            let Some(before) = before else { return Ok(vec![Action::EditSettings]) };
             let mut needed = Vec::new();
             if crate::document::to_json_value(&before.seller) != crate::document::to_json_value(&after.seller) {
                 needed.push(Action::EditSettings);
@@ -116,7 +126,7 @@ fn actions(
             }
             needed
         }
-    }
+    })
 }
 
 fn record_actions<R: Record>(
@@ -135,17 +145,24 @@ fn record_actions<R: Record>(
     }
 }
 
-/// Why `change` from `sender` (of `role`) may not be applied to document `id`, if it may not.
+/// Why `change` from `sender` may not be applied to document `id`, if it may not. `role` is
+/// the sender's, or `Err` with why it has none (not a member, revoked): such a device may
+/// only list itself in the membership with the recovery key's signature.
 pub(crate) fn judge(
     conn: &rusqlite::Connection,
     id: DocumentId,
     kind: DocKind,
     sender: DeviceId,
-    role: Role,
+    role: std::result::Result<Role, &str>,
     change: &Change,
 ) -> Result<Option<String>> {
-    if role == Role::Owner {
+    if role == Ok(Role::Owner) && kind != DocKind::Membership {
         return Ok(None);
+    }
+    if let Err(reason) = role
+        && kind != DocKind::Membership
+    {
+        return Ok(Some(reason.to_owned()));
     }
     let before = load_doc(conn, id)?.map(|loaded| loaded.doc);
     let mut after = before.as_ref().map_or_else(Automerge::new, Automerge::fork);
@@ -157,8 +174,18 @@ pub(crate) fn judge(
         // judged with the one that completes it.
         return Ok(None);
     }
-    let refused = actions(kind, id, before.as_ref(), &after, sender).into_iter().find(|a| !role.may(*a));
-    Ok(refused.map(|action| daftar_domain::Forbidden { role, action }.to_string()))
+    let needed = match actions(conn, kind, id, before.as_ref(), &after, sender) {
+        Ok(needed) => needed,
+        Err(reason) => return Ok(Some(reason)),
+    };
+    Ok(match role {
+        Ok(role) => needed
+            .into_iter()
+            .find(|a| !role.may(*a))
+            .map(|action| daftar_domain::Forbidden { role, action }.to_string()),
+        Err(reason) if !needed.is_empty() => Some(reason.to_owned()),
+        Err(_) => None,
+    })
 }
 
 /// Keeps a refused change.
@@ -166,7 +193,7 @@ pub(crate) fn keep(
     conn: &rusqlite::Connection,
     ctx: Ctx,
     incoming: &crate::exchange::IncomingChange<'_>,
-    role: Role,
+    role: Option<Role>,
     change: &Change,
     reason: &str,
 ) -> Result<()> {
@@ -181,7 +208,7 @@ pub(crate) fn keep(
         kind.as_str(),
         bytes,
         sender.to_string(),
-        role.as_str(),
+        role.map_or("none", Role::as_str),
         reason,
         ctx.now.timestamp_millis()
     ])?;

@@ -20,6 +20,8 @@ pub enum DocKind {
     Invoice,
     Customer,
     Item,
+    /// Who belongs to the workspace (`membership`).
+    Membership,
 }
 
 impl DocKind {
@@ -29,6 +31,7 @@ impl DocKind {
             DocKind::Invoice => "invoice",
             DocKind::Customer => "customer",
             DocKind::Item => "item",
+            DocKind::Membership => "membership",
         }
     }
 
@@ -38,6 +41,7 @@ impl DocKind {
             "invoice" => Some(DocKind::Invoice),
             "customer" => Some(DocKind::Customer),
             "item" => Some(DocKind::Item),
+            "membership" => Some(DocKind::Membership),
             _ => None,
         }
     }

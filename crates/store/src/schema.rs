@@ -278,6 +278,18 @@ const MIGRATIONS: &[&str] = &[
                      (SELECT kind FROM documents WHERE id = NEW.doc_id) AS kind) AS n;
     END;
     "#,
+    // 9: the membership document, a new kind. SQLite cannot alter a CHECK constraint, and
+    // rebuilding `documents` would fight the foreign keys that point at it; widening the list
+    // changes nothing on disk, which is the case SQLite documents for editing the schema text
+    // (`migrate` bumps `schema_version` after it, so every connection re-reads the schema).
+    r#"
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+       SET sql = replace(sql, 'kind IN (''settings'', ''invoice'', ''customer'', ''item'')',
+                              'kind IN (''settings'', ''invoice'', ''customer'', ''item'', ''membership'')')
+     WHERE type = 'table' AND name = 'documents';
+    PRAGMA writable_schema = OFF;
+    "#,
 ];
 
 /// The newest schema this build understands.
@@ -305,6 +317,10 @@ pub(crate) fn migrate(conn: &Connection, dir: &Path) -> Result<()> {
         check(version)?;
         for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             conn.execute_batch(step)?;
+            if step.contains("writable_schema") {
+                let schema: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+                conn.pragma_update(None, "schema_version", schema + 1)?;
+            }
             conn.pragma_update(None, "user_version", index as i64 + 1)?;
         }
         crate::audit::backfill(conn)?;

@@ -50,6 +50,14 @@ pub struct InitOptions {
     pub existing: Option<ExistingWorkspace>,
 }
 
+/// A joined device waiting for approval (see [`Store::pending_join`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingJoin {
+    /// Hex of the invite's one-time token.
+    pub token: String,
+    pub name: String,
+}
+
 /// What a new device of an existing workspace brings to its set-up.
 #[derive(Debug)]
 pub struct ExistingWorkspace {
@@ -108,6 +116,7 @@ pub(crate) fn editing(kind: DocKind) -> Action {
         DocKind::Customer => Action::EditCustomers,
         DocKind::Item => Action::EditItems,
         DocKind::Settings => Action::EditSettings,
+        DocKind::Membership => Action::ManageDevices,
     }
 }
 
@@ -477,6 +486,9 @@ impl Store {
         };
         if existing.is_none() {
             store.create(&settings, "create workspace")?;
+            // The workspace's first member: this device, its owner. Everything else in the
+            // membership document must trace back to it.
+            store.create_membership("owner", &device_key.public_key())?;
         }
         // The profile is written last: until it exists, the directory is not a workspace.
         Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
@@ -640,6 +652,30 @@ impl Store {
             let mut set = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
             set.execute(["recovery_public_key", &hex::encode(public_key)])?;
             set.execute(["recovery_wrapped_workspace_key", &hex::encode(wrapped)])?;
+            Ok(())
+        })
+    }
+
+    /// What a joined device still has to do once approved: the invite's token (to enrol on the
+    /// workspace's other relays) and the device's name. `None` once set up.
+    pub fn pending_join(&self) -> Result<Option<PendingJoin>> {
+        match meta(&self.conn, "pending_join")? {
+            None => Ok(None),
+            Some(text) => {
+                serde_json::from_str(&text).map(Some).map_err(|_| corrupt_meta(&self.info.data_dir, "pending join"))
+            }
+        }
+    }
+
+    pub fn set_pending_join(&mut self, pending: Option<&PendingJoin>) -> Result<()> {
+        let text = pending.map(|p| serde_json::to_string(p).expect("serialises"));
+        self.write(|tx, _, _| {
+            match text {
+                Some(text) => {
+                    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pending_join', ?1)", [text])?
+                }
+                None => tx.execute("DELETE FROM meta WHERE key = 'pending_join'", [])?,
+            };
             Ok(())
         })
     }

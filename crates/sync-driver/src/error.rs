@@ -33,4 +33,8 @@ pub enum SyncError {
     Mfa(#[from] daftar_sync::mfa::MfaError),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "this device ({device}) has joined and waits for an owner or admin to approve it: `daftar devices approve {device}` on their device"
+    )]
+    AwaitingApproval { device: daftar_domain::DeviceId },
 }

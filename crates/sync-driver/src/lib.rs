@@ -7,9 +7,8 @@
 //! - [`join`] and [`recover`]: set a new data directory up as a device of an existing workspace.
 //! - [`add_relay`], [`invite`], [`devices`], [`revoke`]: the workspace on its relays.
 //!
-//! Senders are checked against the workspace's device keys. Interim, until the signed membership
-//! document (the roles issue): the keys come from the relay's device list, so a relay could
-//! introduce a device of its own.
+//! Envelopes are opened with the keys in the relay's device list; the store then checks each
+//! sender, its key and its role against the signed membership document, which decides.
 
 mod error;
 mod setup;
@@ -29,8 +28,8 @@ use serde::Serialize;
 
 pub use error::SyncError;
 pub use setup::{
-    DeviceRecord, Invite, MfaEnrolment, SetUp, add_relay, devices, invite, join, mfa_enroll, mfa_verify, recover,
-    remove_relay, revoke,
+    DeviceRecord, FirstSync, Invite, MfaEnrolment, SetUp, add_relay, approve, complete_join, devices, invite, join,
+    mfa_enroll, mfa_verify, recover, remove_relay, revoke, set_role,
 };
 pub use snapshot::{BootstrapReport, SnapshotReport};
 
@@ -90,8 +89,8 @@ struct Device {
     urls: Vec<String>,
     /// Public keys of the workspace's devices, per relay (from its device list).
     keys: Vec<Option<HashMap<DeviceId, [u8; 32]>>>,
-    /// Each device's role as the relays list it: incoming changes are judged by it. Interim,
-    /// like the keys, until the signed membership document.
+    /// Each device's role as the relays list it: incoming changes are judged by it only until
+    /// this device holds the membership document (which then decides).
     roles: HashMap<DeviceId, Role>,
     reports: Vec<RelayReport>,
     /// The relay and error of the step that just failed, for [`watch`] to report.
@@ -208,6 +207,7 @@ impl Device {
                 sender: o.sender,
                 bytes: &o.change,
                 role: Some(self.roles.get(&o.sender).copied().unwrap_or(Role::Viewer)),
+                sender_key: self.keys[relay].as_ref().and_then(|k| k.get(&o.sender).copied()),
             })
             .collect();
         let outcomes = store.apply_remote_many(&incoming)?;
@@ -272,6 +272,13 @@ impl Device {
 /// relay's new envelopes are applied. A relay that cannot be reached is reported and skipped;
 /// if none can be, the round fails and the changes stay queued.
 pub fn sync_once(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
+    // A joined device's first sync, once it is approved.
+    setup::complete_join(store)?;
+    sync_rounds(store)
+}
+
+/// [`sync_once`] without finishing a join first.
+pub(crate) fn sync_rounds(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
     setup::adopt_relays(store)?;
     let mut reports = round(store)?;
     // The round may have brought news of a relay this device lacks: sync with it at once.
@@ -337,6 +344,8 @@ pub enum WatchEvent {
     Live { url: String },
     /// A relay could not be reached; the engine retries (backoff with jitter).
     Offline { url: String, error: String },
+    /// This joined device waits for an owner or admin to approve it.
+    AwaitingApproval { device: DeviceId },
 }
 
 enum Heard {
@@ -349,6 +358,21 @@ enum Heard {
 /// relay announces a new head, whenever local changes appear (this process's or another's,
 /// noticed within a second), and retries with backoff and jitter when a relay is away.
 pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<(), SyncError> {
+    // A joined device waits for its approval, asking every few seconds.
+    loop {
+        match setup::complete_join(store) {
+            Ok(_) => break,
+            Err(SyncError::AwaitingApproval { device }) => {
+                observe(&WatchEvent::AwaitingApproval { device });
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            Err(e @ SyncError::Store(_)) => return Err(e),
+            Err(e) => {
+                observe(&WatchEvent::Offline { url: String::new(), error: e.to_string() });
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        }
+    }
     setup::adopt_relays(store)?;
     let (mut device, mut engine) = Device::new(store)?;
     let (tx, rx) = mpsc::channel::<(usize, Heard)>();

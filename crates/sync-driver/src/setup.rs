@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use daftar_domain::{DeviceId, Series, WorkspaceId};
+use daftar_domain::{Action, DeviceId, Role, Series, WorkspaceId};
 use daftar_relay_client::{RelayClient, RelayError};
-use daftar_store::{ExistingWorkspace, InitOptions, KeyChoice, Store, SystemClock};
+use daftar_store::{ExistingWorkspace, InitOptions, KeyChoice, MemberStatus, PendingJoin, Store, SystemClock};
 use daftar_sync::{DeviceSigningKey, InviteCode, RecoveryKey};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{RelayReport, SyncError, sync_once};
+use crate::{RelayReport, SyncError};
 
 fn normalise(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
@@ -159,15 +159,16 @@ pub fn invite(
     Ok(Invite { code, role: role.to_owned(), relay, expires_at })
 }
 
-/// A device of the workspace as the relay knows it (`daftar devices list --json`).
+/// A device of the workspace (`daftar devices list --json`): the relay's view (enrolled,
+/// pending, revoked) joined with the membership document's (member, role).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceRecord {
     pub device_id: DeviceId,
-    /// The device's name in the workspace settings, when it listed itself there (the
-    /// membership document will name the member; until then, the device).
+    /// The member the device belongs to, as the membership document names it (or the device's
+    /// name in the settings, for a device the document does not list yet).
     pub member: Option<String>,
     pub role: String,
-    /// `approved` or `revoked`.
+    /// `pending`, `approved` or `revoked`.
     pub status: &'static str,
     pub this_device: bool,
 }
@@ -178,22 +179,101 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
     let key = store.device_signing_key()?;
     let names: Vec<(DeviceId, String)> =
         store.settings().map(|s| s.devices.into_iter().map(|d| (d.id, d.name)).collect()).unwrap_or_default();
+    let membership = store.membership()?;
     let members = RelayClient::new(&relay, info.device_id, &key)?.members(info.workspace_id)?;
     Ok(members
         .into_iter()
-        .map(|m| DeviceRecord {
-            member: names.iter().find(|(id, _)| *id == m.device_id).map(|(_, name)| name.clone()),
-            role: m.role,
-            status: if m.revoked { "revoked" } else { "approved" },
-            this_device: m.device_id == info.device_id,
-            device_id: m.device_id,
+        .map(|m| {
+            let listed = membership.as_ref().and_then(|doc| doc.device(m.device_id));
+            let status = match (m.status(), listed.map(|d| d.status)) {
+                ("approved", Some(MemberStatus::Revoked)) => "revoked",
+                (relay, _) => relay,
+            };
+            DeviceRecord {
+                member: listed
+                    .map(|d| d.member.clone())
+                    .or_else(|| names.iter().find(|(id, _)| *id == m.device_id).map(|(_, name)| name.clone())),
+                role: listed.map_or(m.role.clone(), |d| d.role.as_str().to_owned()),
+                status,
+                this_device: m.device_id == info.device_id,
+                device_id: m.device_id,
+            }
         })
         .collect())
 }
 
-/// Revokes a device on every relay of this device; the relays refuse it from then on.
-pub fn revoke(store: &Store, device: DeviceId, totp: Option<&str>) -> Result<(), SyncError> {
-    store.permit(daftar_domain::Action::ManageDevices)?;
+/// Approves a device that joined with an invite: the membership document lists it (with the
+/// key and role the relay enrolled it with, and `member`), that change goes out, and only then
+/// do the relays let the device in — so every device knows it before its first change.
+pub fn approve(store: &mut Store, device: DeviceId, member: Option<&str>, totp: Option<&str>) -> Result<(), SyncError> {
+    store.permit(Action::ManageDevices)?;
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let relays = store.relays()?;
+    let first = relays.first().ok_or(SyncError::NoRelay)?;
+    let members = RelayClient::new(&first.url, info.device_id, &key)?.members(info.workspace_id)?;
+    let target = members.iter().find(|m| m.device_id == device).cloned().ok_or_else(|| {
+        SyncError::Invalid(format!("no device {device} has joined the workspace (daftar devices list)"))
+    })?;
+    if target.revoked {
+        return Err(SyncError::Invalid(format!("device {device} was revoked; invite it again as a new device")));
+    }
+    let role = Role::parse(&target.role).ok_or_else(|| SyncError::UnknownRole(target.role.clone()))?;
+    let public: [u8; 32] = hex::decode(&target.public_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| SyncError::Invalid(format!("the relay lists device {device} with a malformed key")))?;
+    let default_member = format!("member {}", &device.to_string()[..8]);
+    store.approve_device(device, &public, role, member.unwrap_or(&default_member))?;
+    push_membership(store)?;
+    let approved = daftar_relay_client::Member { approved: true, ..target };
+    for relay in &relays {
+        let client = RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp);
+        match client.approve(info.workspace_id, device) {
+            Ok(()) => {}
+            // A further relay the device has not enrolled on yet learns it as approved.
+            Err(RelayError::Refused { code, .. }) if code == "not_found" => {
+                client.register_device(info.workspace_id, &approved)?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends this device's membership change now: it must reach a relay before the relays act on
+/// it.
+fn push_membership(store: &mut Store) -> Result<(), SyncError> {
+    let reports = crate::sync_rounds(store)?;
+    if store.relays()?.iter().all(|r| r.pending > 0) {
+        let reasons =
+            reports.iter().map(|r| format!("{}: {}", r.url, r.error.as_deref().unwrap_or("not sent"))).collect();
+        return Err(SyncError::NoRelayReached { reasons });
+    }
+    Ok(())
+}
+
+/// Gives a device another role: in the membership document (which every device judges by)
+/// and on every relay (for its coarse checks).
+pub fn set_role(store: &mut Store, device: DeviceId, role: Role, totp: Option<&str>) -> Result<(), SyncError> {
+    store.set_device_role(device, role)?;
+    push_membership(store)?;
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    for relay in store.relays()? {
+        RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp).set_role(
+            info.workspace_id,
+            device,
+            role.as_str(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Revokes a device on every relay of this device — the relays refuse it from then on — and
+/// in the membership document, so nothing it signs counts on any device.
+pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<(), SyncError> {
+    store.permit(Action::ManageDevices)?;
     let info = store.info().clone();
     let key = store.device_signing_key()?;
     let relays = store.relays()?;
@@ -203,6 +283,10 @@ pub fn revoke(store: &Store, device: DeviceId, totp: Option<&str>) -> Result<(),
     for relay in relays {
         RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp).revoke(info.workspace_id, device)?;
     }
+    if store.membership()?.is_some_and(|m| m.device(device).is_some()) {
+        store.revoke_device(device)?;
+        push_membership(store)?;
+    }
     Ok(())
 }
 
@@ -210,6 +294,8 @@ pub fn revoke(store: &Store, device: DeviceId, totp: Option<&str>) -> Result<(),
 #[derive(Debug)]
 pub struct SetUp {
     pub store: Store,
+    /// `pending` (a joined device, until an owner or admin approves it) or `approved`.
+    pub status: &'static str,
     pub report: RelayReport,
     /// The snapshot it started from, if the relay had one.
     pub snapshot: Option<crate::BootstrapReport>,
@@ -217,20 +303,27 @@ pub struct SetUp {
     pub snapshot_error: Option<String>,
 }
 
+/// What a device's first sync did.
+#[derive(Debug, Default)]
+pub struct FirstSync {
+    pub report: RelayReport,
+    pub snapshot: Option<crate::BootstrapReport>,
+    pub snapshot_error: Option<String>,
+}
+
 fn series_for(prefix: char, device: DeviceId) -> Result<Series, SyncError> {
     Series::for_device(prefix, device).map_err(|e| SyncError::Invalid(e.0))
 }
 
-/// Sets up `dir` as a new device of an existing workspace, then pulls everything.
-fn set_up_device(
+/// Sets up `dir` as a new device of an existing workspace (nothing pulled yet).
+fn init_device(
     dir: &Path,
     relay: &str,
     existing: ExistingWorkspace,
     series: Series,
     name: &str,
     key: KeyChoice,
-    enrol_further: impl Fn(&str) -> Result<(), SyncError>,
-) -> Result<SetUp, SyncError> {
+) -> Result<Store, SyncError> {
     let (mut store, _) = Store::init(
         dir,
         InitOptions {
@@ -243,14 +336,26 @@ fn set_up_device(
         Arc::new(SystemClock),
     )?;
     store.add_relay(relay)?;
+    Ok(store)
+}
+
+/// A new device's first sync: the newest snapshot, then the tail of the log, the workspace's
+/// recovery material, enrolment on its other relays; then it lists itself.
+fn first_sync(
+    store: &mut Store,
+    relay: &str,
+    name: &str,
+    enrol_further: impl Fn(&str) -> Result<(), SyncError>,
+    list_in_membership: impl FnOnce(&mut Store) -> Result<(), SyncError>,
+) -> Result<FirstSync, SyncError> {
     // The newest snapshot first, then the tail of the log; a snapshot that cannot be used
     // (tampered, replaced meanwhile) leaves the whole log to pull.
-    let (snapshot, snapshot_error) = match crate::bootstrap(&mut store) {
+    let (snapshot, snapshot_error) = match crate::bootstrap(store) {
         Ok(report) => (report, None),
         Err(SyncError::Store(e)) => return Err(SyncError::Store(e)),
         Err(e) => (None, Some(e.to_string())),
     };
-    let report = sync_once(&mut store)?.into_iter().next().unwrap_or_default();
+    let report = crate::sync_rounds(store)?.into_iter().next().unwrap_or_default();
     if let Some(error) = &report.error {
         return Err(SyncError::Invalid(format!(
             "this device is set up but its first sync failed ({error}); run `daftar sync` to try again"
@@ -261,17 +366,17 @@ fn set_up_device(
     let (public, wrapped) =
         RelayClient::new(relay, info.device_id, &store.device_signing_key()?)?.recovery_material(info.workspace_id)?;
     store.set_recovery_material(&public, &wrapped)?;
-    // The workspace's other relays (sync_once adopted them): enrol there too.
+    // The workspace's other relays (the round adopted them): enrol there too.
     for other in store.relays()?.into_iter().filter(|r| r.url != relay) {
         enrol_further(&other.url)?;
     }
-    // A viewer may not write: the relay refuses its pushes, so it does not list itself (an
-    // admin's device does that for it once the membership document exists).
-    if store.info().role > daftar_domain::Role::Viewer {
+    list_in_membership(store)?;
+    // A viewer may not write: the relay refuses its pushes, so it does not list itself.
+    if store.info().role > Role::Viewer {
         store.list_this_device(name)?;
-        sync_once(&mut store)?;
+        crate::sync_rounds(store)?;
     }
-    Ok(SetUp { store, report, snapshot, snapshot_error })
+    Ok(FirstSync { report, snapshot, snapshot_error })
 }
 
 fn new_device() -> Result<(Uuid, daftar_keys::Secret<32>, DeviceSigningKey), SyncError> {
@@ -297,28 +402,52 @@ pub fn recover(
         .recover(workspace, &recovery.relay_signing_key())
         .map_err(|source| SyncError::SetUpRefused { what: "recovery", source })?;
     let workspace_key = recovery.unwrap_workspace_key(workspace, &wrapped)?;
-    let existing =
-        // Recovery enrols an owner device.
-        ExistingWorkspace {
-            workspace_id: workspace,
-            device_id: device,
-            workspace_key,
-            signing_seed: seed,
-            recovery,
-            role: daftar_domain::Role::Owner,
-        };
-    let recovery_signer = existing.recovery.relay_signing_key();
-    set_up_device(dir, &relay, existing, series_for('R', device)?, "recovered device", key_choice, |url| {
-        // Not every relay may have survived: a relay that cannot be reached is skipped.
-        match RelayClient::new(url, device, &key)?.recover(workspace, &recovery_signer) {
-            Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
-            Err(e) => Err(SyncError::SetUpRefused { what: "recovery", source: e }),
-        }
+    let recovery_signer = recovery.relay_signing_key();
+    // No one may be left to approve this device: the recovery key vouches for it.
+    let vouch =
+        recovery_signer.sign(&daftar_store::recovery_statement(workspace, device, &hex::encode(key.public_key())));
+    // Recovery enrols an owner device.
+    let existing = ExistingWorkspace {
+        workspace_id: workspace,
+        device_id: device,
+        workspace_key,
+        signing_seed: seed,
+        recovery,
+        role: Role::Owner,
+    };
+    let name = "recovered device";
+    let mut store = init_device(dir, &relay, existing, series_for('R', device)?, name, key_choice)?;
+    let first = first_sync(
+        &mut store,
+        &relay,
+        name,
+        |url| {
+            // Not every relay may have survived: a relay that cannot be reached is skipped.
+            match RelayClient::new(url, device, &key)?.recover(workspace, &recovery_signer) {
+                Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
+                Err(e) => Err(SyncError::SetUpRefused { what: "recovery", source: e }),
+            }
+        },
+        |store| {
+            if store.membership()?.is_some() {
+                store.list_recovered_device("owner (recovered)", &vouch)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(SetUp {
+        store,
+        status: "approved",
+        report: first.report,
+        snapshot: first.snapshot,
+        snapshot_error: first.snapshot_error,
     })
 }
 
-/// Joins the workspace an invite code names, as a new device in `dir`. `key` says where the
-/// new data directory's database key goes.
+/// Joins the workspace an invite code names, as a new device in `dir`: enrolled with the
+/// relay, which lets it in only once an owner or admin approves it (`daftar devices approve`);
+/// the first sync after that brings the workspace ([`complete_join`]). `key` says where the new
+/// data directory's database key goes.
 pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetUp, SyncError> {
     let (id, seed, key) = new_device()?;
     let device = DeviceId::from_uuid(id);
@@ -326,12 +455,12 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
     let (role, wrapped) = client
         .enrol(code.workspace, code.token())
         .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;
-    let role = daftar_domain::Role::parse(&role)
+    let role = Role::parse(&role)
         .ok_or_else(|| SyncError::Invalid(format!("the relay enrolled this device with an unknown role {role:?}")))?;
     let workspace_key = code.unwrap_workspace_key(&wrapped)?;
     // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
-    // device makes a placeholder; its material is replaced by the workspace's own right after
-    // the first sync, and the placeholder key itself is never kept.
+    // device makes a placeholder; its material is replaced by the workspace's own at the first
+    // sync, and the placeholder key itself is never kept.
     let recovery = RecoveryKey::generate()?;
     let existing = ExistingWorkspace {
         workspace_id: code.workspace,
@@ -341,12 +470,55 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
         recovery,
         role,
     };
-    set_up_device(dir, &code.relay, existing, series_for('J', device)?, "joined device", key_choice, |url| {
-        match RelayClient::new(url, device, &key)?.enrol(code.workspace, code.token()) {
-            Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
-            Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
+    let name = "joined device";
+    let mut store = init_device(dir, &code.relay, existing, series_for('J', device)?, name, key_choice)?;
+    store.set_pending_join(Some(&PendingJoin { token: hex::encode(code.token()), name: name.to_owned() }))?;
+    // Approved already (an owner may have been quick)? Then this is the first sync.
+    match complete_join(&mut store) {
+        Ok(first) => {
+            let first = first.unwrap_or_default();
+            Ok(SetUp {
+                store,
+                status: "approved",
+                report: first.report,
+                snapshot: first.snapshot,
+                snapshot_error: first.snapshot_error,
+            })
         }
-    })
+        Err(SyncError::AwaitingApproval { .. }) => {
+            Ok(SetUp { store, status: "pending", report: RelayReport::default(), snapshot: None, snapshot_error: None })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Finishes a joined device's set-up once it is approved: its first sync. `Ok(None)` when there
+/// is nothing to finish; [`SyncError::AwaitingApproval`] while the relay still waits.
+pub fn complete_join(store: &mut Store) -> Result<Option<FirstSync>, SyncError> {
+    let Some(pending) = store.pending_join()? else { return Ok(None) };
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let relay = first_relay(store, None)?;
+    let (_, status) = RelayClient::new(&relay, info.device_id, &key)?.own_status(info.workspace_id)?;
+    if status != "approved" {
+        return Err(SyncError::AwaitingApproval { device: info.device_id });
+    }
+    let token =
+        hex::decode(&pending.token).map_err(|_| SyncError::Invalid("the pending invite token is not hex".into()))?;
+    let first = first_sync(
+        store,
+        &relay,
+        &pending.name,
+        |url| match RelayClient::new(url, info.device_id, &key)?.enrol(info.workspace_id, &token) {
+            // Approved there already (the approver registered it), or not reachable now.
+            Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
+            Err(RelayError::Refused { code, .. }) if code == "device_exists" => Ok(()),
+            Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
+        },
+        |_| Ok(()),
+    )?;
+    store.set_pending_join(None)?;
+    Ok(Some(first))
 }
 
 /// A second factor just enrolled: shown once, kept nowhere on the device.

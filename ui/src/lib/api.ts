@@ -169,6 +169,8 @@ export const api = {
   addRelay: (url: string) => call<string>({ command: "add_relay", url }),
   createInvite: (role: string, totp: string | null = null) =>
     call<{ code: string; role: string; expires_at: number }>({ command: "create_invite", role, totp }),
+  approveDevice: (device_id: string, member: string | null, totp: string | null = null) =>
+    call<{ device_id: string; status: string }>({ command: "approve_device", device_id, member, totp }),
   listDevices: () =>
     call<{ device_id: string; member: string | null; role: string; status: string; this_device: boolean }[]>({
       command: "list_devices",

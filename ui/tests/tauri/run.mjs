@@ -163,8 +163,18 @@ try {
   await b.click(by.button("Join with an invite code"));
   await b.type(by.id("invite-code"), code);
   await b.click(by.button("Join"));
+  // It waits, with nothing, until an owner approves it on the first machine.
+  await b.find(by.test("awaiting-approval"), 30_000);
+  check(true, "the joined machine waits for approval");
+  await shot(b, "app-awaiting-approval-en");
+  await a.click(by.button("Sync now"));
+  await a.find(`//li[@data-testid='device' and @data-status='pending']`, 30_000);
+  await a.type(by.test("approve-member"), "Sara");
+  await shot(a, "app-approve-device-en");
+  await a.click(by.test("approve"));
+  await a.find(`//li[@data-testid='device' and @data-status='approved' and contains(., 'Sara')]`, 30_000);
   await b.waitText(by.test("invoice-count"), (t) => t === "2 invoices", 30_000);
-  check(true, "the joined machine lists the first machine's invoices");
+  check(true, "once approved, the joined machine lists the first machine's invoices");
 
   await a.click(by.button("New invoice"));
   await a.type(line(1, "Description"), "Cardamom");

@@ -68,6 +68,38 @@ impl Daftar {
         error["error"].clone()
     }
 
+    /// Joins with `code` and waits (`join --wait`) while `approver` approves the device, as an
+    /// owner or admin would; returns what `join --json` printed once the workspace arrived.
+    pub fn join_approved(&self, code: &str, approver: &Daftar) -> Value {
+        let mut child = self
+            .command()
+            .args(["--json", "join", "--wait", code])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daftar runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let pending = loop {
+            let list = approver.json(&["devices", "list"]);
+            if let Some(d) = list.as_array().unwrap().iter().find(|d| d["status"] == "pending") {
+                break d["device_id"].as_str().unwrap().to_owned();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let output = child.wait_with_output().unwrap();
+                panic!("join ended ({status}) before approval: {}", String::from_utf8_lossy(&output.stderr));
+            }
+            assert!(std::time::Instant::now() < deadline, "the joining device never showed up as pending");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        approver.json(&["devices", "approve", &pending]);
+        let output = child.wait_with_output().expect("join finishes");
+        assert!(output.status.success(), "join failed: {}", String::from_utf8_lossy(&output.stderr));
+        let joined: Value = serde_json::from_slice(&output.stdout).expect("join printed JSON");
+        assert_eq!(joined["status"], "approved", "{joined}");
+        assert_eq!(joined["device_id"].as_str(), Some(pending.as_str()), "the approved device is the one that joined");
+        joined
+    }
+
     pub fn customer(&self, name: &str, vat: Option<&str>) -> String {
         let mut args = vec!["customer", "add", "--name", name];
         if let Some(vat) = vat {
@@ -177,6 +209,6 @@ pub fn two_devices(relay: &Relay) -> (Daftar, Daftar, String) {
     a.json(&["sync"]);
     let code = a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
     let b = Daftar::new();
-    b.json(&["join", &code]);
+    b.join_approved(&code, &a);
     (a, b, customer)
 }

@@ -6,4 +6,8 @@ export type WorkspaceView = { workspace_id: string, device_id: string, series: s
 /**
  * This device's role (what the core lets it do).
  */
-role: Role, };
+role: Role, 
+/**
+ * A joined device waiting for an owner or admin to approve it: it has nothing yet.
+ */
+awaiting_approval: boolean, };
