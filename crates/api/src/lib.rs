@@ -221,6 +221,22 @@ impl Api {
                 json(serde_json::json!({ "code": invite.code.expose_code(), "role": invite.role, "expires_at": invite.expires_at }))
             }),
             Request::ListDevices => self.with_store(|s| json(daftar_sync_driver::devices(s)?)),
+            Request::MfaEnroll { account, totp } => self.with_store(|s| {
+                let account = account.as_deref().map(str::trim).filter(|a| !a.is_empty()).unwrap_or("owner");
+                let enrolment = daftar_sync_driver::mfa_enroll(s, account, totp.as_deref())?;
+                let qr_svg = daftar_pdf::qr_svg(&enrolment.otpauth_uri)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                json(MfaSetUp {
+                    otpauth_uri: enrolment.otpauth_uri,
+                    secret: enrolment.secret,
+                    recovery_codes: enrolment.recovery_codes,
+                    qr_svg,
+                })
+            }),
+            Request::MfaVerify { code } => self.with_store(|s| {
+                let until = daftar_sync_driver::mfa_verify(s, code.trim())?;
+                json(serde_json::json!({ "verified": true, "elevated_until": until }))
+            }),
             Request::ApproveDevice { device_id, member, totp } => self.with_store(|s| {
                 let member = member.as_deref().map(str::trim).filter(|m| !m.is_empty());
                 daftar_sync_driver::approve(s, device_id, member, totp.as_deref())?;

@@ -174,6 +174,20 @@ pub enum Request {
         totp: Option<String>,
     },
     ListDevices,
+    /// Sets up the second factor for this (owner or admin) device: the answer carries the
+    /// authenticator's `otpauth://` URI, its QR code (SVG), the secret and ten recovery codes,
+    /// shown once.
+    MfaEnroll {
+        #[serde(default)]
+        account: Option<String>,
+        /// A current code, when replacing a confirmed second factor.
+        #[serde(default)]
+        totp: Option<String>,
+    },
+    /// Checks a code from the authenticator (the first one confirms the enrolment).
+    MfaVerify {
+        code: String,
+    },
     /// Lets a device that joined with an invite in (owners and admins).
     ApproveDevice {
         device_id: DeviceId,
@@ -304,6 +318,18 @@ pub struct WorkspaceView {
     pub role: daftar_domain::Role,
     /// A joined device waiting for an owner or admin to approve it: it has nothing yet.
     pub awaiting_approval: bool,
+}
+
+/// A second factor just set up, shown once: nothing of it stays on the device.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct MfaSetUp {
+    pub otpauth_uri: String,
+    /// The same, as a QR code to scan (SVG).
+    pub qr_svg: String,
+    /// Base 32, to type in instead.
+    pub secret: String,
+    pub recovery_codes: Vec<String>,
 }
 
 /// A new workspace. The recovery key is shown once and stored nowhere.

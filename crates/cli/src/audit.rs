@@ -52,7 +52,11 @@ pub fn run(
         }
         (false, "text") => {
             for e in &entries {
-                let who = e.device_name.clone().unwrap_or_else(|| e.device[..8.min(e.device.len())].to_owned());
+                let device = e.device_name.clone().unwrap_or_else(|| e.device[..8.min(e.device.len())].to_owned());
+                let who = match &e.member {
+                    Some(member) => format!("{member} ({device})"),
+                    None => device,
+                };
                 let what = e
                     .document
                     .as_deref()

@@ -127,12 +127,32 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     assert_eq!(a.json(&["invoice", "show", from_c["id"].as_str().unwrap()])["totals"]["gross"], "34.50");
     let devices = a.json(&["devices", "list"]);
     assert_eq!(devices.as_array().unwrap().len(), 2);
+    // The audit log names the member behind each device; a member's name filters to them.
+    let by_sara = a.json(&["audit", "--member", "sara"]);
+    let entries = by_sara.as_array().unwrap();
+    assert!(!entries.is_empty() && entries.iter().all(|e| e["member"] == "Sara" && e["device"] == c_id.as_str()));
+    assert!(entries.iter().any(|e| e["document"] == from_c["id"]), "{by_sara}");
+    let approval = a.json(&["audit", "--member", "owner"]);
+    let approval =
+        approval.as_array().unwrap().iter().find(|e| e["kind"] == "membership" && e["action"] != "create membership");
+    let approval = approval.expect("the approval is in the audit log").clone();
+    assert!(
+        approval["action"].as_str().unwrap().starts_with(&format!("approve device {c_id} as clerk for Sara")),
+        "{approval}"
+    );
 
     assert_eq!(a.json(&["devices", "revoke", &c_id])["status"], "revoked");
     let shut_out = c.fails(&["sync"]);
     assert!(shut_out["message"].as_str().unwrap().contains("no relay could be reached"), "{shut_out}");
     let status = c.json(&["sync", "status"]);
     assert!(status[0]["last_error"].as_str().unwrap().contains("revoked"), "the reason is recorded: {status}");
+    let listed = a.json(&["devices", "list"]);
+    let revoked = listed.as_array().unwrap().iter().find(|d| d["device_id"] == c_id.as_str()).unwrap().clone();
+    assert_eq!(revoked["status"], "revoked");
+    let membership = export(&a).into_iter().find(|(k, _)| k == "membership.json").unwrap().1;
+    assert!(
+        membership["devices"].as_array().unwrap().iter().any(|d| d["id"] == c_id.as_str() && d["status"] == "revoked")
+    );
 }
 
 /// Seeds the convergence test always runs: the first one, and every seed that ever failed

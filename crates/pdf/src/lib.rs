@@ -38,6 +38,14 @@ pub enum PdfError {
     Qr(String),
 }
 
+/// `text` as a QR code drawn in SVG (error correction M, with its quiet zone): the ZATCA code
+/// on invoices, and the authenticator-app enrolment in the app.
+pub fn qr_svg(text: &str) -> Result<String, PdfError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|err| PdfError::Qr(err.to_string()))?;
+    Ok(code.render::<qrcode::render::svg::Color<'_>>().quiet_zone(true).min_dimensions(240, 240).build())
+}
+
 /// Parsing the fonts and the template takes longer than typesetting one invoice, so it is
 /// done once per process.
 fn engine() -> &'static TypstEngine<TypstTemplateMainFile> {
@@ -227,9 +235,7 @@ fn view(invoice: &Invoice, seller: &SellerProfile) -> Result<Value, PdfError> {
     }
     let (qr_svg, qr_notes, footer) = match &invoice.einvoice {
         Some(e) => {
-            let code = qrcode::QrCode::with_error_correction_level(e.qr.as_bytes(), qrcode::EcLevel::M)
-                .map_err(|err| PdfError::Qr(err.to_string()))?;
-            let svg = code.render::<qrcode::render::svg::Color<'_>>().quiet_zone(true).min_dimensions(240, 240).build();
+            let svg = qr_svg(&e.qr)?;
             let mut notes = vec![
                 "ZATCA e-invoice QR code · رمز الاستجابة السريعة للفاتورة الإلكترونية".to_owned(),
                 format!("Invoice counter (ICV) {} · {}", e.icv, e.subtype),

@@ -32,6 +32,8 @@ pub struct AuditEntry {
     pub device: String,
     /// The device's name in the workspace settings, when it is listed there.
     pub device_name: Option<String>,
+    /// The member (person) the device belongs to, as the membership document names it.
+    pub member: Option<String>,
     /// What happened: the change's message (`create`, `edit`, `issue A-000001`, `delete`,
     /// `restore`, `revert to version 2`, …) or a local event (`refused`, `backup`, …).
     pub action: String,
@@ -68,7 +70,9 @@ pub struct BadEntry {
 /// last column), for `daftar audit --format csv` and the app's export.
 pub fn audit_csv(entries: &[AuditEntry]) -> Vec<u8> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    let header = ["seq", "at", "device", "device_name", "action", "kind", "document", "field", "before", "after"];
+    // `member` came last, after the columns scripts already read by position.
+    let header =
+        ["seq", "at", "device", "device_name", "action", "kind", "document", "field", "before", "after", "member"];
     out.write_record(header).expect("writing to memory");
     let value = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
     for e in entries {
@@ -81,14 +85,15 @@ pub fn audit_csv(entries: &[AuditEntry]) -> Vec<u8> {
             e.kind.clone().unwrap_or_default(),
             e.document.clone().unwrap_or_default(),
         ];
+        let member = e.member.clone().unwrap_or_default();
         if e.changes.is_empty() {
             let detail = e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
-            out.write_record(base.iter().cloned().chain([String::new(), String::new(), detail]))
+            out.write_record(base.iter().cloned().chain([String::new(), String::new(), detail, member.clone()]))
                 .expect("writing to memory");
         }
         for c in &e.changes {
-            out.write_record(base.iter().cloned().chain([c.path.clone(), value(&c.before), value(&c.after)]))
-                .expect("writing to memory");
+            let fields = [c.path.clone(), value(&c.before), value(&c.after), member.clone()];
+            out.write_record(base.iter().cloned().chain(fields)).expect("writing to memory");
         }
     }
     out.into_inner().expect("writing to memory")
@@ -223,10 +228,17 @@ impl Store {
             .settings()
             .map(|s| s.devices.into_iter().map(|d| (d.id.to_string(), d.name)).collect())
             .unwrap_or_default();
+        let members: Vec<(String, String)> = self
+            .membership()?
+            .map(|m| m.devices.into_iter().map(|d| (d.id.to_string(), d.member)).collect())
+            .unwrap_or_default();
+        // A member's name stands for all of their devices; a device id (or its start) or a
+        // device's name for that device.
         let device_filter: Option<Vec<String>> = query.device.as_ref().map(|wanted| {
             let wanted = wanted.trim().to_lowercase();
             names
                 .iter()
+                .chain(&members)
                 .filter(|(id, name)| id.starts_with(&wanted) || name.to_lowercase() == wanted)
                 .map(|(id, _)| id.clone())
                 .chain(std::iter::once(wanted.clone()).filter(|w| w.len() == 36))
@@ -266,6 +278,7 @@ impl Store {
                         .unwrap_or_default()
                         .to_rfc3339_opts(SecondsFormat::Millis, true),
                     device_name: names.iter().find(|(id, _)| *id == device).map(|(_, n)| n.clone()),
+                    member: members.iter().find(|(id, _)| *id == device).map(|(_, m)| m.clone()),
                     device,
                     action: action.unwrap_or_default(),
                     kind,

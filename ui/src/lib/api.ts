@@ -6,6 +6,7 @@
 import type { Request } from "./bindings/Request";
 import type { ApiError } from "./bindings/ApiError";
 import type { ErrorCode } from "./bindings/ErrorCode";
+import type { MfaSetUp } from "./bindings/MfaSetUp";
 import type { Problem } from "./bindings/Problem";
 import type { AppStatus } from "./bindings/AppStatus";
 import type { CreatedWorkspace } from "./bindings/CreatedWorkspace";
@@ -169,6 +170,9 @@ export const api = {
   addRelay: (url: string) => call<string>({ command: "add_relay", url }),
   createInvite: (role: string, totp: string | null = null) =>
     call<{ code: string; role: string; expires_at: number }>({ command: "create_invite", role, totp }),
+  mfaEnroll: (account: string | null, totp: string | null = null) =>
+    call<MfaSetUp>({ command: "mfa_enroll", account, totp }),
+  mfaVerify: (code: string) => call<{ verified: boolean; elevated_until: number }>({ command: "mfa_verify", code }),
   approveDevice: (device_id: string, member: string | null, totp: string | null = null) =>
     call<{ device_id: string; status: string }>({ command: "approve_device", device_id, member, totp }),
   listDevices: () =>

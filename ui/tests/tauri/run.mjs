@@ -9,8 +9,22 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir, homedir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { createHmac } from "node:crypto";
 import { Session, by } from "./webdriver.mjs";
 import { repo } from "../e2e/harness.mjs";
+
+/** The RFC 6238 code (SHA-1, 30 s, 6 digits) an authenticator app shows for a base-32 secret. */
+function totp(secret) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
 
 const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/daftar/target");
 const app = process.env.DAFTAR_APP ?? join(target, "debug/daftar-app");
@@ -156,6 +170,18 @@ try {
   await a.type(`//input[@type='url']`, relay);
   await a.click(by.button("Add relay"));
   await a.find(by.test("relay"));
+  // The owner sets up two-factor sign-in: a QR code for the authenticator app, confirmed with
+  // a code computed here from the secret shown beside it, as the app on a phone would.
+  await a.click(by.nav("Settings"));
+  await a.click(by.test("mfa-start"));
+  await a.find(by.test("mfa-qr"), 30_000);
+  const secret = await a.text(by.test("mfa-secret"));
+  await shot(a, "app-two-factor-en");
+  await a.type(by.test("mfa-code"), totp(secret));
+  await a.click(by.test("mfa-confirm"));
+  await a.find(by.test("mfa-on"), 30_000);
+  check(true, "two-factor sign-in is set up with the QR code's secret and confirmed");
+  await a.click(by.nav("Sync"));
   await a.click(by.button("Invite a device"));
   const code = await a.waitText(`//p[contains(@class,'code')]`, (t) => t.startsWith("daftar-invite-1."));
 

@@ -11,6 +11,10 @@ export type AuditEntry = { seq: number, at: string, device: string,
  */
 device_name: string | null, 
 /**
+ * The member (person) the device belongs to, as the membership document names it.
+ */
+member: string | null, 
+/**
  * What happened: the change's message (`create`, `edit`, `issue A-000001`, `delete`,
  * `restore`, `revert to version 2`, …) or a local event (`refused`, `backup`, …).
  */

@@ -44,7 +44,11 @@ recovery_key: string | null, } | { "command": "list_invoices", query: InvoiceLis
 /**
  * A one-time code from the authenticator app, once this device has a second factor.
  */
-totp: string | null, } | { "command": "list_devices" } | { "command": "approve_device", device_id: DeviceId, 
+totp: string | null, } | { "command": "list_devices" } | { "command": "mfa_enroll", account: string | null, 
+/**
+ * A current code, when replacing a confirmed second factor.
+ */
+totp: string | null, } | { "command": "mfa_verify", code: string, } | { "command": "approve_device", device_id: DeviceId, 
 /**
  * The person it belongs to.
  */
