@@ -160,9 +160,15 @@ fn workspace_key_for(header: &Header, path: &Path, unlock: Unlock<'_>) -> Result
                     path: path.display().to_string(),
                     detail: "its wrapped workspace key is not hex".into(),
                 })?;
-            recovery
-                .unwrap_workspace_key(workspace, &wrapped)
-                .map_err(|_| BackupError::WrongRecoveryKey { path: path.display().to_string() })
+            // Epoch 1's copy is the one made at `init`; later epochs' are wrapped for the
+            // recovery key's agreement key (`daftar_sync::epoch`).
+            let opened = match header.key.epoch {
+                1 => recovery.unwrap_workspace_key(workspace, &wrapped).ok(),
+                epoch => {
+                    recovery.agreement_key().open(workspace, epoch, daftar_sync::epoch::RECOVERY_HOLDER, &wrapped).ok()
+                }
+            };
+            opened.ok_or_else(|| BackupError::WrongRecoveryKey { path: path.display().to_string() })
         }
     }
 }
@@ -286,8 +292,19 @@ fn write_backup(store: &Store, reason: &str, dir: &Path) -> Result<(BackupRecord
         &info.device_id.to_string()[..8]
     );
     let path = dir.join(name);
-    let epoch = 1;
+    // The newest epoch: a device revoked since an older one cannot open new backups either.
+    let epoch = store.current_epoch()?;
     let key = backup_key(&store.workspace_key(epoch)?, info.workspace_id);
+    let recovery_wrapped = if epoch == 1 {
+        store.recovery_wrapped_workspace_key()?
+    } else {
+        store.recovery_epoch_copy(epoch)?.ok_or_else(|| {
+            BackupError::Store(StoreError::NotFound {
+                kind: "recovery copy of the workspace key of epoch",
+                id: epoch.to_string(),
+            })
+        })?
+    };
     let device_name = store
         .settings()
         .ok()
@@ -307,7 +324,7 @@ fn write_backup(store: &Store, reason: &str, dir: &Path) -> Result<(BackupRecord
         parts: parts as u32,
         key: KeyInfo {
             epoch,
-            recovery_wrapped_workspace_key: hex::encode(store.recovery_wrapped_workspace_key()?),
+            recovery_wrapped_workspace_key: hex::encode(recovery_wrapped),
             recovery_public_key: hex::encode(store.recovery_public_key()?),
         },
         salt: String::new(),
@@ -831,6 +848,8 @@ pub fn restore_into(
         workspace_id: workspace,
         device_id: device,
         workspace_key,
+        epoch: header.key.epoch,
+        agreement_seed: daftar_keys::generate_secret().map_err(StoreError::from)?,
         signing_seed: daftar_keys::generate_secret().map_err(StoreError::from)?,
         recovery,
         // Whoever holds the recovery key holds the workspace; a device of the workspace keeps

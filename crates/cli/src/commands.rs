@@ -126,6 +126,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Debug(DebugCommand::WriteLoop { customer, count, drafts }) => {
             write_loop(&cli, customer, *count, *drafts)
         }
+        Command::Debug(DebugCommand::OpenEnvelope { file }) => crate::sync::open_envelope(&open(&cli)?, file),
+        Command::Keys(command) => crate::sync::keys(&mut open(&cli)?, cli.json, command),
         Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
         Command::Sync { command: None, watch: false } => crate::sync::sync_round(&mut open(&cli)?, cli.json),
         Command::Sync { command: None, watch: true } => crate::sync::watch(&mut open(&cli)?, cli.json),

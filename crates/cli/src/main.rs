@@ -72,6 +72,9 @@ pub enum Command {
     /// approvals, revocations, role changes and key rotation.
     #[command(subcommand)]
     Mfa(MfaCommand),
+    /// The workspace key's epochs: rotate to a new key (owners), or list those this device holds.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Invite a new device: prints a one-time code to give its user (privately).
     Invite {
         /// A one-time code from the authenticator app (once this device has a second factor).
@@ -638,6 +641,19 @@ pub enum MfaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new workspace key, wrapped for every approved device and the recovery key; new
+    /// envelopes use it (a revocation does this too).
+    Rotate {
+        /// A one-time code from the authenticator app (once this device has a second factor).
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
+    },
+    /// The epochs whose key this device holds, and the one it seals with.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     List,
     /// Let a device that joined with an invite in (owners and admins; an admin's or owner's
@@ -700,6 +716,9 @@ pub enum DebugCommand {
         #[arg(long)]
         drafts: bool,
     },
+    /// Try to open a sealed envelope (raw bytes in FILE) with every workspace key this device
+    /// holds; prints what it is or why it does not open.
+    OpenEnvelope { file: PathBuf },
 }
 
 fn main() -> ExitCode {

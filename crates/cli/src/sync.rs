@@ -314,13 +314,74 @@ pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Resul
         }
         DevicesCommand::Revoke { device, totp } => {
             let device: DeviceId = device.parse()?;
-            daftar_sync_driver::revoke(store, device, totp.as_deref())?;
+            let rotation = daftar_sync_driver::revoke(store, device, totp.as_deref())?;
             if json {
-                print_json(&json!({ "device_id": device, "status": "revoked" }));
+                print_json(&json!({ "device_id": device, "status": "revoked", "rotation": rotation }));
             } else {
-                println!("Device {device} is revoked: the relays refuse it from now on.");
+                println!(
+                    "Device {device} is revoked: the relays refuse it from now on, and the workspace key moved to epoch {}, which it never received.",
+                    rotation.epoch
+                );
             }
         }
+    }
+    Ok(())
+}
+
+pub fn keys(store: &mut Store, json: bool, command: &crate::KeysCommand) -> Result<()> {
+    match command {
+        crate::KeysCommand::Rotate { totp } => {
+            let rotation = daftar_sync_driver::rotate(store, totp.as_deref(), true)?;
+            if json {
+                print_json(&rotation);
+            } else {
+                println!(
+                    "The workspace key is now epoch {}, wrapped for {} devices and the recovery key.",
+                    rotation.epoch,
+                    rotation.devices.len()
+                );
+                for skipped in &rotation.skipped {
+                    println!(
+                        "  not wrapped for {skipped}: it has published no agreement key yet (rotate again after its next sync)"
+                    );
+                }
+            }
+        }
+        crate::KeysCommand::List => {
+            // What the relay holds for this device, if it can be asked (a revoked device, or
+            // one offline, lists what it has).
+            let _ = daftar_sync_driver::take_in(store);
+            let current = store.current_epoch()?;
+            let epochs: Vec<_> =
+                store.epochs()?.into_iter().map(|e| json!({ "epoch": e, "current": e == current })).collect();
+            if json {
+                print_json(&epochs);
+            } else {
+                for e in &epochs {
+                    println!("epoch {}{}", e["epoch"], if e["current"] == true { "  (seals new changes)" } else { "" });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `daftar debug open-envelope`: whether this device's keys open a sealed envelope (senders'
+/// keys from the membership document).
+pub fn open_envelope(store: &Store, file: &Path) -> Result<()> {
+    let bytes = std::fs::read(file)?;
+    let envelope = daftar_sync::Envelope::parse(&bytes)?;
+    let epoch = envelope.epoch;
+    let keys: std::collections::HashMap<u32, _> =
+        store.epochs()?.into_iter().map(|e| Ok((e, store.workspace_key(e)?))).collect::<Result<_>>()?;
+    let membership = store.membership()?;
+    let sender_key = |sender: DeviceId| -> Option<[u8; 32]> {
+        let device = membership.as_ref()?.device(sender)?;
+        hex::decode(&device.signing_key).ok()?.try_into().ok()
+    };
+    match envelope.open(store.info().workspace_id, sender_key, |e| keys.get(&e)) {
+        Ok(o) => print_json(&json!({ "opened": true, "epoch": o.epoch, "document": o.document })),
+        Err(e) => print_json(&json!({ "opened": false, "epoch": epoch, "error": e.to_string() })),
     }
     Ok(())
 }

@@ -923,3 +923,108 @@ fn join_as(owner: &Daftar, role: &str) -> Daftar {
     assert_eq!(d.json(&["info"])["role"], role);
     d
 }
+
+/// The relay's newest envelope, written to a file in `d`'s directory.
+fn newest_envelope(relay: &Relay, d: &Daftar) -> std::path::PathBuf {
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let bytes: Vec<u8> =
+        db.query_row("SELECT bytes FROM envelopes ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    let file = d.dir.path().join(format!("envelope-{}", uuid::Uuid::now_v7()));
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+#[test]
+fn a_revoked_device_is_refused_and_cannot_open_anything_written_after_the_rotation() {
+    let relay = Relay::start();
+    let a = Daftar::new();
+    let init = a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    let (workspace, recovery) = (init["workspace_id"].as_str().unwrap(), init["recovery_key"].as_str().unwrap());
+    let customer = a.customer("Nour Bakery", None);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let b = Daftar::new();
+    b.join_approved(a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap(), &a);
+    let c = Daftar::new();
+    let c_id = c.join_approved(a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap(), &a)["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (a_id, b_id) = (a.json(&["info"])["device_id"].clone(), b.json(&["info"])["device_id"].clone());
+
+    // Before: c opens what a writes (the control).
+    a.json(&["invoice", "create", "--customer", &customer, "--line", "Before|1|10"]);
+    a.json(&["sync"]);
+    let before = c.json(&["debug", "open-envelope", newest_envelope(&relay, &c).to_str().unwrap()]);
+    assert_eq!((before["opened"].as_bool(), before["epoch"].as_u64()), (Some(true), Some(1)), "{before}");
+
+    // Revoking c rotates the workspace key: wrapped for a and b, never for c.
+    let revoked = a.json(&["devices", "revoke", &c_id]);
+    let rotation = &revoked["rotation"];
+    assert_eq!(rotation["epoch"], 2, "{revoked}");
+    let wrapped_for: Vec<&Value> = rotation["devices"].as_array().unwrap().iter().collect();
+    assert!(wrapped_for.contains(&&a_id) && wrapped_for.contains(&&b_id) && wrapped_for.len() == 2, "{revoked}");
+    let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let holders: Vec<String> = db
+        .prepare("SELECT holder FROM epoch_keys WHERE epoch = 2 ORDER BY holder")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(holders.len(), 3, "a, b and the recovery key: {holders:?}");
+    assert!(!holders.contains(&c_id) && holders.contains(&"recovery".to_owned()), "{holders:?}");
+    drop(db);
+
+    // c's pushes are refused at once.
+    c.json(&["invoice", "create", "--customer", &customer, "--line", "From the revoked|1|10"]);
+    let refused = c.fails(&["sync"]);
+    assert!(refused["message"].as_str().unwrap().contains("no relay could be reached"), "{refused}");
+    assert!(c.json(&["sync", "status"])[0]["last_error"].as_str().unwrap().contains("revoked"));
+
+    // What a writes now is sealed with epoch 2, which nothing c holds opens.
+    let after = a.json(&["invoice", "create", "--customer", &customer, "--line", "After|1|20"]);
+    a.json(&["sync"]);
+    let sealed = c.json(&["debug", "open-envelope", newest_envelope(&relay, &c).to_str().unwrap()]);
+    assert_eq!((sealed["opened"].as_bool(), sealed["epoch"].as_u64()), (Some(false), Some(2)), "{sealed}");
+    assert!(sealed["error"].as_str().unwrap().contains("epoch 2"), "{sealed}");
+    let held = c.json(&["keys", "list"]);
+    assert_eq!(held, serde_json::json!([{ "epoch": 1, "current": true }]), "c holds only the old key");
+
+    // b takes the new key in, reads a's new invoice, and writes with epoch 2 too.
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["invoice", "show", after["id"].as_str().unwrap()])["totals"]["gross"], "23.00");
+    let keys = b.json(&["keys", "list"]);
+    assert_eq!(keys, serde_json::json!([{ "epoch": 1, "current": false }, { "epoch": 2, "current": true }]));
+    b.json(&["invoice", "create", "--customer", &customer, "--line", "From b|1|5"]);
+    b.json(&["sync"]);
+    let from_b = c.json(&["debug", "open-envelope", newest_envelope(&relay, &c).to_str().unwrap()]);
+    assert_eq!((from_b["opened"].as_bool(), from_b["epoch"].as_u64()), (Some(false), Some(2)), "{from_b}");
+    a.json(&["sync"]);
+
+    // Rotation on demand is the owner's (with the relay's own check too).
+    assert_eq!(b.fails(&["keys", "rotate"])["code"], "forbidden");
+    assert_eq!(a.json(&["keys", "rotate"])["epoch"], 3);
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["keys", "list"]).as_array().unwrap().len(), 3);
+
+    // The recovery key still opens everything: a backup made now (epoch 3) on a new machine,
+    // and a rebuild from the relay that reads the envelopes of all three epochs.
+    let backup = a.json(&["backup", "create"]);
+    let restored_dir = Daftar::new();
+    let restored = restored_dir.json(&[
+        "backup",
+        "restore",
+        backup["file"].as_str().unwrap(),
+        "--into",
+        restored_dir.data_dir().to_str().unwrap(),
+        "--recovery-key",
+        recovery,
+    ]);
+    assert_eq!(restored["counts"]["invoices"], 3, "{restored}");
+    let rebuilt = Daftar::new();
+    rebuilt.json(&["recover", "--relay", &relay.url, "--workspace", workspace, "--recovery-key", recovery]);
+    let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| k.starts_with("invoices")).collect::<Vec<_>>();
+    assert_eq!(invoices(&rebuilt), invoices(&a), "every epoch's envelopes open with the recovery key");
+    assert_eq!(rebuilt.json(&["sync", "status"])[0]["refused"], 0);
+}

@@ -75,6 +75,9 @@ pub struct Member {
     /// False while the device waits for approval (relays before approval existed send none).
     #[serde(default = "approved_by_default")]
     pub approved: bool,
+    /// Hex of the device's X25519 agreement key, as it enrolled.
+    #[serde(default)]
+    pub agreement_key: Option<String>,
 }
 
 fn approved_by_default() -> bool {
@@ -89,6 +92,32 @@ impl Member {
             (false, false) => "pending",
             (false, true) => "approved",
         }
+    }
+}
+
+/// A workspace key of one epoch wrapped for one holder (a device id or `recovery`), as the
+/// relay keeps it; see `daftar_sync::epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct EpochKey {
+    pub epoch: u32,
+    pub holder: String,
+    /// Base 64.
+    pub wrapped: String,
+    /// The device that wrapped and signed it.
+    pub signer: DeviceId,
+    pub signature: String,
+}
+
+impl EpochKey {
+    pub fn wrapped_bytes(&self) -> Result<Vec<u8>, RelayError> {
+        BASE64.decode(&self.wrapped).map_err(|e| RelayError::Protocol(format!("epoch key: {e}")))
+    }
+}
+
+fn epochs_of(answer: &Value) -> Result<Vec<EpochKey>, RelayError> {
+    match answer.get("epochs") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(list) => serde_json::from_value(list.clone()).map_err(|e| RelayError::Protocol(format!("epochs: {e}"))),
     }
 }
 
@@ -339,6 +368,34 @@ impl<'k> RelayClient<'k> {
 
     /// The workspace's recovery material as this relay keeps it: the public half of the
     /// recovery signing key and the recovery-wrapped workspace key.
+    /// The recovery key's copies of every epoch after the first (with the recovery material).
+    pub fn recovery_epochs(&self, workspace: WorkspaceId) -> Result<Vec<EpochKey>, RelayError> {
+        epochs_of(&self.call("GET", &format!("/v1/workspaces/{workspace}/recovery"), None, None)?)
+    }
+
+    /// Starts a new epoch: its key wrapped for each holder (owners and admins).
+    pub fn add_epoch(&self, workspace: WorkspaceId, epoch: u32, keys: &[EpochKey]) -> Result<(), RelayError> {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "holder": k.holder, "wrapped": k.wrapped, "signature": k.signature }))
+            .collect();
+        let body = json!({ "epoch": epoch, "keys": keys });
+        self.call("POST", &format!("/v1/workspaces/{workspace}/epochs"), Some(&body), None).map(|_| ())
+    }
+
+    /// Leaves one holder's copy of an existing epoch's key (owners and admins).
+    pub fn put_epoch_key(&self, workspace: WorkspaceId, key: &EpochKey) -> Result<(), RelayError> {
+        let body = json!({ "holder": key.holder, "wrapped": key.wrapped, "signature": key.signature });
+        let path = format!("/v1/workspaces/{workspace}/epochs/{}/keys/{}", key.epoch, key.holder);
+        self.call("PUT", &path, Some(&body), None).map(|_| ())
+    }
+
+    /// The epoch keys wrapped for this device, and the recovery key's copies, after `after`.
+    pub fn epoch_keys(&self, workspace: WorkspaceId, after: u32) -> Result<Vec<EpochKey>, RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/epochs?after={after}"), None, None)?;
+        serde_json::from_value(answer).map_err(|e| RelayError::Protocol(format!("epochs: {e}")))
+    }
+
     pub fn recovery_material(&self, workspace: WorkspaceId) -> Result<([u8; 32], Vec<u8>), RelayError> {
         let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/recovery"), None, None)?;
         let public =
@@ -364,6 +421,7 @@ impl<'k> RelayClient<'k> {
             "role": member.role,
             "revoked": member.revoked,
             "approved": member.approved,
+            "agreement_key": member.agreement_key,
         });
         self.call("PUT", &format!("/v1/workspaces/{workspace}/devices/{}", member.device_id), Some(&body), None)?;
         Ok(())
@@ -390,11 +448,17 @@ impl<'k> RelayClient<'k> {
 
     /// Enrols this device with an invite's one-time token; returns the role and the wrapped
     /// workspace key.
-    pub fn enrol(&self, workspace: WorkspaceId, token: &[u8]) -> Result<(String, Vec<u8>), RelayError> {
+    pub fn enrol(
+        &self,
+        workspace: WorkspaceId,
+        token: &[u8],
+        agreement_key: &[u8; 32],
+    ) -> Result<(String, Vec<u8>), RelayError> {
         let body = json!({
             "device_id": self.device.to_string(),
             "public_key": hex::encode(self.key.public_key()),
             "token": hex::encode(token),
+            "agreement_key": hex::encode(agreement_key),
         });
         let answer = self.call("POST", &format!("/v1/workspaces/{workspace}/enrol"), Some(&body), None)?;
         let role = answer["role"].as_str().unwrap_or("clerk").to_owned();
@@ -454,8 +518,12 @@ impl<'k> RelayClient<'k> {
     }
 
     /// Enrols this device as a new owner using the recovery key's signing key; returns the
-    /// recovery-wrapped workspace key.
-    pub fn recover(&self, workspace: WorkspaceId, recovery_signer: &DeviceSigningKey) -> Result<Vec<u8>, RelayError> {
+    /// recovery-wrapped workspace key (epoch 1) and every later epoch's recovery copy.
+    pub fn recover(
+        &self,
+        workspace: WorkspaceId,
+        recovery_signer: &DeviceSigningKey,
+    ) -> Result<(Vec<u8>, Vec<EpochKey>), RelayError> {
         let body = json!({ "device_id": self.device.to_string(), "public_key": hex::encode(self.key.public_key()) });
         let recovering = RelayClient {
             url: self.url.clone(),
@@ -468,6 +536,7 @@ impl<'k> RelayClient<'k> {
             recovering.call("POST", &format!("/v1/workspaces/{workspace}/recover"), Some(&body), Some("recovery"))?;
         let wrapped =
             answer["recovery_wrapped_key"].as_str().ok_or_else(|| RelayError::Protocol("no wrapped key".into()))?;
-        BASE64.decode(wrapped).map_err(|e| RelayError::Protocol(e.to_string()))
+        let wrapped = BASE64.decode(wrapped).map_err(|e| RelayError::Protocol(e.to_string()))?;
+        Ok((wrapped, epochs_of(&answer)?))
     }
 }

@@ -21,7 +21,8 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::storage::{
-    DeviceRecord, MfaRecord, NewInvite, PartStored, Recovery, RelayRole, RelayStorage, Role, SnapshotPart, StorageError,
+    DeviceRecord, EpochKey, MfaRecord, NewInvite, PartStored, Recovery, RelayRole, RelayStorage, Role, SnapshotPart,
+    StorageError,
 };
 
 /// An API error: an HTTP status and `{code, message}`.
@@ -60,6 +61,8 @@ impl From<StorageError> for ApiError {
             StorageError::InviteInvalid => Self::forbidden("invite_invalid", e.to_string()),
             StorageError::DeviceExists(_) => Self::new(StatusCode::CONFLICT, "device_exists", e.to_string()),
             StorageError::EnvelopeConflict(_) => Self::new(StatusCode::CONFLICT, "envelope_conflict", e.to_string()),
+            StorageError::EpochNotNext { .. } => Self::new(StatusCode::CONFLICT, "epoch_not_next", e.to_string()),
+            StorageError::NoSuchEpoch(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             StorageError::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", "the relay's storage failed; try again later")
@@ -129,6 +132,8 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/devices/{device}/approve", post(approve::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}/role", post(set_role::<S>))
         .route("/v1/workspaces/{workspace}/status", get(own_status::<S>))
+        .route("/v1/workspaces/{workspace}/epochs", post(add_epoch::<S>).get(epoch_keys::<S>))
+        .route("/v1/workspaces/{workspace}/epochs/{epoch}/keys/{holder}", axum::routing::put(put_epoch_key::<S>))
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
         .route("/v1/workspaces/{workspace}/events", get(events::<S>))
         .route("/v1/workspaces/{workspace}/snapshot", get(get_snapshot::<S>).put(put_snapshot::<S>))
@@ -496,6 +501,7 @@ async fn create_workspace<S: RelayStorage>(
         role: Role::Owner,
         revoked: false,
         approved: true,
+        agreement_key: None,
         enrolled_at: now_ms(),
     };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
@@ -541,6 +547,9 @@ struct Enrol {
     public_key: String,
     /// The one-time token from the invite code, hex.
     token: String,
+    /// Hex of the device's X25519 agreement key (for new epochs' workspace keys).
+    #[serde(default)]
+    agreement_key: Option<String>,
 }
 
 async fn enrol<S: RelayStorage>(
@@ -552,8 +561,10 @@ async fn enrol<S: RelayStorage>(
     let (device_id, public_key) = new_device(&state, &request.device_id, &request.public_key, &incoming)?;
     let token = hex::decode(&request.token).map_err(|_| ApiError::bad_request("bad_request", "token must be hex"))?;
     let digest = relay_auth::token_hash(&token);
-    let (role, wrapped_key) =
-        state.storage.enrol(workspace.clone(), digest, device_id.clone(), public_key, now_ms()).await?;
+    let (role, wrapped_key) = state
+        .storage
+        .enrol(workspace.clone(), digest, device_id.clone(), public_key, request.agreement_key.clone(), now_ms())
+        .await?;
     tracing::info!(%workspace, device = %device_id, role = role.as_str(), "device enrolled");
     Ok((
         StatusCode::CREATED,
@@ -580,6 +591,8 @@ struct RegisterDevice {
     /// was before approval existed). Registering can approve, never un-approve.
     #[serde(default = "yes")]
     approved: bool,
+    #[serde(default)]
+    agreement_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -618,6 +631,7 @@ async fn register_device<S: RelayStorage>(
                 role: request.role,
                 revoked: false,
                 approved: request.approved,
+                agreement_key: request.agreement_key.clone(),
                 enrolled_at: now_ms(),
             };
             state.storage.add_device(workspace.clone(), record).await?;
@@ -676,6 +690,93 @@ async fn approve<S: RelayStorage>(
     state.storage.approve(workspace.clone(), target.clone()).await?;
     tracing::info!(%workspace, device = %target, by = %device.device_id, "device approved");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct WrappedKey {
+    holder: String,
+    /// Base 64.
+    wrapped: String,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct NewEpoch {
+    epoch: u32,
+    keys: Vec<WrappedKey>,
+}
+
+fn epoch_key(epoch: u32, key: WrappedKey, signer: &str) -> ApiResult<EpochKey> {
+    if key.holder != daftar_sync::epoch::RECOVERY_HOLDER {
+        uuid_text(&key.holder, "holder")?;
+    }
+    let wrapped = base64_field(&key.wrapped, "wrapped")?;
+    if wrapped.len() != daftar_sync::epoch::WRAPPED_LEN {
+        return Err(ApiError::bad_request("bad_request", "a wrapped epoch key has the wrong length"));
+    }
+    Ok(EpochKey { epoch, holder: key.holder, wrapped, signer: signer.to_owned(), signature: key.signature })
+}
+
+/// Starts a new epoch of the workspace key: the new key wrapped for each remaining device and
+/// for the recovery key (opaque here). Owners and admins, with their second factor; the epoch
+/// must be the next one, so two rotations at once cannot both win.
+async fn add_epoch<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = manager(&state, &workspace, &incoming, "rotate the workspace key").await?;
+    let request: NewEpoch = parse_json(&incoming.body)?;
+    if !request.keys.iter().any(|k| k.holder == daftar_sync::epoch::RECOVERY_HOLDER) {
+        return Err(ApiError::bad_request("bad_request", "a new epoch needs the recovery key's copy"));
+    }
+    let keys = request
+        .keys
+        .into_iter()
+        .map(|k| epoch_key(request.epoch, k, &device.device_id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let holders = keys.len();
+    state.storage.add_epoch(workspace.clone(), keys, now_ms()).await?;
+    tracing::info!(%workspace, epoch = request.epoch, holders, by = %device.device_id, "workspace key rotated");
+    Ok(StatusCode::CREATED)
+}
+
+/// Leaves one holder's copy of an existing epoch's key (for a newly approved device).
+async fn put_epoch_key<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path((workspace, epoch, holder)): Path<(String, u32, String)>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = manager(&state, &workspace, &incoming, "hand out workspace keys").await?;
+    let request: WrappedKey = parse_json(&incoming.body)?;
+    if request.holder != holder {
+        return Err(ApiError::bad_request("bad_request", "the holder in the path and the body differ"));
+    }
+    let key = epoch_key(epoch, request, &device.device_id)?;
+    state.storage.put_epoch_key(workspace, key, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct EpochsQuery {
+    #[serde(default)]
+    after: u32,
+}
+
+/// The epoch keys wrapped for the signing device (and the recovery key's copies, which every
+/// member may keep for backups), after `after`.
+async fn epoch_keys<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    Query(query): Query<EpochsQuery>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    let mut keys = state.storage.epoch_keys(workspace.clone(), device.device_id, query.after).await?;
+    keys.extend(
+        state.storage.epoch_keys(workspace, daftar_sync::epoch::RECOVERY_HOLDER.to_owned(), query.after).await?,
+    );
+    Ok(Json(keys))
 }
 
 #[derive(Deserialize)]
@@ -914,10 +1015,15 @@ async fn recovery_material<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     member(&state, &workspace, &incoming).await?;
     let (public, wrapped) =
-        state.storage.recovery(workspace).await?.ok_or_else(|| {
+        state.storage.recovery(workspace.clone()).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "this workspace has no recovery material")
         })?;
-    Ok(Json(json!({ "recovery_public_key": hex::encode(public), "recovery_wrapped_key": BASE64.encode(wrapped) })))
+    let epochs = state.storage.epoch_keys(workspace, daftar_sync::epoch::RECOVERY_HOLDER.to_owned(), 0).await?;
+    Ok(Json(json!({
+        "recovery_public_key": hex::encode(public),
+        "recovery_wrapped_key": BASE64.encode(wrapped),
+        "epochs": epochs,
+    })))
 }
 
 /// The device header value of requests signed with the recovery key.
@@ -962,10 +1068,16 @@ async fn recover<S: RelayStorage>(
         revoked: false,
         // The recovery key is the workspace's last word: no one is left to approve.
         approved: true,
+        agreement_key: None,
         enrolled_at: now_ms(),
     };
     let device_id = device.device_id.clone();
     state.storage.add_device(workspace.clone(), device).await?;
     tracing::info!(%workspace, device = %device_id, "workspace recovered onto a new device");
-    Ok((StatusCode::CREATED, Json(json!({ "role": Role::Owner, "recovery_wrapped_key": BASE64.encode(wrapped) }))))
+    // Every later epoch's key, as only the recovery key opens it, so the new owner reads all.
+    let epochs = state.storage.epoch_keys(workspace, daftar_sync::epoch::RECOVERY_HOLDER.to_owned(), 0).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "role": Role::Owner, "recovery_wrapped_key": BASE64.encode(wrapped), "epochs": epochs })),
+    ))
 }

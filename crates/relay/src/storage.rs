@@ -42,6 +42,9 @@ pub struct DeviceRecord {
     /// False while a device that joined with an invite waits for an owner or admin to approve
     /// it; it receives nothing until then.
     pub approved: bool,
+    /// Hex of the device's X25519 agreement key, as it enrolled with it (opaque here; the
+    /// approver copies it into the signed membership document).
+    pub agreement_key: Option<String>,
     pub enrolled_at: i64,
 }
 
@@ -81,6 +84,10 @@ pub enum StorageError {
     DeviceExists(String),
     #[error("envelope {0} was already pushed with different content")]
     EnvelopeConflict(String),
+    #[error("epoch {epoch} is not the next one (the newest is {newest}); sync, then rotate again")]
+    EpochNotNext { epoch: u32, newest: u32 },
+    #[error("epoch {0} does not exist yet")]
+    NoSuchEpoch(u32),
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -127,6 +134,24 @@ pub struct MfaRecord {
     pub elevated_until: i64,
 }
 
+/// A workspace key of one epoch, wrapped for one holder (a device id, or `recovery`) by an
+/// owner's or admin's device, which signed it. Opaque here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpochKey {
+    pub epoch: u32,
+    pub holder: String,
+    #[serde(serialize_with = "base64_bytes")]
+    pub wrapped: Vec<u8>,
+    pub signer: String,
+    /// Hex of the signer's Ed25519 signature over the wrapped key and what it is for.
+    pub signature: String,
+}
+
+fn base64_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use base64::Engine;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// Which part of which snapshot an upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPart {
@@ -158,6 +183,18 @@ pub trait RelayStorage: Send + Sync + 'static {
     fn device(&self, workspace: String, device: String) -> impl Future<Output = Result<Option<DeviceRecord>>> + Send;
     fn devices(&self, workspace: String) -> impl Future<Output = Result<Vec<DeviceRecord>>> + Send;
     fn revoke(&self, workspace: String, device: String) -> impl Future<Output = Result<bool>> + Send;
+    /// Starts epoch `epoch` with its wrapped keys; it must be the newest plus one (epoch 1 is
+    /// the workspace's first key, handed over in invites).
+    fn add_epoch(&self, workspace: String, keys: Vec<EpochKey>, now: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Adds or replaces the key of an existing epoch for one holder (a newly approved device).
+    fn put_epoch_key(&self, workspace: String, key: EpochKey, now: i64) -> impl Future<Output = Result<()>> + Send;
+    /// The keys wrapped for `holder` of epochs after `after`, oldest first.
+    fn epoch_keys(
+        &self,
+        workspace: String,
+        holder: String,
+        after: u32,
+    ) -> impl Future<Output = Result<Vec<EpochKey>>> + Send;
     /// Gives a device another role; false if the workspace has no such device.
     fn set_role(&self, workspace: String, device: String, role: Role) -> impl Future<Output = Result<bool>> + Send;
     /// Approves a pending device (idempotent); false if the workspace has no such device.
@@ -170,6 +207,7 @@ pub trait RelayStorage: Send + Sync + 'static {
         token_hash: [u8; 32],
         device: String,
         public_key: [u8; 32],
+        agreement_key: Option<String>,
         now: i64,
     ) -> impl Future<Output = Result<(Role, Vec<u8>)>> + Send;
     /// Appends envelopes not seen before; returns each one's sequence number, in order.
@@ -301,6 +339,16 @@ CREATE TABLE IF NOT EXISTS mfa_failures (
     at        INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mfa_failures_by_device ON mfa_failures (workspace, device, at);
+CREATE TABLE IF NOT EXISTS epoch_keys (
+    workspace  TEXT NOT NULL REFERENCES workspaces(id),
+    epoch      INTEGER NOT NULL,
+    holder     TEXT NOT NULL,
+    wrapped    BLOB NOT NULL,
+    signer     TEXT NOT NULL,
+    signature  TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, epoch, holder)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS envelopes (
     workspace TEXT NOT NULL REFERENCES workspaces(id),
     seq       INTEGER NOT NULL,
@@ -325,6 +373,14 @@ impl SqliteStorage {
         if !has_approved {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1")?;
         }
+        let has_agreement: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'agreement_key'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_agreement {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN agreement_key TEXT")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -345,8 +401,8 @@ impl SqliteStorage {
 
 fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> Result<()> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at, approved, revoked)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at, approved, revoked, agreement_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             workspace,
             device.device_id,
@@ -354,12 +410,22 @@ fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> R
             device.role.as_str(),
             device.enrolled_at,
             device.approved,
-            device.revoked
+            device.revoked,
+            device.agreement_key
         ],
     )?;
     if inserted == 0 {
         return Err(StorageError::DeviceExists(device.device_id.clone()));
     }
+    Ok(())
+}
+
+fn insert_epoch_key(conn: &Connection, workspace: &str, key: &EpochKey, now: i64) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO epoch_keys (workspace, epoch, holder, wrapped, signer, signature, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![workspace, key.epoch, key.holder, key.wrapped, key.signer, key.signature, now],
+    )?;
     Ok(())
 }
 
@@ -373,6 +439,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         revoked: r.get::<_, i64>(3)? != 0,
         enrolled_at: r.get(4)?,
         approved: r.get::<_, i64>(5)? != 0,
+        agreement_key: r.get(6)?,
     })
 }
 
@@ -530,7 +597,7 @@ impl RelayStorage for SqliteStorage {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, public_key, role, revoked, enrolled_at, approved FROM devices WHERE workspace = ?1 AND id = ?2",
+                    "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key FROM devices WHERE workspace = ?1 AND id = ?2",
                     params![workspace, device],
                     device_row,
                 )
@@ -542,7 +609,7 @@ impl RelayStorage for SqliteStorage {
     async fn devices(&self, workspace: String) -> Result<Vec<DeviceRecord>> {
         self.with(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT id, public_key, role, revoked, enrolled_at, approved FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
+                "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
             )?;
             let rows = statement.query_map([workspace], device_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -556,6 +623,61 @@ impl RelayStorage for SqliteStorage {
                 "UPDATE devices SET revoked = 1 WHERE workspace = ?1 AND id = ?2",
                 params![workspace, device],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn add_epoch(&self, workspace: String, keys: Vec<EpochKey>, now: i64) -> Result<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let newest: u32 = tx.query_row(
+                "SELECT coalesce(max(epoch), 1) FROM epoch_keys WHERE workspace = ?1",
+                [&workspace],
+                |r| r.get(0),
+            )?;
+            for key in &keys {
+                if key.epoch != newest + 1 {
+                    return Err(StorageError::EpochNotNext { epoch: key.epoch, newest });
+                }
+                insert_epoch_key(&tx, &workspace, key, now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_epoch_key(&self, workspace: String, key: EpochKey, now: i64) -> Result<()> {
+        self.with(move |conn| {
+            let newest: u32 = conn.query_row(
+                "SELECT coalesce(max(epoch), 1) FROM epoch_keys WHERE workspace = ?1",
+                [&workspace],
+                |r| r.get(0),
+            )?;
+            if key.epoch == 0 || key.epoch > newest {
+                return Err(StorageError::NoSuchEpoch(key.epoch));
+            }
+            insert_epoch_key(conn, &workspace, &key, now)
+        })
+        .await
+    }
+
+    async fn epoch_keys(&self, workspace: String, holder: String, after: u32) -> Result<Vec<EpochKey>> {
+        self.with(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT epoch, holder, wrapped, signer, signature FROM epoch_keys
+                 WHERE workspace = ?1 AND holder = ?2 AND epoch > ?3 ORDER BY epoch",
+            )?;
+            let rows = statement.query_map(params![workspace, holder, after], |r| {
+                Ok(EpochKey {
+                    epoch: r.get(0)?,
+                    holder: r.get(1)?,
+                    wrapped: r.get(2)?,
+                    signer: r.get(3)?,
+                    signature: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -604,6 +726,7 @@ impl RelayStorage for SqliteStorage {
         token_hash: [u8; 32],
         device: String,
         public_key: [u8; 32],
+        agreement_key: Option<String>,
         now: i64,
     ) -> Result<(Role, Vec<u8>)> {
         self.with(move |conn| {
@@ -625,6 +748,7 @@ impl RelayStorage for SqliteStorage {
                 role,
                 revoked: false,
                 approved: false,
+                agreement_key,
                 enrolled_at: now,
             };
             insert_device(&tx, &workspace, &record)?;

@@ -635,3 +635,57 @@ fn only_managers_register_devices_of_another_relay_and_a_registration_never_lift
     assert_eq!(admin.call("PUT", &path, body("accountant", false)).0, 204);
     assert_eq!(elsewhere.call("GET", &envelopes, None).1["code"], "revoked", "registering again lifts nothing");
 }
+
+#[test]
+fn epoch_keys_go_only_to_their_holders_and_epochs_come_one_after_another() {
+    let relay = Relay::start();
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let (clerk, other) = (Device::new(&relay), Device::new(&relay));
+    admit(&owner, &clerk, workspace, "clerk");
+    admit(&owner, &other, workspace, "clerk");
+    let wrapped = |byte: u8| BASE64.encode([byte; daftar_sync::epoch::WRAPPED_LEN]);
+    let key = |holder: &str, byte: u8| json!({ "holder": holder, "wrapped": wrapped(byte), "signature": "00" });
+    let epochs = format!("/v1/workspaces/{workspace}/epochs");
+    let new_epoch = |by: &Device, epoch: u32, keys: Vec<Value>| {
+        by.call("POST", &epochs, Some(json!({ "epoch": epoch, "keys": keys })))
+    };
+    let code = |answer: (u16, Value)| (answer.0, answer.1["code"].as_str().map(str::to_owned));
+
+    let keys = vec![key(&clerk.id.to_string(), 1), key(&owner.id.to_string(), 2), key("recovery", 3)];
+    assert_eq!(code(new_epoch(&clerk, 2, keys.clone())), (403, Some("role".into())), "clerks do not rotate");
+    assert_eq!(code(new_epoch(&owner, 3, keys.clone())), (409, Some("epoch_not_next".into())), "no gaps");
+    let without_recovery = vec![key(&clerk.id.to_string(), 1)];
+    assert_eq!(code(new_epoch(&owner, 2, without_recovery)), (400, Some("bad_request".into())));
+    let short = vec![json!({ "holder": "recovery", "wrapped": BASE64.encode([0u8; 10]), "signature": "00" })];
+    assert_eq!(code(new_epoch(&owner, 2, short)), (400, Some("bad_request".into())), "a wrapped key has one length");
+    assert_eq!(new_epoch(&owner, 2, keys.clone()).0, 201);
+    assert_eq!(code(new_epoch(&owner, 2, keys)), (409, Some("epoch_not_next".into())), "two rotations cannot both win");
+
+    // Each device sees its own copy and the recovery key's, nobody else's.
+    let (status, seen) = clerk.call("GET", &format!("{epochs}?after=0"), None);
+    assert_eq!(status, 200, "{seen}");
+    let holders: Vec<&str> = seen.as_array().unwrap().iter().map(|k| k["holder"].as_str().unwrap()).collect();
+    assert_eq!(holders, [clerk.id.to_string().as_str(), "recovery"]);
+    assert_eq!(seen[0]["wrapped"], wrapped(1));
+    assert_eq!(seen[0]["signer"], owner.id.to_string());
+    let (_, none) = other.call("GET", &format!("{epochs}?after=0"), None);
+    assert_eq!(none.as_array().unwrap().len(), 1, "only the recovery copy: {none}");
+    let (_, later) = clerk.call("GET", &format!("{epochs}?after=2"), None);
+    assert!(later.as_array().unwrap().is_empty());
+
+    // A device approved later is handed existing epochs' keys; not a future one's.
+    let path = |epoch: u32| format!("/v1/workspaces/{workspace}/epochs/{epoch}/keys/{}", other.id);
+    assert_eq!(owner.call("PUT", &path(2), Some(key(&other.id.to_string(), 4))).0, 204);
+    assert_eq!(code(owner.call("PUT", &path(3), Some(key(&other.id.to_string(), 4)))), (404, Some("not_found".into())));
+    assert_eq!(code(clerk.call("PUT", &path(2), Some(key(&other.id.to_string(), 4)))), (403, Some("role".into())));
+    let (_, mine) = other.call("GET", &format!("{epochs}?after=0"), None);
+    assert_eq!(mine.as_array().unwrap().len(), 2, "{mine}");
+
+    // The recovery key's copies come with the recovery material and with a recovery.
+    let (_, material) = clerk.call("GET", &format!("/v1/workspaces/{workspace}/recovery"), None);
+    assert_eq!(material["epochs"][0]["wrapped"], wrapped(3), "{material}");
+    // A revoked device is refused its keys like everything else.
+    owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/revoke", clerk.id), Some(json!({})));
+    assert_eq!(code(clerk.call("GET", &format!("{epochs}?after=0"), None)), (403, Some("revoked".into())));
+}

@@ -30,6 +30,10 @@ pub struct Membership {
     /// Keyed by device id, so concurrent approvals merge.
     pub devices: Vec<MemberDevice>,
     pub created_at: DateTime<Utc>,
+    /// Hex of the X25519 public key derived from the recovery key: every new epoch's key is
+    /// also wrapped for it, so backups and a rebuild keep working after rotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_agreement_key: Option<String>,
 }
 
 /// One device of the workspace.
@@ -43,6 +47,9 @@ pub struct MemberDevice {
     pub status: MemberStatus,
     /// Hex of the device's Ed25519 public key: its changes must be signed with it.
     pub signing_key: String,
+    /// Hex of the device's X25519 public key: new epochs' workspace keys are wrapped for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_key: Option<String>,
     /// Who made the last change to this entry.
     pub changed_by: DeviceId,
     pub changed_at: DateTime<Utc>,
@@ -188,6 +195,9 @@ pub(crate) fn needed(
     if before.creator != after.creator || before.workspace != after.workspace {
         return Err("the workspace's creator cannot change".into());
     }
+    if before.recovery_agreement_key.is_some() && before.recovery_agreement_key != after.recovery_agreement_key {
+        return Err("the recovery key's agreement key cannot change".into());
+    }
     let mut needs = Vec::new();
     for was in &before.devices {
         let Some(is) = after.device(was.id) else {
@@ -195,6 +205,11 @@ pub(crate) fn needed(
         };
         if is.signing_key != was.signing_key {
             return Err(format!("device {}'s signing key cannot change", was.id));
+        }
+        // A device may publish its own agreement key once (a device made before they existed);
+        // no one may replace one, or epoch keys could be wrapped for someone else.
+        if is.agreement_key != was.agreement_key && (was.agreement_key.is_some() || is.id != sender) {
+            return Err(format!("device {}'s agreement key cannot change", was.id));
         }
         if is.status == MemberStatus::Approved && was.status == MemberStatus::Revoked {
             return Err(format!("device {} was revoked and cannot come back (invite it again)", was.id));
@@ -247,7 +262,13 @@ impl Store {
     }
 
     /// Writes the first membership document: this device, the creator, the only owner.
-    pub(crate) fn create_membership(&mut self, member: &str, signing_key: &[u8; 32]) -> Result<()> {
+    pub(crate) fn create_membership(
+        &mut self,
+        member: &str,
+        signing_key: &[u8; 32],
+        agreement_key: &[u8; 32],
+        recovery_agreement_key: &[u8; 32],
+    ) -> Result<()> {
         let now = self.clock.now();
         let membership = Membership {
             id: membership_id(self.info.workspace_id),
@@ -259,11 +280,13 @@ impl Store {
                 role: Role::Owner,
                 status: MemberStatus::Approved,
                 signing_key: hex::encode(signing_key),
+                agreement_key: Some(hex::encode(agreement_key)),
                 changed_by: self.info.device_id,
                 changed_at: now,
                 recovered: None,
             }],
             created_at: now,
+            recovery_agreement_key: Some(hex::encode(recovery_agreement_key)),
         };
         self.create(&membership, "create membership")
     }
@@ -280,7 +303,14 @@ impl Store {
 
     /// Adds an approved device (`daftar devices approve`): its key and role as the relay
     /// enrolled it, and the member it belongs to.
-    pub fn approve_device(&mut self, device: DeviceId, signing_key: &[u8; 32], role: Role, member: &str) -> Result<()> {
+    pub fn approve_device(
+        &mut self,
+        device: DeviceId,
+        signing_key: &[u8; 32],
+        agreement_key: Option<&[u8; 32]>,
+        role: Role,
+        member: &str,
+    ) -> Result<()> {
         self.permit(Action::ManageDevices)?;
         if role >= Role::Admin {
             self.permit(Action::ChangeAdmins)?;
@@ -308,6 +338,7 @@ impl Store {
                     role,
                     status: MemberStatus::Approved,
                     signing_key: key,
+                    agreement_key: agreement_key.map(hex::encode),
                     changed_by: by,
                     changed_at: now,
                     recovered: None,
@@ -375,6 +406,7 @@ impl Store {
     pub fn list_recovered_device(&mut self, member: &str, signature: &[u8; 64]) -> Result<()> {
         let device = self.info.device_id;
         let key = hex::encode(self.device_signing_key()?.public_key());
+        let agreement = hex::encode(self.agreement_key()?.public_key());
         let signature = hex::encode(signature);
         self.change_membership(format!("recovered owner device {device}"), |m, now| {
             if m.device(device).is_none() {
@@ -384,6 +416,7 @@ impl Store {
                     role: Role::Owner,
                     status: MemberStatus::Approved,
                     signing_key: key,
+                    agreement_key: Some(agreement),
                     changed_by: device,
                     changed_at: now,
                     recovered: Some(signature),
@@ -392,6 +425,24 @@ impl Store {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// Publishes this device's agreement key in its membership entry, if the entry has none
+    /// (a device made before agreement keys existed), so rotations can include it.
+    pub fn publish_agreement_key(&mut self) -> Result<bool> {
+        let device = self.info.device_id;
+        let listed = self.membership()?.and_then(|m| m.device(device).cloned());
+        if !listed.is_some_and(|d| d.agreement_key.is_none() && d.status == MemberStatus::Approved) {
+            return Ok(false);
+        }
+        let agreement = hex::encode(self.agreement_key()?.public_key());
+        self.change_membership(format!("publish agreement key of {device}"), |m, _| {
+            if let Some(d) = m.devices.iter_mut().find(|d| d.id == device) {
+                d.agreement_key.get_or_insert(agreement);
+            }
+            Ok(())
+        })?;
+        Ok(true)
     }
 
     /// Takes this device's role from the membership document, when it lists it (an owner or

@@ -64,8 +64,12 @@ pub struct ExistingWorkspace {
     pub workspace_id: WorkspaceId,
     /// The id the device enrolled on the relay with.
     pub device_id: DeviceId,
-    /// The workspace key of epoch 1, unwrapped from the relay's copy.
+    /// A workspace key (the invite's or the recovery key's), unwrapped, and its epoch; a joined
+    /// device receives the others once approved.
     pub workspace_key: Secret<32>,
+    pub epoch: u32,
+    /// The seed of the device's X25519 agreement key, whose public half it enrolled with.
+    pub agreement_seed: Secret<32>,
     /// The signing seed the device already enrolled on the relay with.
     pub signing_seed: Secret<32>,
     pub recovery: RecoveryKey,
@@ -91,20 +95,25 @@ const SEARCH_BATCH: u32 = 256;
 /// The device's secrets made at set-up, besides the database key.
 struct DeviceSecrets {
     signing_seed: Secret<32>,
+    agreement_seed: Secret<32>,
     workspace_key: Secret<32>,
+    epoch: u32,
     recovery: RecoveryKey,
 }
 
 /// Secret names, in the keyring (`<name>:<namespace>`) or the `secrets` table.
 pub(crate) const SIGNING_SEED: &str = "device-signing-key";
+/// The seed of the device's X25519 key that receives new epochs' workspace keys.
+pub(crate) const AGREEMENT_SEED: &str = "device-agreement-key";
 
 fn workspace_key_name(epoch: u32) -> String {
     format!("workspace-key-{epoch}")
 }
 
 /// Removes every secret a failed set-up may have stored.
-fn forget_keyring_secrets(namespace: &str) {
-    for name in [keyring_store::DATABASE_KEY.to_owned(), SIGNING_SEED.to_owned(), workspace_key_name(1)] {
+fn forget_keyring_secrets(namespace: &str, epoch: u32) {
+    let names = [keyring_store::DATABASE_KEY.to_owned(), SIGNING_SEED.to_owned(), AGREEMENT_SEED.to_owned()];
+    for name in names.into_iter().chain([workspace_key_name(epoch)]) {
         let _ = keyring_store::delete(&name, namespace);
     }
 }
@@ -377,7 +386,9 @@ impl Store {
             Some(existing) => (
                 DeviceSecrets {
                     signing_seed: existing.signing_seed,
+                    agreement_seed: existing.agreement_seed,
                     workspace_key: existing.workspace_key,
+                    epoch: existing.epoch,
                     recovery: existing.recovery,
                 },
                 Some((existing.workspace_id, existing.device_id, existing.role)),
@@ -385,7 +396,9 @@ impl Store {
             None => (
                 DeviceSecrets {
                     signing_seed: daftar_keys::generate_secret()?,
+                    agreement_seed: daftar_keys::generate_secret()?,
                     workspace_key: daftar_keys::generate_secret()?,
+                    epoch: 1,
                     recovery: RecoveryKey::generate().map_err(|_| daftar_keys::KeyError::Random)?,
                 },
                 None,
@@ -396,9 +409,12 @@ impl Store {
                 let namespace = Uuid::new_v4().to_string();
                 let stored = keyring_store::store(keyring_store::DATABASE_KEY, &namespace, &key)
                     .and_then(|()| keyring_store::store(SIGNING_SEED, &namespace, &secrets.signing_seed))
-                    .and_then(|()| keyring_store::store(&workspace_key_name(1), &namespace, &secrets.workspace_key));
+                    .and_then(|()| keyring_store::store(AGREEMENT_SEED, &namespace, &secrets.agreement_seed))
+                    .and_then(|()| {
+                        keyring_store::store(&workspace_key_name(secrets.epoch), &namespace, &secrets.workspace_key)
+                    });
                 if let Err(e) = stored {
-                    forget_keyring_secrets(&namespace);
+                    forget_keyring_secrets(&namespace, secrets.epoch);
                     return Err(e.into());
                 }
                 KeyLocation::Keyring { namespace }
@@ -412,7 +428,7 @@ impl Store {
         if result.is_err() {
             // Leave the directory as it was: no key that encrypts nothing, no half database.
             if let KeyLocation::Keyring { namespace } = &location {
-                forget_keyring_secrets(namespace);
+                forget_keyring_secrets(namespace, secrets.epoch);
             }
             for file in [KEY_FILE, DATABASE_FILE, "daftar.db-wal", "daftar.db-shm"] {
                 let _ = std::fs::remove_file(dir.join(file));
@@ -447,7 +463,7 @@ impl Store {
             ("device_id", device_id.to_string()),
             ("series", series.to_string()),
             ("device_public_key", hex::encode(device_key.public_key())),
-            ("workspace_key_epoch", "1".to_owned()),
+            ("workspace_key_epoch", secrets.epoch.to_string()),
             ("role", role.as_str().to_owned()),
             // What the relay will keep for recovery: the public half of the recovery signing key
             // and the workspace key wrapped by the recovery key. Neither reveals either key.
@@ -457,9 +473,11 @@ impl Store {
             conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, &v])?;
         }
         if location == KeyLocation::KeyFile {
-            for (name, secret) in
-                [(SIGNING_SEED.to_owned(), &secrets.signing_seed), (workspace_key_name(1), &secrets.workspace_key)]
-            {
+            for (name, secret) in [
+                (SIGNING_SEED.to_owned(), &secrets.signing_seed),
+                (AGREEMENT_SEED.to_owned(), &secrets.agreement_seed),
+                (workspace_key_name(secrets.epoch), &secrets.workspace_key),
+            ] {
                 conn.execute(
                     "INSERT INTO secrets (name, value) VALUES (?1, ?2)",
                     params![name, secret.expose_secret_bytes().as_slice()],
@@ -488,7 +506,9 @@ impl Store {
             store.create(&settings, "create workspace")?;
             // The workspace's first member: this device, its owner. Everything else in the
             // membership document must trace back to it.
-            store.create_membership("owner", &device_key.public_key())?;
+            let agreement = daftar_sync::AgreementKey::from_seed(&secrets.agreement_seed).public_key();
+            let recovery_agreement = secrets.recovery.agreement_key().public_key();
+            store.create_membership("owner", &device_key.public_key(), &agreement, &recovery_agreement)?;
         }
         // The profile is written last: until it exists, the directory is not a workspace.
         Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;
@@ -695,6 +715,90 @@ impl Store {
     /// The workspace key of `epoch`, which seals envelopes.
     pub fn workspace_key(&self, epoch: u32) -> Result<Secret<32>> {
         self.secret(&workspace_key_name(epoch))
+    }
+
+    /// The newest epoch this device holds: new envelopes and backups use its key.
+    pub fn current_epoch(&self) -> Result<u32> {
+        Ok(meta(&self.conn, "workspace_key_epoch")?.and_then(|e| e.parse().ok()).unwrap_or(1))
+    }
+
+    /// Every epoch whose key this device holds, oldest first (a device being set up may hold
+    /// keys past its current epoch, not yet checked).
+    pub fn epochs(&self) -> Result<Vec<u32>> {
+        let mut held = Vec::new();
+        let mut epoch = 1;
+        // Epochs are consecutive; a device may lack the ones before it joined only if nobody
+        // handed them over, so look a few past the first gap.
+        let mut misses = 0;
+        while misses < 4 {
+            if self.workspace_key(epoch).is_ok() {
+                held.push(epoch);
+                misses = 0;
+            } else if epoch > self.current_epoch()? {
+                misses += 1;
+            }
+            epoch += 1;
+        }
+        Ok(held)
+    }
+
+    /// Keeps the workspace key of `epoch` (received from a rotation, or made by this device's);
+    /// with `advance`, moves to it if it is the newest (only keys checked against the
+    /// membership document seal new envelopes).
+    pub fn add_epoch_key(&mut self, epoch: u32, key: &Secret<32>, advance: bool) -> Result<()> {
+        self.put_secret(&workspace_key_name(epoch), key)?;
+        if !advance {
+            return Ok(());
+        }
+        self.write(|tx, _, _| {
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'workspace_key_epoch' AND CAST(value AS INTEGER) < ?1",
+                [epoch],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The copy of `epoch`'s key only the recovery key opens (`daftar_sync::epoch`), for
+    /// backup headers; epoch 1's is [`Store::recovery_wrapped_workspace_key`].
+    pub fn recovery_epoch_copy(&self, epoch: u32) -> Result<Option<Vec<u8>>> {
+        Ok(meta(&self.conn, &format!("recovery_epoch_{epoch}"))?.and_then(|h| hex::decode(h).ok()))
+    }
+
+    pub fn set_recovery_epoch_copy(&mut self, epoch: u32, wrapped: &[u8]) -> Result<()> {
+        let key = format!("recovery_epoch_{epoch}");
+        self.write(|tx, _, _| {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, hex::encode(wrapped)])?;
+            Ok(())
+        })
+    }
+
+    /// This device's X25519 key for receiving epoch keys. A data directory made before it
+    /// existed gets one now.
+    pub fn agreement_key(&self) -> Result<daftar_sync::AgreementKey> {
+        match self.secret(AGREEMENT_SEED) {
+            Ok(seed) => Ok(daftar_sync::AgreementKey::from_seed(&seed)),
+            Err(StoreError::Key(daftar_keys::KeyError::KeyMissing { .. }) | StoreError::Corrupt { .. }) => {
+                let seed = daftar_keys::generate_secret()?;
+                self.put_secret(AGREEMENT_SEED, &seed)?;
+                Ok(daftar_sync::AgreementKey::from_seed(&seed))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores a secret where this data directory keeps them (keyring or `secrets`).
+    fn put_secret(&self, name: &str, secret: &Secret<32>) -> Result<()> {
+        match &self.info.key_location {
+            KeyLocation::Keyring { namespace } => Ok(keyring_store::store(name, namespace, secret)?),
+            KeyLocation::KeyFile => {
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)",
+                    params![name, secret.expose_secret_bytes().as_slice()],
+                )?;
+                Ok(())
+            }
+        }
     }
 
     pub(crate) fn ctx(&self) -> Ctx {

@@ -31,6 +31,8 @@ pub enum SyncError {
     Snapshot(#[from] daftar_sync::snapshot::SnapshotError),
     #[error(transparent)]
     Mfa(#[from] daftar_sync::mfa::MfaError),
+    #[error(transparent)]
+    Epoch(#[from] daftar_sync::EpochError),
     #[error("{0}")]
     Invalid(String),
     #[error(

@@ -11,6 +11,7 @@
 //! sender, its key and its role against the signed membership document, which decides.
 
 mod error;
+mod rotation;
 mod setup;
 mod snapshot;
 
@@ -27,14 +28,12 @@ use daftar_sync::{DeviceSigningKey, Envelope, Sealer};
 use serde::Serialize;
 
 pub use error::SyncError;
+pub use rotation::{Rotation, rotate, take_in};
 pub use setup::{
     DeviceRecord, FirstSync, Invite, MfaEnrolment, SetUp, add_relay, approve, complete_join, devices, invite, join,
     mfa_enroll, mfa_verify, recover, remove_relay, revoke, set_role,
 };
 pub use snapshot::{BootstrapReport, SnapshotReport};
-
-/// The key epoch new envelopes use. Rotation (the roles issue) will move it.
-const EPOCH: u32 = 1;
 
 /// What one relay did in a round.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -72,6 +71,21 @@ fn random() -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
+/// Takes in new epochs' keys before a round, so what this device sends uses the newest; a
+/// relay that cannot be asked now is asked again at the next round.
+fn take_in_epochs(store: &mut Store) -> Result<(), SyncError> {
+    match rotation::take_in(store) {
+        Ok(_) => Ok(()),
+        Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Every epoch key `store` holds.
+fn held_keys(store: &Store) -> Result<HashMap<u32, Secret<32>>, SyncError> {
+    store.epochs()?.into_iter().map(|epoch| Ok((epoch, store.workspace_key(epoch)?))).collect()
+}
+
 fn failure(error: &SyncError) -> Failure {
     match error {
         SyncError::Relay(RelayError::Refused { code, message, .. }) if code == "revoked" || code == "not_a_member" => {
@@ -85,7 +99,14 @@ fn failure(error: &SyncError) -> Failure {
 struct Device {
     info: daftar_store::WorkspaceInfo,
     key: DeviceSigningKey,
+    /// The epoch new envelopes are sealed with, and its key.
+    epoch: u32,
     epoch_key: Secret<32>,
+    /// Every epoch key this device holds, to open what it receives.
+    opening: HashMap<u32, Secret<32>>,
+    /// Whether keys of epochs it lacks may be fetched from the relay (not in a drill, which
+    /// opens only with what the recovery key unlocks).
+    fetch_epochs: bool,
     urls: Vec<String>,
     /// Public keys of the workspace's devices, per relay (from its device list).
     keys: Vec<Option<HashMap<DeviceId, [u8; 32]>>>,
@@ -103,10 +124,14 @@ impl Device {
         if relays.is_empty() {
             return Err(SyncError::NoRelay);
         }
+        let epoch = store.current_epoch()?;
         let device = Device {
             info: store.info().clone(),
             key: store.device_signing_key()?,
-            epoch_key: store.workspace_key(EPOCH)?,
+            epoch,
+            epoch_key: store.workspace_key(epoch)?,
+            opening: held_keys(store)?,
+            fetch_epochs: true,
             urls: relays.iter().map(|r| r.url.clone()).collect(),
             keys: vec![None; relays.len()],
             roles: HashMap::new(),
@@ -115,6 +140,17 @@ impl Device {
         };
         let engine = Engine::new(Options::default(), relays.iter().map(|r| r.pull_cursor));
         Ok((device, engine))
+    }
+
+    /// Picks up epoch keys the store has gained (a rotation here or one taken in).
+    fn reload_keys(&mut self, store: &Store) -> Result<(), SyncError> {
+        let epoch = store.current_epoch()?;
+        if epoch != self.epoch {
+            self.epoch_key = store.workspace_key(epoch)?;
+            self.epoch = epoch;
+        }
+        self.opening = held_keys(store)?;
+        Ok(())
     }
 
     fn client(&self, relay: usize) -> Result<RelayClient<'_>, SyncError> {
@@ -126,10 +162,14 @@ impl Device {
         let url = self.urls[relay].clone();
         let outbox = store.outbox(&url, limit)?;
         let Some(last) = outbox.last().map(|c| c.seq) else { return Ok(false) };
+        // Always the newest epoch this device holds (a rotation may have happened meanwhile).
+        if store.current_epoch()? != self.epoch {
+            self.reload_keys(store)?;
+        }
         let sealer = Sealer {
             workspace: self.info.workspace_id,
             sender: self.info.device_id,
-            epoch: EPOCH,
+            epoch: self.epoch,
             epoch_key: &self.epoch_key,
             signing_key: &self.key,
         };
@@ -147,7 +187,9 @@ impl Device {
         if refresh || self.keys[relay].is_none() {
             let members = self.client(relay)?.members(self.info.workspace_id)?;
             let mut keys = HashMap::new();
-            for member in members.into_iter().filter(|m| !m.revoked) {
+            // Revoked devices too: the relay takes nothing from them since their revocation,
+            // so what of theirs is in the log was sent before it, and is judged as of then.
+            for member in members {
                 let Some(key) = hex::decode(&member.public_key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
                     continue;
                 };
@@ -168,6 +210,15 @@ impl Device {
         let workspace = self.info.workspace_id;
         let page = self.client(relay)?.pull(workspace, after, limit)?;
         let Some(through) = page.last().map(|e| e.seq) else { return Ok((after, false)) };
+        // Sealed with an epoch this device does not hold yet: a rotation it has not taken in.
+        let unknown_epoch = page
+            .iter()
+            .filter_map(|e| Envelope::parse(&e.bytes).ok())
+            .any(|envelope| !self.opening.contains_key(&envelope.epoch));
+        if unknown_epoch && self.fetch_epochs {
+            rotation::take_in(store)?;
+            self.reload_keys(store)?;
+        }
         // A sender not in the cached device list may have joined since: look once more.
         let senders_known = {
             let keys = self.device_keys(relay, false)?;
@@ -182,11 +233,7 @@ impl Device {
         for remote in &page {
             let result = Envelope::parse(&remote.bytes)
                 .and_then(|envelope| {
-                    envelope.open(
-                        workspace,
-                        |sender| keys.get(&sender).copied(),
-                        |epoch| (epoch == EPOCH).then_some(&self.epoch_key),
-                    )
+                    envelope.open(workspace, |sender| keys.get(&sender).copied(), |epoch| self.opening.get(&epoch))
                 })
                 .map_err(|e| e.to_string())
                 .and_then(|o| {
@@ -280,6 +327,7 @@ pub fn sync_once(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
 /// [`sync_once`] without finishing a join first.
 pub(crate) fn sync_rounds(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
     setup::adopt_relays(store)?;
+    take_in_epochs(store)?;
     let mut reports = round(store)?;
     // The round may have brought news of a relay this device lacks: sync with it at once.
     if setup::adopt_relays(store)? > 0 {
@@ -374,6 +422,7 @@ pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<
         }
     }
     setup::adopt_relays(store)?;
+    take_in_epochs(store)?;
     let (mut device, mut engine) = Device::new(store)?;
     let (tx, rx) = mpsc::channel::<(usize, Heard)>();
     engine.go_live();
@@ -461,6 +510,23 @@ pub fn watch(store: &mut Store, mut observe: impl FnMut(&WatchEvent)) -> Result<
     }
 }
 
+/// Opens the recovery key's copies of later epochs' keys.
+pub(crate) fn recovery_epochs(
+    recovery: &daftar_sync::RecoveryKey,
+    workspace: daftar_domain::WorkspaceId,
+    copies: &[daftar_relay_client::EpochKey],
+) -> Result<Vec<(u32, Secret<32>)>, SyncError> {
+    let agreement = recovery.agreement_key();
+    copies
+        .iter()
+        .filter(|k| k.holder == daftar_sync::epoch::RECOVERY_HOLDER)
+        .map(|k| {
+            let key = agreement.open(workspace, k.epoch, daftar_sync::epoch::RECOVERY_HOLDER, &k.wrapped_bytes()?)?;
+            Ok((k.epoch, key))
+        })
+        .collect()
+}
+
 /// Rebuilds the workspace from this device's first relay into the new data directory `dir`,
 /// the way [`recover`] would — the relay's recovery-wrapped workspace key opened with the
 /// typed recovery key, the newest snapshot, then the log — but without enrolling a device or
@@ -477,11 +543,14 @@ pub fn rehearse_recovery(
     let url = live.relays()?.into_iter().next().ok_or(SyncError::NoRelay)?.url;
     let info = live.info().clone();
     let key = live.device_signing_key()?;
-    let (public, wrapped) = RelayClient::new(&url, info.device_id, &key)?.recovery_material(info.workspace_id)?;
+    let client = RelayClient::new(&url, info.device_id, &key)?;
+    let (public, wrapped) = client.recovery_material(info.workspace_id)?;
     if public != recovery.relay_signing_key().public_key() {
         return Err(SyncError::RecoveryKey(daftar_sync::RecoveryKeyError::WrongKey));
     }
     let workspace_key = recovery.unwrap_workspace_key(info.workspace_id, &wrapped)?;
+    // Every later epoch, as only the recovery key opens it.
+    let later = recovery_epochs(recovery, info.workspace_id, &client.recovery_epochs(info.workspace_id)?)?;
     let device = DeviceId::from_uuid(uuid::Uuid::now_v7());
     let (mut target, _) = Store::init(
         dir,
@@ -494,6 +563,8 @@ pub fn rehearse_recovery(
                 workspace_id: info.workspace_id,
                 device_id: device,
                 workspace_key,
+                epoch: 1,
+                agreement_seed: daftar_keys::generate_secret()?,
                 signing_seed: daftar_keys::generate_secret()?,
                 recovery: daftar_sync::RecoveryKey::generate()?,
                 role: daftar_domain::Role::Owner,
@@ -502,10 +573,17 @@ pub fn rehearse_recovery(
         std::sync::Arc::new(daftar_store::SystemClock),
     )?;
     target.add_relay(&url)?;
+    for (epoch, key) in &later {
+        target.add_epoch_key(*epoch, key, true)?;
+    }
+    let epoch = target.current_epoch()?;
     let mut reader = Device {
         info,
         key,
-        epoch_key: target.workspace_key(EPOCH)?,
+        epoch,
+        epoch_key: target.workspace_key(epoch)?,
+        opening: held_keys(&target)?,
+        fetch_epochs: false,
         urls: vec![url.clone()],
         keys: vec![None],
         roles: HashMap::new(),

@@ -141,7 +141,8 @@ pub fn invite(
     let info = store.info().clone();
     let key = store.device_signing_key()?;
     let code = InviteCode::generate(&relay, info.workspace_id)?;
-    let wrapped = code.wrap_workspace_key(&store.workspace_key(crate::EPOCH)?)?;
+    let epoch = store.current_epoch()?;
+    let wrapped = code.wrap_workspace_key(epoch, &store.workspace_key(epoch)?)?;
     let expires_at = now_ms + i64::from(hours) * 3_600_000;
     // The code names one relay; the same token is left with every relay of the workspace so
     // the new device can enrol on each.
@@ -223,9 +224,15 @@ pub fn approve(store: &mut Store, device: DeviceId, member: Option<&str>, totp: 
         .ok()
         .and_then(|k| k.try_into().ok())
         .ok_or_else(|| SyncError::Invalid(format!("the relay lists device {device} with a malformed key")))?;
+    let agreement: Option<[u8; 32]> =
+        target.agreement_key.as_deref().and_then(|k| hex::decode(k).ok()).and_then(|k| k.try_into().ok());
     let default_member = format!("member {}", &device.to_string()[..8]);
-    store.approve_device(device, &public, role, member.unwrap_or(&default_member))?;
+    store.approve_device(device, &public, agreement.as_ref(), role, member.unwrap_or(&default_member))?;
     push_membership(store)?;
+    // Every epoch's key, wrapped for the device, before the relays let it in.
+    if let Some(agreement) = &agreement {
+        crate::rotation::hand_keys(store, device, agreement, totp)?;
+    }
     let approved = daftar_relay_client::Member { approved: true, ..target };
     for relay in &relays {
         let client = RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp);
@@ -271,8 +278,9 @@ pub fn set_role(store: &mut Store, device: DeviceId, role: Role, totp: Option<&s
 }
 
 /// Revokes a device on every relay of this device — the relays refuse it from then on — and
-/// in the membership document, so nothing it signs counts on any device.
-pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<(), SyncError> {
+/// in the membership document, so nothing it signs counts on any device; then rotates the
+/// workspace key, so it cannot read what is written after.
+pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<crate::Rotation, SyncError> {
     store.permit(Action::ManageDevices)?;
     let info = store.info().clone();
     let key = store.device_signing_key()?;
@@ -287,7 +295,9 @@ pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result
         store.revoke_device(device)?;
         push_membership(store)?;
     }
-    Ok(())
+    // A new workspace key the revoked device never receives: nothing written from now on is
+    // readable with what it holds.
+    crate::rotation::rotate(store, totp, false)
 }
 
 /// A data directory set up as a device of an existing workspace, and what its first sync did.
@@ -379,10 +389,13 @@ fn first_sync(
     Ok(FirstSync { report, snapshot, snapshot_error })
 }
 
-fn new_device() -> Result<(Uuid, daftar_keys::Secret<32>, DeviceSigningKey), SyncError> {
+/// A new device's id, signing seed and key, and agreement seed.
+type NewDevice = (Uuid, daftar_keys::Secret<32>, DeviceSigningKey, daftar_keys::Secret<32>);
+
+fn new_device() -> Result<NewDevice, SyncError> {
     let seed = daftar_keys::generate_secret()?;
     let key = DeviceSigningKey::from_seed(&seed);
-    Ok((Uuid::now_v7(), seed, key))
+    Ok((Uuid::now_v7(), seed, key, daftar_keys::generate_secret()?))
 }
 
 /// Rebuilds a lost workspace into `dir` from a relay and the recovery key. `key` says where the
@@ -395,13 +408,15 @@ pub fn recover(
     key_choice: KeyChoice,
 ) -> Result<SetUp, SyncError> {
     let relay = normalise(relay);
-    let (id, seed, key) = new_device()?;
+    let (id, seed, key, agreement_seed) = new_device()?;
     let device = DeviceId::from_uuid(id);
     let client = RelayClient::new(&relay, device, &key)?;
-    let wrapped = client
+    let (wrapped, epochs) = client
         .recover(workspace, &recovery.relay_signing_key())
         .map_err(|source| SyncError::SetUpRefused { what: "recovery", source })?;
     let workspace_key = recovery.unwrap_workspace_key(workspace, &wrapped)?;
+    // Every later epoch's key: the recovery key opens its copy of each.
+    let later = crate::recovery_epochs(&recovery, workspace, &epochs)?;
     let recovery_signer = recovery.relay_signing_key();
     // No one may be left to approve this device: the recovery key vouches for it.
     let vouch =
@@ -411,12 +426,17 @@ pub fn recover(
         workspace_id: workspace,
         device_id: device,
         workspace_key,
+        epoch: 1,
+        agreement_seed,
         signing_seed: seed,
         recovery,
         role: Role::Owner,
     };
     let name = "recovered device";
     let mut store = init_device(dir, &relay, existing, series_for('R', device)?, name, key_choice)?;
+    for (epoch, key) in &later {
+        store.add_epoch_key(*epoch, key, true)?;
+    }
     let first = first_sync(
         &mut store,
         &relay,
@@ -449,15 +469,16 @@ pub fn recover(
 /// the first sync after that brings the workspace ([`complete_join`]). `key` says where the new
 /// data directory's database key goes.
 pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetUp, SyncError> {
-    let (id, seed, key) = new_device()?;
+    let (id, seed, key, agreement_seed) = new_device()?;
     let device = DeviceId::from_uuid(id);
     let client = RelayClient::new(&code.relay, device, &key)?;
+    let agreement = daftar_sync::AgreementKey::from_seed(&agreement_seed).public_key();
     let (role, wrapped) = client
-        .enrol(code.workspace, code.token())
+        .enrol(code.workspace, code.token(), &agreement)
         .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;
     let role = Role::parse(&role)
         .ok_or_else(|| SyncError::Invalid(format!("the relay enrolled this device with an unknown role {role:?}")))?;
-    let workspace_key = code.unwrap_workspace_key(&wrapped)?;
+    let (epoch, workspace_key) = code.unwrap_workspace_key(&wrapped)?;
     // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
     // device makes a placeholder; its material is replaced by the workspace's own at the first
     // sync, and the placeholder key itself is never kept.
@@ -466,6 +487,8 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
         workspace_id: code.workspace,
         device_id: device,
         workspace_key,
+        epoch,
+        agreement_seed,
         signing_seed: seed,
         recovery,
         role,
@@ -505,17 +528,25 @@ pub fn complete_join(store: &mut Store) -> Result<Option<FirstSync>, SyncError> 
     }
     let token =
         hex::decode(&pending.token).map_err(|_| SyncError::Invalid("the pending invite token is not hex".into()))?;
+    // The keys the approver handed over, to open the snapshot and the log with; checked against
+    // the membership document once it has arrived (below).
+    crate::rotation::take_in(store)?;
+    let agreement = store.agreement_key()?.public_key();
     let first = first_sync(
         store,
         &relay,
         &pending.name,
-        |url| match RelayClient::new(url, info.device_id, &key)?.enrol(info.workspace_id, &token) {
+        |url| match RelayClient::new(url, info.device_id, &key)?.enrol(info.workspace_id, &token, &agreement) {
             // Approved there already (the approver registered it), or not reachable now.
             Ok(_) | Err(RelayError::Unreachable { .. }) => Ok(()),
             Err(RelayError::Refused { code, .. }) if code == "device_exists" => Ok(()),
             Err(e) => Err(SyncError::SetUpRefused { what: "invite", source: e }),
         },
-        |_| Ok(()),
+        |store| {
+            // Now with the membership document: the keys are checked, and the newest seals.
+            crate::rotation::take_in(store)?;
+            Ok(())
+        },
     )?;
     store.set_pending_join(None)?;
     Ok(Some(first))

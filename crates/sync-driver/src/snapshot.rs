@@ -13,7 +13,7 @@ use daftar_sync::snapshot::{self, PartHeader, SNAPSHOT_KIND};
 use daftar_sync::{Envelope, Sealer};
 use serde::Serialize;
 
-use crate::{Device, EPOCH, SyncError};
+use crate::{Device, SyncError};
 
 /// The plaintext size a part aims at (sealed, it stays well under the relay's 8 MiB body limit).
 const PART_BYTES: usize = 4 << 20;
@@ -68,7 +68,7 @@ impl Device {
         let sealer = Sealer {
             workspace: self.info.workspace_id,
             sender: self.info.device_id,
-            epoch: EPOCH,
+            epoch: self.epoch,
             epoch_key: &self.epoch_key,
             signing_key: &self.key,
         };
@@ -144,7 +144,7 @@ impl Device {
         let opened = Envelope::parse(&sealed)?.open(
             workspace,
             |sender| keys.get(&sender).copied(),
-            |epoch| (epoch == EPOCH).then_some(&self.epoch_key),
+            |epoch| self.opening.get(&epoch),
         )?;
         if opened.kind != SNAPSHOT_KIND {
             return Err(snapshot::SnapshotError::NotASnapshot.into());

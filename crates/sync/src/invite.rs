@@ -114,11 +114,13 @@ impl InviteCode {
         &self.token
     }
 
-    /// The workspace key wrapped for the new device: `nonce (12) ‖ AES-256-GCM(key)`.
-    pub fn wrap_workspace_key(&self, key: &Secret<32>) -> Result<Vec<u8>, InviteError> {
+    /// The current workspace key and its epoch, wrapped for the new device:
+    /// `nonce (12) ‖ AES-256-GCM(epoch (4, big-endian) ‖ key)`.
+    pub fn wrap_workspace_key(&self, epoch: u32, key: &Secret<32>) -> Result<Vec<u8>, InviteError> {
         let mut nonce = [0u8; 12];
         SystemRandom::new().fill(&mut nonce).map_err(|_| InviteError::Random)?;
-        let mut sealed = key.expose_secret_bytes().to_vec();
+        let mut sealed = epoch.to_be_bytes().to_vec();
+        sealed.extend_from_slice(key.expose_secret_bytes());
         wrap_key(&self.secret)
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), associated_data(self.workspace), &mut sealed)
             .map_err(|_| InviteError::Random)?;
@@ -127,8 +129,10 @@ impl InviteCode {
         Ok(out)
     }
 
-    pub fn unwrap_workspace_key(&self, wrapped: &[u8]) -> Result<Secret<32>, InviteError> {
-        if wrapped.len() != 12 + 32 + 16 {
+    /// The epoch and workspace key [`InviteCode::wrap_workspace_key`] wrapped (an invite made
+    /// before epochs existed carries the key alone: epoch 1).
+    pub fn unwrap_workspace_key(&self, wrapped: &[u8]) -> Result<(u32, Secret<32>), InviteError> {
+        if wrapped.len() != 12 + 32 + 16 && wrapped.len() != 12 + 4 + 32 + 16 {
             return Err(InviteError::WrongSecret);
         }
         let (nonce, sealed) = wrapped.split_at(12);
@@ -140,9 +144,13 @@ impl InviteCode {
                 &mut buffer,
             )
             .map_err(|_| InviteError::WrongSecret)?;
-        let key: [u8; 32] = plain.try_into().map_err(|_| InviteError::WrongSecret)?;
+        let (epoch, key) = match plain.len() {
+            32 => (1, &plain[..]),
+            _ => (u32::from_be_bytes(plain[..4].try_into().expect("4 bytes")), &plain[4..]),
+        };
+        let key: [u8; 32] = key.try_into().map_err(|_| InviteError::WrongSecret)?;
         zeroize::Zeroize::zeroize(&mut buffer);
-        Ok(Secret::new(key))
+        Ok((epoch, Secret::new(key)))
     }
 }
 
@@ -159,8 +167,9 @@ mod tests {
             (parsed.relay.as_str(), parsed.workspace, parsed.token()),
             ("https://relay.example", workspace, invite.token())
         );
-        let wrapped = invite.wrap_workspace_key(&Secret::new([6; 32])).unwrap();
-        assert_eq!(parsed.unwrap_workspace_key(&wrapped).unwrap().expose_secret_bytes(), &[6; 32]);
+        let wrapped = invite.wrap_workspace_key(3, &Secret::new([6; 32])).unwrap();
+        let (epoch, key) = parsed.unwrap_workspace_key(&wrapped).unwrap();
+        assert_eq!((epoch, key.expose_secret_bytes()), (3, &[6; 32]));
         let other = InviteCode::generate("https://relay.example", workspace).unwrap();
         assert_eq!(other.unwrap_workspace_key(&wrapped).unwrap_err(), InviteError::WrongSecret);
         assert_eq!(InviteCode::parse("hello").unwrap_err(), InviteError::NotAnInvite);

@@ -16,10 +16,13 @@
 //!
 //! - [`snapshot`]: every document of a workspace in sealed parts, for fast bootstrap.
 //!
+//! - [`epoch`]: new workspace keys after a revocation, wrapped for each remaining device.
+//!
 //! The relay (`daftar-relay`) is built on these.
 
 pub mod engine;
 pub mod envelope;
+pub mod epoch;
 pub mod invite;
 pub mod mfa;
 pub mod recovery;
@@ -27,5 +30,6 @@ pub mod relay_auth;
 pub mod snapshot;
 
 pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
+pub use epoch::{AgreementKey, EpochError};
 pub use invite::{InviteCode, InviteError};
 pub use recovery::{RecoveryKey, RecoveryKeyError};

@@ -53,6 +53,8 @@ pub enum Purpose {
     Backup,
     /// Seeds the Ed25519 key that proves knowledge of the recovery key to the relay.
     RelayRecovery,
+    /// Seeds the X25519 key that receives each new epoch's workspace key.
+    EpochKeys,
 }
 
 impl Purpose {
@@ -61,6 +63,7 @@ impl Purpose {
             Purpose::WorkspaceKeyWrap => b"daftar recovery v1 workspace-key-wrap",
             Purpose::Backup => b"daftar recovery v1 backup",
             Purpose::RelayRecovery => b"daftar recovery v1 relay-recovery",
+            Purpose::EpochKeys => b"daftar recovery v1 epoch-keys",
         }
     }
 }
@@ -153,6 +156,13 @@ impl RecoveryKey {
     /// so it can check that a request comes from someone holding the recovery key.
     pub fn relay_signing_key(&self) -> crate::DeviceSigningKey {
         crate::DeviceSigningKey::from_seed(&self.derive(Purpose::RelayRecovery))
+    }
+
+    /// The key that receives every new epoch's workspace key (see [`crate::epoch`]): its
+    /// public half is in the membership document, so any owner or admin rotating the key
+    /// leaves a copy that only the recovery key opens.
+    pub fn agreement_key(&self) -> crate::AgreementKey {
+        crate::AgreementKey::from_seed(&self.derive(Purpose::EpochKeys))
     }
 
     /// Wraps the workspace key for safekeeping on the relay: `nonce (12) ‖ AES-256-GCM(key)`,

@@ -16,6 +16,10 @@ member: string, role: Role, status: MemberStatus,
  */
 signing_key: string, 
 /**
+ * Hex of the device's X25519 public key: new epochs' workspace keys are wrapped for it.
+ */
+agreement_key?: string | null, 
+/**
  * Who made the last change to this entry.
  */
 changed_by: DeviceId, changed_at: string, 

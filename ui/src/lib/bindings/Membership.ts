@@ -15,4 +15,9 @@ creator: DeviceId,
 /**
  * Keyed by device id, so concurrent approvals merge.
  */
-devices: Array<MemberDevice>, created_at: string, };
+devices: Array<MemberDevice>, created_at: string, 
+/**
+ * Hex of the X25519 public key derived from the recovery key: every new epoch's key is
+ * also wrapped for it, so backups and a rebuild keep working after rotations.
+ */
+recovery_agreement_key?: string | null, };
