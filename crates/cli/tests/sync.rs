@@ -82,6 +82,7 @@ fn an_invited_device_joins_once_and_a_revoked_one_is_shut_out() {
     a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let invite = a.json(&["invite", "--role", "clerk"]);
     let code = invite["code"].as_str().unwrap();
     assert!(code.starts_with("daftar-invite-1."), "{invite}");
@@ -182,6 +183,7 @@ fn converge(seed: u64, operations: usize) {
     let customer = a.customer("Shared Customer", None);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let devices = [a, Daftar::new(), Daftar::new()];
     for d in &devices[1..] {
         let code = devices[0].json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
@@ -281,6 +283,7 @@ fn a_watching_device_receives_a_change_at_once() {
     let customer = a.customer("Live Customer", None);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let b = Daftar::new();
     b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     let mut watcher =
@@ -313,6 +316,7 @@ fn a_compromised_relay_cannot_alter_move_or_replay_changes() {
     let customer = a.customer("Target Customer", None);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     // The invoice's change is the workspace's last envelope.
     let invoice = a.json(&["invoice", "create", "--customer", &customer, "--line", "Genuine|1|100"]);
     a.json(&["sync"]);
@@ -421,6 +425,7 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
         db.query_row("SELECT count(*), count(DISTINCT id) FROM envelopes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(rows, distinct, "no envelope is stored twice");
     assert_eq!(rows, changes, "every change once");
+    a.second_factor();
     let b = Daftar::new();
     b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 400, "nothing was lost");
@@ -537,6 +542,7 @@ fn with_two_relays_losing_either_loses_nothing() {
     a.json(&["relay", "add", &second.url]);
     let round = a.json(&["sync"]);
     assert!(round["relays"].as_array().unwrap().iter().all(|r| r["error"].is_null()), "{round}");
+    a.second_factor();
 
     // A device joins through the first relay and learns of the second from the workspace.
     let code = a.json(&["invite"])["code"].as_str().unwrap().to_owned();
@@ -588,6 +594,7 @@ fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
     a.json(&["invoice", "delete", list[1]["id"].as_str().unwrap()]);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let made = a.json(&["sync", "snapshot"]);
     let made = &made["relays"][0];
     assert_eq!(made["kept"], true, "{made}");
@@ -641,6 +648,7 @@ fn a_device_killed_while_pulling_resumes_without_losing_or_repeating_anything() 
     let customer = a.customer("Busy Customer", None);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let b = Daftar::new();
     b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
     assert!(a.run(&["debug", "write-loop", "--customer", &customer, "--count", "600"]).status.success());
@@ -675,8 +683,10 @@ fn only_an_owner_adds_a_relay_and_it_can_rebuild_the_workspace() {
     a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
     a.json(&["relay", "add", &first.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let clerk = Daftar::new();
     clerk.join_approved(a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap(), &a);
+    assert_eq!(clerk.fails(&["mfa", "enroll"])["code"], "forbidden", "clerks have no second factor to enrol");
     let refused = clerk.fails(&["relay", "add", &third.url]);
     assert!(refused["message"].as_str().unwrap().contains("only an owner"), "{refused}");
     let owner = Daftar::new();
@@ -781,6 +791,9 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    // An owner without a second factor is refused anything privileged.
+    let none = a.fails(&["invite"]);
+    assert!(none["message"].as_str().unwrap().contains("need a second factor"), "{none}");
     let enrolment = a.json(&["mfa", "enroll", "--account", "Acme owner"]);
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/Daftar:Acme%20owner?secret="), "{enrolment}");
@@ -789,8 +802,8 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     assert_eq!(recovery.len(), 10);
     let secret = daftar_sync::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
     // Until confirmed with a first code, the enrolment does not count.
-    let clerk = Daftar::new();
-    clerk.join_approved(a.json(&["invite", "--role", "clerk"])["code"].as_str().unwrap(), &a);
+    let unconfirmed = a.fails(&["invite"]);
+    assert!(unconfirmed["message"].as_str().unwrap().contains("need a second factor"), "{unconfirmed}");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let step = now / 30;
     let code = |s: u64| format!("{:06}", secret.code_at(s));
@@ -822,8 +835,6 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     // Replacing the second factor needs it too.
     let replace = a.fails(&["mfa", "enroll"]);
     assert!(replace["message"].as_str().unwrap().contains("one-time code"), "{replace}");
-    // Clerks have no second factor to enrol.
-    assert_eq!(clerk.fails(&["mfa", "enroll"])["code"], "forbidden");
 }
 
 #[test]
@@ -913,6 +924,7 @@ fn owner_with_a_draft() -> (Relay, Daftar, String, String) {
     let draft = draft["id"].as_str().unwrap().to_owned();
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     (relay, a, customer, draft)
 }
 
@@ -943,6 +955,7 @@ fn a_revoked_device_is_refused_and_cannot_open_anything_written_after_the_rotati
     let customer = a.customer("Nour Bakery", None);
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let b = Daftar::new();
     b.join_approved(a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap(), &a);
     let c = Daftar::new();

@@ -78,6 +78,9 @@ pub struct Member {
     /// Hex of the device's X25519 agreement key, as it enrolled.
     #[serde(default)]
     pub agreement_key: Option<String>,
+    /// The member it belongs to (the id of the member's first device), once approved.
+    #[serde(default)]
+    pub member: Option<String>,
 }
 
 fn approved_by_default() -> bool {
@@ -422,6 +425,7 @@ impl<'k> RelayClient<'k> {
             "revoked": member.revoked,
             "approved": member.approved,
             "agreement_key": member.agreement_key,
+            "member": member.member,
         });
         self.call("PUT", &format!("/v1/workspaces/{workspace}/devices/{}", member.device_id), Some(&body), None)?;
         Ok(())
@@ -474,8 +478,14 @@ impl<'k> RelayClient<'k> {
 
     /// Approves a device that joined with an invite (owners and admins; an admin's or owner's
     /// device only by an owner).
-    pub fn approve(&self, workspace: WorkspaceId, device: DeviceId) -> Result<(), RelayError> {
-        self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/approve"), Some(&json!({})), None)
+    /// `member` names the member (the id of their first device), whose second factor the
+    /// device then shares.
+    pub fn approve(&self, workspace: WorkspaceId, device: DeviceId, member: Option<&str>) -> Result<(), RelayError> {
+        let body = match member {
+            Some(member) => json!({ "member": member }),
+            None => json!({}),
+        };
+        self.call("POST", &format!("/v1/workspaces/{workspace}/devices/{device}/approve"), Some(&body), None)
             .map(|_| ())
     }
 

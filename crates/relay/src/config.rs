@@ -1,7 +1,7 @@
 //! Relay configuration: defaults, then a TOML file, then `DAFTAR_RELAY_*` environment variables,
 //! then command-line flags, each overriding the one before. Keys: `listen`, `database`,
-//! `max_body_bytes`, `rate_per_second`, `rate_burst`, `tls_cert`, `tls_key`, `mfa_window_seconds` (as
-//! `DAFTAR_RELAY_LISTEN`, …).
+//! `max_body_bytes`, `rate_per_second`, `rate_burst`, `tls_cert`, `tls_key`, `mfa_window_seconds`,
+//! `require_second_factor` (as `DAFTAR_RELAY_LISTEN`, …).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ pub struct Config {
     /// Seconds a verified one-time code lets a device's privileged requests through without
     /// another (default 300).
     pub mfa_window_seconds: u32,
+    /// Whether owners and admins must have a second factor for privileged requests (default
+    /// true; off only for protocol tests and relays that predate it).
+    pub require_second_factor: bool,
 }
 
 /// Settings as they appear in the file, the environment and the flags: all optional.
@@ -38,6 +41,7 @@ pub struct Layer {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub mfa_window_seconds: Option<u32>,
+    pub require_second_factor: Option<bool>,
 }
 
 /// The configuration could not be assembled.
@@ -82,6 +86,7 @@ impl Layer {
             tls_cert: get("DAFTAR_RELAY_TLS_CERT").map(PathBuf::from),
             tls_key: get("DAFTAR_RELAY_TLS_KEY").map(PathBuf::from),
             mfa_window_seconds: number(&get, "DAFTAR_RELAY_MFA_WINDOW_SECONDS")?,
+            require_second_factor: number(&get, "DAFTAR_RELAY_REQUIRE_SECOND_FACTOR")?,
         })
     }
 
@@ -95,6 +100,7 @@ impl Layer {
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             mfa_window_seconds: self.mfa_window_seconds.or(lower.mfa_window_seconds),
+            require_second_factor: self.require_second_factor.or(lower.require_second_factor),
         }
     }
 }
@@ -114,6 +120,7 @@ impl Config {
             rate_per_second: merged.rate_per_second.unwrap_or(50.0),
             rate_burst: merged.rate_burst.unwrap_or(500),
             mfa_window_seconds: merged.mfa_window_seconds.unwrap_or(300),
+            require_second_factor: merged.require_second_factor.unwrap_or(true),
             tls: match (merged.tls_cert, merged.tls_key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,

@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         rate_per_second: config.rate_per_second,
         burst: f64::from(config.rate_burst),
         mfa_window_ms: i64::from(config.mfa_window_seconds) * 1000,
+        require_second_factor: config.require_second_factor,
     };
     let app = daftar_relay::router(storage, limits)
         .layer(PropagateRequestIdLayer::x_request_id())

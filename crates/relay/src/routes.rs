@@ -84,6 +84,8 @@ pub struct Limits {
     /// How long a verified one-time code lets a device's privileged requests through without
     /// another (as `sudo` does): long enough to invite a few devices in a row.
     pub mfa_window_ms: i64,
+    /// Whether owners and admins must have a second factor before any privileged request.
+    pub require_second_factor: bool,
 }
 
 /// A device's token bucket: `tokens` left as of `at` (ms).
@@ -258,29 +260,50 @@ async fn manager<S: RelayStorage>(
     if !device.role.manages_devices() {
         return Err(ApiError::forbidden("role", format!("only owners and admins can {action}")));
     }
-    second_factor(state, workspace, &device, &request.headers, action).await?;
+    // A workspace just created on this relay (a further relay being added) has no second
+    // factor here yet: for its first minutes its devices may be registered without one.
+    let fresh = action == "register devices"
+        && state
+            .storage
+            .workspace_created(workspace.to_owned())
+            .await?
+            .is_some_and(|at| now_ms() - at < FRESH_WORKSPACE_MS);
+    let mandatory = state.limits.require_second_factor && !fresh;
+    second_factor(state, workspace, &device, &request.headers, action, mandatory).await?;
     Ok(device)
 }
+
+/// How long after its creation on a relay a workspace's devices may be registered there
+/// without a second factor (the owner adding the relay enrols one on it right after).
+const FRESH_WORKSPACE_MS: i64 = 10 * 60 * 1000;
 
 /// Wrong codes allowed per device per minute; the next is refused even if right.
 const MFA_FAILURES_PER_MINUTE: u32 = 5;
 
-/// Requires the device's second factor for a privileged request, once it has enrolled one: a
-/// one-time code (or a recovery code) in the `x-daftar-totp` header, or a code verified within
-/// the relay's window (`Limits::mfa_window_ms`). A code that is sent is always checked.
+/// Requires the second factor of the device's member for a privileged request: a one-time code
+/// (or a recovery code) in the `x-daftar-totp` header, or a code verified within the relay's
+/// window (`Limits::mfa_window_ms`). A code that is sent is always checked. Without a confirmed
+/// second factor the request is refused when `mandatory`, else let through.
 async fn second_factor<S: RelayStorage>(
     state: &AppState<S>,
     workspace: &str,
     device: &DeviceRecord,
     headers: &HeaderMap,
     action: &str,
+    mandatory: bool,
 ) -> ApiResult<()> {
-    let Some(mfa) = state.storage.mfa(workspace.to_owned(), device.device_id.clone()).await? else {
+    let confirmed = state.storage.mfa(workspace.to_owned(), device.factor_holder()).await?.filter(|m| m.confirmed);
+    let Some(mfa) = confirmed else {
+        if mandatory {
+            return Err(ApiError::forbidden(
+                "mfa_enrolment_required",
+                format!(
+                    "owners and admins need a second factor to {action}: run `daftar mfa enroll`, add it to an authenticator app, then `daftar mfa verify CODE` (or Settings → Two-factor sign-in in the app)"
+                ),
+            ));
+        }
         return Ok(());
     };
-    if !mfa.confirmed {
-        return Ok(());
-    }
     let code = headers.get(relay_auth::TOTP_HEADER).and_then(|v| v.to_str().ok());
     match code {
         Some(code) => check_code(state, workspace, device, &mfa, code).await,
@@ -302,7 +325,8 @@ async fn check_code<S: RelayStorage>(
     code: &str,
 ) -> ApiResult<()> {
     let now = now_ms();
-    let (ws, id) = (workspace.to_owned(), device.device_id.clone());
+    // A member's devices share one second factor, and one count of wrong codes.
+    let (ws, id) = (workspace.to_owned(), device.factor_holder());
     if state.storage.mfa_failures(ws.clone(), id.clone(), now - 60_000).await? >= MFA_FAILURES_PER_MINUTE {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -361,7 +385,7 @@ async fn enroll_mfa<S: RelayStorage>(
         return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
     }
     // Replacing a confirmed second factor needs it: a stolen laptop cannot swap it.
-    second_factor(&state, &workspace, &device, &incoming.headers, "replace the second factor").await?;
+    second_factor(&state, &workspace, &device, &incoming.headers, "replace the second factor", false).await?;
     let request: EnrollMfa = parse_json(&incoming.body)?;
     let secret = daftar_sync::mfa::TotpSecret::from_base32(&request.secret)
         .ok_or_else(|| ApiError::bad_request("bad_request", "the secret is not 20 bytes of base 32"))?;
@@ -372,7 +396,7 @@ async fn enroll_mfa<S: RelayStorage>(
     }
     let record =
         MfaRecord { secret: *secret.as_bytes(), confirmed: false, last_step: None, recovery, elevated_until: 0 };
-    state.storage.put_mfa(workspace.clone(), device.device_id.clone(), record).await?;
+    state.storage.put_mfa(workspace.clone(), device.factor_holder(), record).await?;
     tracing::info!(%workspace, device = %device.device_id, "second factor enrolled, to be confirmed");
     Ok(StatusCode::CREATED)
 }
@@ -392,7 +416,7 @@ async fn verify_mfa<S: RelayStorage>(
     let device = member(&state, &workspace, &incoming).await?;
     let request: VerifyMfa = parse_json(&incoming.body)?;
     let mfa =
-        state.storage.mfa(workspace.clone(), device.device_id.clone()).await?.ok_or_else(|| {
+        state.storage.mfa(workspace.clone(), device.factor_holder()).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "not_enrolled", "this device has no second factor yet")
         })?;
     check_code(&state, &workspace, &device, &mfa, &request.code).await?;
@@ -502,6 +526,7 @@ async fn create_workspace<S: RelayStorage>(
         revoked: false,
         approved: true,
         agreement_key: None,
+        member: None,
         enrolled_at: now_ms(),
     };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
@@ -593,6 +618,8 @@ struct RegisterDevice {
     approved: bool,
     #[serde(default)]
     agreement_key: Option<String>,
+    #[serde(default)]
+    member: Option<String>,
 }
 
 fn yes() -> bool {
@@ -632,6 +659,7 @@ async fn register_device<S: RelayStorage>(
                 revoked: false,
                 approved: request.approved,
                 agreement_key: request.agreement_key.clone(),
+                member: request.member.clone(),
                 enrolled_at: now_ms(),
             };
             state.storage.add_device(workspace.clone(), record).await?;
@@ -639,6 +667,9 @@ async fn register_device<S: RelayStorage>(
     }
     if request.approved {
         state.storage.approve(workspace.clone(), target.clone()).await?;
+    }
+    if let Some(member) = request.member {
+        state.storage.set_member(workspace.clone(), target.clone(), member).await?;
     }
     if request.revoked {
         state.storage.revoke(workspace.clone(), target.clone()).await?;
@@ -667,6 +698,13 @@ async fn revoke<S: RelayStorage>(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, Default)]
+struct Approve {
+    /// The member (the id of the member's first device) the device belongs to.
+    #[serde(default)]
+    member: Option<String>,
+}
+
 /// Approves a device that joined with an invite: from then on it may pull, push and subscribe.
 /// Owners and admins (with their second factor); an owner's or admin's device only by an owner.
 async fn approve<S: RelayStorage>(
@@ -688,6 +726,11 @@ async fn approve<S: RelayStorage>(
         return Err(ApiError::forbidden("role", "only an owner can approve an owner's or admin's device"));
     }
     state.storage.approve(workspace.clone(), target.clone()).await?;
+    // The member it belongs to, so that member's devices share one second factor.
+    let request: Approve = if incoming.body.is_empty() { Approve::default() } else { parse_json(&incoming.body)? };
+    if let Some(member) = request.member {
+        state.storage.set_member(workspace.clone(), target.clone(), uuid_text(&member, "member")?).await?;
+    }
     tracing::info!(%workspace, device = %target, by = %device.device_id, "device approved");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1069,6 +1112,7 @@ async fn recover<S: RelayStorage>(
         // The recovery key is the workspace's last word: no one is left to approve.
         approved: true,
         agreement_key: None,
+        member: None,
         enrolled_at: now_ms(),
     };
     let device_id = device.device_id.clone();

@@ -45,10 +45,18 @@ pub struct DeviceRecord {
     /// Hex of the device's X25519 agreement key, as it enrolled with it (opaque here; the
     /// approver copies it into the signed membership document).
     pub agreement_key: Option<String>,
+    /// The member (person) the device belongs to, as the approver named it (opaque: the id of
+    /// the member's first device). A member's devices share one second factor.
+    pub member: Option<String>,
     pub enrolled_at: i64,
 }
 
 impl DeviceRecord {
+    /// Whose second factor the device uses: its member's, or its own before it has one.
+    pub fn factor_holder(&self) -> String {
+        self.member.clone().unwrap_or_else(|| self.device_id.clone())
+    }
+
     /// `pending`, `approved` or `revoked` (what `daftar devices list` shows).
     pub fn status(&self) -> &'static str {
         match (self.revoked, self.approved) {
@@ -195,6 +203,15 @@ pub trait RelayStorage: Send + Sync + 'static {
         holder: String,
         after: u32,
     ) -> impl Future<Output = Result<Vec<EpochKey>>> + Send;
+    /// Records which member a device belongs to; false if the workspace has no such device.
+    fn set_member(
+        &self,
+        workspace: String,
+        device: String,
+        member: String,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// When the workspace was created on this relay (ms since the epoch).
+    fn workspace_created(&self, workspace: String) -> impl Future<Output = Result<Option<i64>>> + Send;
     /// Gives a device another role; false if the workspace has no such device.
     fn set_role(&self, workspace: String, device: String, role: Role) -> impl Future<Output = Result<bool>> + Send;
     /// Approves a pending device (idempotent); false if the workspace has no such device.
@@ -381,6 +398,13 @@ impl SqliteStorage {
         if !has_agreement {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN agreement_key TEXT")?;
         }
+        let has_member: bool =
+            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'member'", [], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })?;
+        if !has_member {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN member TEXT")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -401,8 +425,8 @@ impl SqliteStorage {
 
 fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> Result<()> {
     let inserted = conn.execute(
-        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at, approved, revoked, agreement_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO devices (workspace, id, public_key, role, enrolled_at, approved, revoked, agreement_key, member)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             workspace,
             device.device_id,
@@ -411,7 +435,8 @@ fn insert_device(conn: &Connection, workspace: &str, device: &DeviceRecord) -> R
             device.enrolled_at,
             device.approved,
             device.revoked,
-            device.agreement_key
+            device.agreement_key,
+            device.member
         ],
     )?;
     if inserted == 0 {
@@ -440,6 +465,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         enrolled_at: r.get(4)?,
         approved: r.get::<_, i64>(5)? != 0,
         agreement_key: r.get(6)?,
+        member: r.get(7)?,
     })
 }
 
@@ -597,7 +623,7 @@ impl RelayStorage for SqliteStorage {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key FROM devices WHERE workspace = ?1 AND id = ?2",
+                    "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member FROM devices WHERE workspace = ?1 AND id = ?2",
                     params![workspace, device],
                     device_row,
                 )
@@ -609,7 +635,7 @@ impl RelayStorage for SqliteStorage {
     async fn devices(&self, workspace: String) -> Result<Vec<DeviceRecord>> {
         self.with(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
+                "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
             )?;
             let rows = statement.query_map([workspace], device_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -682,6 +708,25 @@ impl RelayStorage for SqliteStorage {
         .await
     }
 
+    async fn set_member(&self, workspace: String, device: String, member: String) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE devices SET member = ?3 WHERE workspace = ?1 AND id = ?2",
+                params![workspace, device, member],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn workspace_created(&self, workspace: String) -> Result<Option<i64>> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT created_at FROM workspaces WHERE id = ?1", [workspace], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn set_role(&self, workspace: String, device: String, role: Role) -> Result<bool> {
         self.with(move |conn| {
             Ok(conn.execute(
@@ -749,6 +794,7 @@ impl RelayStorage for SqliteStorage {
                 revoked: false,
                 approved: false,
                 agreement_key,
+                member: None,
                 enrolled_at: now,
             };
             insert_device(&tx, &workspace, &record)?;

@@ -36,12 +36,15 @@ impl Relay {
         Relay::start_args(database, env, &[])
     }
 
+    /// These tests exercise the protocol with the second factor off (the relay's default is on):
+    /// it has a test of its own below, and the CLI tests run with it on.
     fn start_args(database: &std::path::Path, env: &[(&str, &str)], args: &[&std::ffi::OsStr]) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_daftar-relay"))
             .args(["--listen", "127.0.0.1:0", "--database"])
             .arg(database)
             .args(args)
             .env("DAFTAR_RELAY_LOG", "warn")
+            .env("DAFTAR_RELAY_REQUIRE_SECOND_FACTOR", "false")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
@@ -688,4 +691,55 @@ fn epoch_keys_go_only_to_their_holders_and_epochs_come_one_after_another() {
     // A revoked device is refused its keys like everything else.
     owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/revoke", clerk.id), Some(json!({})));
     assert_eq!(code(clerk.call("GET", &format!("{epochs}?after=0"), None)), (403, Some("revoked".into())));
+}
+
+#[test]
+fn owners_and_admins_need_a_second_factor_which_a_members_devices_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(&dir.path().join("relay.db"), &[("DAFTAR_RELAY_REQUIRE_SECOND_FACTOR", "true")]);
+    let owner = Device::new(&relay);
+    let workspace = create_workspace(&owner);
+    let invites = format!("/v1/workspaces/{workspace}/invites");
+    let an_invite = || {
+        json!({ "token_hash": hex::encode(Uuid::new_v4().as_bytes().repeat(2)), "role": "clerk",
+                "expires_at": now() + 60_000, "wrapped_key": BASE64.encode(b"wrapped") })
+    };
+    let code = |answer: (u16, Value)| (answer.0, answer.1["code"].as_str().map(str::to_owned));
+    let refused = owner.call("POST", &invites, Some(an_invite()));
+    assert_eq!(code(refused.clone()), (403, Some("mfa_enrolment_required".into())), "{refused:?}");
+    assert!(refused.1["message"].as_str().unwrap().contains("daftar mfa enroll"));
+
+    // Enrolling needs no second factor yet; until confirmed it does not count.
+    let secret = daftar_sync::mfa::TotpSecret::generate().unwrap();
+    let (_, hashes) = daftar_sync::mfa::recovery_codes().unwrap();
+    let enrolment =
+        json!({ "secret": secret.to_base32(), "recovery": hashes.iter().map(hex::encode).collect::<Vec<_>>() });
+    let mfa = format!("/v1/workspaces/{workspace}/mfa");
+    assert_eq!(owner.call("POST", &mfa, Some(enrolment)).0, 201);
+    assert_eq!(code(owner.call("POST", &invites, Some(an_invite()))).1.as_deref(), Some("mfa_enrolment_required"));
+    let step = (now() / 1000 / 30) as u64;
+    let verified =
+        owner.call("POST", &format!("{mfa}/verify"), Some(json!({ "code": format!("{:06}", secret.code_at(step)) })));
+    assert_eq!(verified.0, 200, "{verified:?}");
+    assert_eq!(owner.call("POST", &invites, Some(an_invite())).0, 201, "within the window after a code");
+
+    // A second device of the same member shares the factor (and its window); an admin of
+    // another member needs one of their own.
+    let laptop = Device::new(&relay);
+    enrol(&laptop, workspace, &invite(&owner, workspace, "owner"));
+    let approve = |device: &Device, member: Option<String>| {
+        let body = member.map_or(json!({}), |m| json!({ "member": m }));
+        owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/approve", device.id), Some(body))
+    };
+    assert_eq!(approve(&laptop, Some(owner.id.to_string())).0, 204);
+    assert_eq!(laptop.call("POST", &invites, Some(an_invite())).0, 201, "the owner's laptop shares the owner's factor");
+    let admin = Device::new(&relay);
+    enrol(&admin, workspace, &invite(&owner, workspace, "admin"));
+    assert_eq!(approve(&admin, None).0, 204);
+    assert_eq!(code(admin.call("POST", &invites, Some(an_invite()))).1.as_deref(), Some("mfa_enrolment_required"));
+    // Clerks are not asked (they cannot make privileged requests at all).
+    let clerk = Device::new(&relay);
+    enrol(&clerk, workspace, &invite(&owner, workspace, "clerk"));
+    assert_eq!(approve(&clerk, None).0, 204);
+    assert_eq!(code(clerk.call("POST", &invites, Some(an_invite()))).1.as_deref(), Some("role"));
 }

@@ -43,6 +43,9 @@ pub struct MemberDevice {
     pub id: DeviceId,
     /// The person the device belongs to (several devices may share one).
     pub member: String,
+    /// The member's id: the id of their first device. Their devices share one second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<String>,
     pub role: Role,
     pub status: MemberStatus,
     /// Hex of the device's Ed25519 public key: its changes must be signed with it.
@@ -277,6 +280,7 @@ impl Store {
             devices: vec![MemberDevice {
                 id: self.info.device_id,
                 member: member.to_owned(),
+                member_id: Some(self.info.device_id.to_string()),
                 role: Role::Owner,
                 status: MemberStatus::Approved,
                 signing_key: hex::encode(signing_key),
@@ -301,8 +305,19 @@ impl Store {
         Ok(membership)
     }
 
+    /// The id of the member named `member` (the id of their first approved device), if any.
+    pub fn member_id_of(&self, member: &str) -> Result<Option<String>> {
+        Ok(self.membership()?.and_then(|m| {
+            m.devices
+                .iter()
+                .find(|d| d.status == MemberStatus::Approved && d.member == member)
+                .map(|d| d.member_id.clone().unwrap_or_else(|| d.id.to_string()))
+        }))
+    }
+
     /// Adds an approved device (`daftar devices approve`): its key and role as the relay
-    /// enrolled it, and the member it belongs to.
+    /// enrolled it, and the member it belongs to (a new one unless the name is already a
+    /// member's). Returns the member's id.
     pub fn approve_device(
         &mut self,
         device: DeviceId,
@@ -310,8 +325,9 @@ impl Store {
         agreement_key: Option<&[u8; 32]>,
         role: Role,
         member: &str,
-    ) -> Result<()> {
+    ) -> Result<String> {
         self.permit(Action::ManageDevices)?;
+        let member_id = self.member_id_of(member)?.unwrap_or_else(|| device.to_string());
         if role >= Role::Admin {
             self.permit(Action::ChangeAdmins)?;
         }
@@ -335,6 +351,7 @@ impl Store {
                 m.devices.push(MemberDevice {
                     id: device,
                     member: member.to_owned(),
+                    member_id: Some(member_id.clone()),
                     role,
                     status: MemberStatus::Approved,
                     signing_key: key,
@@ -346,7 +363,7 @@ impl Store {
                 Ok(())
             }
         })?;
-        Ok(())
+        Ok(member_id)
     }
 
     /// Marks a device revoked: nothing it signs counts from then on.
@@ -413,6 +430,7 @@ impl Store {
                 m.devices.push(MemberDevice {
                     id: device,
                     member: member.to_owned(),
+                    member_id: Some(device.to_string()),
                     role: Role::Owner,
                     status: MemberStatus::Approved,
                     signing_key: key,

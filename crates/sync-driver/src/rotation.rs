@@ -16,6 +16,27 @@ use serde::Serialize;
 
 use crate::SyncError;
 
+/// A one-time code given for a command that makes several privileged requests: sent with the
+/// first request to each relay, which then lets the rest through within its window (a code is
+/// accepted once).
+#[derive(Debug)]
+pub(crate) struct SecondFactor<'a> {
+    code: Option<&'a str>,
+    sent_to: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+impl<'a> SecondFactor<'a> {
+    pub(crate) fn new(code: Option<&'a str>) -> Self {
+        SecondFactor { code, sent_to: Default::default() }
+    }
+
+    /// The code to send to `url`: the first time only.
+    pub(crate) fn for_relay(&self, url: &str) -> Option<&'a str> {
+        let code = self.code?;
+        self.sent_to.borrow_mut().insert(url.to_owned()).then_some(code)
+    }
+}
+
 /// What `daftar keys rotate` (or a revocation) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rotation {
@@ -66,6 +87,14 @@ fn membership_of(store: &Store) -> Result<Membership, SyncError> {
 /// as soon as they take it in. A revoked device gets no copy, so it cannot read anything sealed
 /// with it. `on_demand` is `daftar keys rotate` (owners); a revocation rotates too (admins).
 pub fn rotate(store: &mut Store, totp: Option<&str>, on_demand: bool) -> Result<Rotation, SyncError> {
+    rotate_with(store, &SecondFactor::new(totp), on_demand)
+}
+
+pub(crate) fn rotate_with(
+    store: &mut Store,
+    factor: &SecondFactor<'_>,
+    on_demand: bool,
+) -> Result<Rotation, SyncError> {
     store.permit(if on_demand { Action::RotateKeys } else { Action::ManageDevices })?;
     let relays = store.relays()?;
     if relays.is_empty() {
@@ -96,7 +125,7 @@ pub fn rotate(store: &mut Store, totp: Option<&str>, on_demand: bool) -> Result<
         wrapped_for(&signer, info.device_id, info.workspace_id, epoch, RECOVERY_HOLDER, &recovery, &key)?;
     keys.push(recovery_key);
     for relay in &relays {
-        RelayClient::new(&relay.url, info.device_id, &signer)?.with_totp(totp).add_epoch(
+        RelayClient::new(&relay.url, info.device_id, &signer)?.with_totp(factor.for_relay(&relay.url)).add_epoch(
             info.workspace_id,
             epoch,
             &keys,
@@ -117,7 +146,7 @@ pub(crate) fn hand_keys(
     store: &Store,
     device: DeviceId,
     agreement: &[u8; 32],
-    totp: Option<&str>,
+    factor: &SecondFactor<'_>,
 ) -> Result<(), SyncError> {
     let info = store.info().clone();
     let signer = store.device_signing_key()?;
@@ -128,9 +157,10 @@ pub(crate) fn hand_keys(
         keys.push(wrapped_for(&signer, info.device_id, info.workspace_id, epoch, &holder, agreement, &key)?.0);
     }
     for relay in store.relays()? {
-        let client = RelayClient::new(&relay.url, info.device_id, &signer)?.with_totp(totp);
         for key in &keys {
-            client.put_epoch_key(info.workspace_id, key)?;
+            RelayClient::new(&relay.url, info.device_id, &signer)?
+                .with_totp(factor.for_relay(&relay.url))
+                .put_epoch_key(info.workspace_id, key)?;
         }
     }
     Ok(())

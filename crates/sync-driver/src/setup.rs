@@ -208,6 +208,7 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
 /// do the relays let the device in — so every device knows it before its first change.
 pub fn approve(store: &mut Store, device: DeviceId, member: Option<&str>, totp: Option<&str>) -> Result<(), SyncError> {
     store.permit(Action::ManageDevices)?;
+    let factor = crate::rotation::SecondFactor::new(totp);
     let info = store.info().clone();
     let key = store.device_signing_key()?;
     let relays = store.relays()?;
@@ -227,16 +228,17 @@ pub fn approve(store: &mut Store, device: DeviceId, member: Option<&str>, totp: 
     let agreement: Option<[u8; 32]> =
         target.agreement_key.as_deref().and_then(|k| hex::decode(k).ok()).and_then(|k| k.try_into().ok());
     let default_member = format!("member {}", &device.to_string()[..8]);
-    store.approve_device(device, &public, agreement.as_ref(), role, member.unwrap_or(&default_member))?;
+    let member_id =
+        store.approve_device(device, &public, agreement.as_ref(), role, member.unwrap_or(&default_member))?;
     push_membership(store)?;
     // Every epoch's key, wrapped for the device, before the relays let it in.
     if let Some(agreement) = &agreement {
-        crate::rotation::hand_keys(store, device, agreement, totp)?;
+        crate::rotation::hand_keys(store, device, agreement, &factor)?;
     }
-    let approved = daftar_relay_client::Member { approved: true, ..target };
+    let approved = daftar_relay_client::Member { approved: true, member: Some(member_id.clone()), ..target };
     for relay in &relays {
-        let client = RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp);
-        match client.approve(info.workspace_id, device) {
+        let client = RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(factor.for_relay(&relay.url));
+        match client.approve(info.workspace_id, device, Some(&member_id)) {
             Ok(()) => {}
             // A further relay the device has not enrolled on yet learns it as approved.
             Err(RelayError::Refused { code, .. }) if code == "not_found" => {
@@ -282,6 +284,7 @@ pub fn set_role(store: &mut Store, device: DeviceId, role: Role, totp: Option<&s
 /// workspace key, so it cannot read what is written after.
 pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<crate::Rotation, SyncError> {
     store.permit(Action::ManageDevices)?;
+    let factor = crate::rotation::SecondFactor::new(totp);
     let info = store.info().clone();
     let key = store.device_signing_key()?;
     let relays = store.relays()?;
@@ -289,7 +292,9 @@ pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result
         return Err(SyncError::NoRelay);
     }
     for relay in relays {
-        RelayClient::new(&relay.url, info.device_id, &key)?.with_totp(totp).revoke(info.workspace_id, device)?;
+        RelayClient::new(&relay.url, info.device_id, &key)?
+            .with_totp(factor.for_relay(&relay.url))
+            .revoke(info.workspace_id, device)?;
     }
     if store.membership()?.is_some_and(|m| m.device(device).is_some()) {
         store.revoke_device(device)?;
@@ -297,7 +302,7 @@ pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result
     }
     // A new workspace key the revoked device never receives: nothing written from now on is
     // readable with what it holds.
-    crate::rotation::rotate(store, totp, false)
+    crate::rotation::rotate_with(store, &factor, false)
 }
 
 /// A data directory set up as a device of an existing workspace, and what its first sync did.

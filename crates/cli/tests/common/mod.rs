@@ -100,6 +100,17 @@ impl Daftar {
         joined
     }
 
+    /// Sets up and confirms the second factor of this (owner or admin) device's member, as a
+    /// person would with an authenticator app; the relays then let its privileged requests
+    /// through for their window (300 s). Returns the secret, for later codes.
+    pub fn second_factor(&self) -> daftar_sync::mfa::TotpSecret {
+        let enrolment = self.json(&["mfa", "enroll", "--account", "tests"]);
+        let secret = daftar_sync::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
+        let step = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
+        self.json(&["mfa", "verify", &format!("{:06}", secret.code_at(step))]);
+        secret
+    }
+
     pub fn customer(&self, name: &str, vat: Option<&str>) -> String {
         let mut args = vec!["customer", "add", "--name", name];
         if let Some(vat) = vat {
@@ -207,6 +218,7 @@ pub fn two_devices(relay: &Relay) -> (Daftar, Daftar, String) {
     let customer = a.customer("Nour Bakery", Some("311111111111113"));
     a.json(&["relay", "add", &relay.url]);
     a.json(&["sync"]);
+    a.second_factor();
     let code = a.json(&["invite", "--role", "accountant"])["code"].as_str().unwrap().to_owned();
     let b = Daftar::new();
     b.join_approved(&code, &a);

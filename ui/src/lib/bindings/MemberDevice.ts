@@ -10,7 +10,11 @@ export type MemberDevice = { id: DeviceId,
 /**
  * The person the device belongs to (several devices may share one).
  */
-member: string, role: Role, status: MemberStatus, 
+member: string, 
+/**
+ * The member's id: the id of their first device. Their devices share one second factor.
+ */
+member_id?: string | null, role: Role, status: MemberStatus, 
 /**
  * Hex of the device's Ed25519 public key: its changes must be signed with it.
  */
