@@ -237,6 +237,18 @@ impl Api {
                 let until = daftar_sync_driver::mfa_verify(s, code.trim())?;
                 json(serde_json::json!({ "verified": true, "elevated_until": until }))
             }),
+            Request::RevokeDevice { device_id, totp } => self.with_store(|s| {
+                let rotation = daftar_sync_driver::revoke(s, device_id, totp.as_deref())?;
+                json(serde_json::json!({ "device_id": device_id, "status": "revoked", "epoch": rotation.epoch }))
+            }),
+            Request::SetDeviceRole { device_id, role, totp } => self.with_store(|s| {
+                daftar_sync_driver::set_role(s, device_id, role, totp.as_deref())?;
+                json(serde_json::json!({ "device_id": device_id, "role": role }))
+            }),
+            Request::RotateKeys { totp } => self.with_store(|s| {
+                let rotation = daftar_sync_driver::rotate(s, totp.as_deref(), true)?;
+                json(serde_json::json!({ "epoch": rotation.epoch, "devices": rotation.devices.len() }))
+            }),
             Request::ApproveDevice { device_id, member, totp } => self.with_store(|s| {
                 let member = member.as_deref().map(str::trim).filter(|m| !m.is_empty());
                 daftar_sync_driver::approve(s, device_id, member, totp.as_deref())?;

@@ -197,6 +197,24 @@ pub enum Request {
         #[serde(default)]
         totp: Option<String>,
     },
+    /// Refuses a device from now on (owners and admins) and rotates the workspace key.
+    RevokeDevice {
+        device_id: DeviceId,
+        #[serde(default)]
+        totp: Option<String>,
+    },
+    /// Gives a device another role (owners and admins; admins and owners only by owners).
+    SetDeviceRole {
+        device_id: DeviceId,
+        role: daftar_domain::Role,
+        #[serde(default)]
+        totp: Option<String>,
+    },
+    /// Makes a new workspace key for every approved device (owners).
+    RotateKeys {
+        #[serde(default)]
+        totp: Option<String>,
+    },
     /// Received changes refused because their sender's role does not allow them (owners and
     /// admins; an empty list for other roles, who may not see it).
     Quarantine,

@@ -8,6 +8,7 @@ import type { ApiError } from "./bindings/ApiError";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { MfaSetUp } from "./bindings/MfaSetUp";
 import type { Problem } from "./bindings/Problem";
+import type { Role } from "./bindings/Role";
 import type { AppStatus } from "./bindings/AppStatus";
 import type { CreatedWorkspace } from "./bindings/CreatedWorkspace";
 import type { InvoicePage } from "./bindings/InvoicePage";
@@ -173,6 +174,11 @@ export const api = {
   mfaEnroll: (account: string | null, totp: string | null = null) =>
     call<MfaSetUp>({ command: "mfa_enroll", account, totp }),
   mfaVerify: (code: string) => call<{ verified: boolean; elevated_until: number }>({ command: "mfa_verify", code }),
+  revokeDevice: (device_id: string, totp: string | null = null) =>
+    call<{ device_id: string; status: string; epoch: number }>({ command: "revoke_device", device_id, totp }),
+  setDeviceRole: (device_id: string, role: Role, totp: string | null = null) =>
+    call<{ device_id: string; role: Role }>({ command: "set_device_role", device_id, role, totp }),
+  rotateKeys: (totp: string | null = null) => call<{ epoch: number; devices: number }>({ command: "rotate_keys", totp }),
   approveDevice: (device_id: string, member: string | null, totp: string | null = null) =>
     call<{ device_id: string; status: string }>({ command: "approve_device", device_id, member, totp }),
   listDevices: () =>

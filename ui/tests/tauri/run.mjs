@@ -223,8 +223,19 @@ try {
   check(drill.includes("Last drill passed") && /From the relay: \d+ documents recovered/.test(drill),
     `the drill recovers from the backup and from the relay (${drill})`);
 
-  await a.end();
+  // The owner revokes the second machine from the window (its own window closed first, so the
+  // screenshot of the display shows the first one): the workspace key moves to epoch 2.
   await b.end();
+  await a.click(by.nav("Sync"));
+  await a.find(`//li[@data-testid='device' and @data-status='approved' and contains(., 'Sara')]`, 30_000);
+  await a.click(by.test("revoke"));
+  await a.click(by.test("revoke-confirm"));
+  await a.find(`//li[@data-testid='device' and @data-status='revoked' and contains(., 'Sara')]`, 30_000);
+  await a.waitText(`//div[contains(@class,'notice')]`, (t) => t.includes("epoch 2"), 30_000);
+  await shot(a, "app-devices-en");
+  check(true, "the second machine is revoked from the window and the key rotated");
+
+  await a.end();
   console.log(`app e2e: ${checks} checks passed`);
 } catch (error) {
   console.error(error);

@@ -7,6 +7,7 @@ import type { InvoiceId } from "./InvoiceId";
 import type { InvoiceListQuery } from "./InvoiceListQuery";
 import type { ItemId } from "./ItemId";
 import type { ItemInput } from "./ItemInput";
+import type { Role } from "./Role";
 import type { SellerProfile } from "./SellerProfile";
 
 /**
@@ -52,4 +53,4 @@ totp: string | null, } | { "command": "mfa_verify", code: string, } | { "command
 /**
  * The person it belongs to.
  */
-member: string | null, totp: string | null, } | { "command": "quarantine" };
+member: string | null, totp: string | null, } | { "command": "revoke_device", device_id: DeviceId, totp: string | null, } | { "command": "set_device_role", device_id: DeviceId, role: Role, totp: string | null, } | { "command": "rotate_keys", totp: string | null, } | { "command": "quarantine" };
