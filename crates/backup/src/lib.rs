@@ -522,7 +522,7 @@ impl Tally {
                 return Err(format!("document {} is out of order or repeated", summary.id));
             }
             self.previous = Some(summary.id);
-            self.digest.add(summary.id, &summary.heads);
+            self.digest.add(summary.id, summary.kind, &summary.heads);
             self.counts.add(summary.kind);
             self.incomplete += u64::from(!summary.readable);
         }

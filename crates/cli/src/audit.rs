@@ -17,7 +17,7 @@ pub fn run(
     limit: usize,
     command: &Option<AuditCommand>,
 ) -> Result<()> {
-    let mut store = open(cli)?;
+    let store = open(cli)?;
     if let Some(AuditCommand::Verify) = command {
         store.permit(daftar_domain::Action::ReadAudit)?;
         let check = store.verify_audit()?;

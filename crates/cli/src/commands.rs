@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Store(command) => maintenance(&cli, command),
         Command::Import(ImportCommand::Csv { customers, items }) => import(&cli, customers.as_ref(), items.as_ref()),
         Command::Export(ExportCommand::Json { dir }) => {
-            let mut store = open(&cli)?;
+            let store = open(&cli)?;
             let report = store.export_json(dir)?;
             store.record_event("export", json!({ "dir": dir, "invoices": report.invoices }))?;
             if cli.json {

@@ -771,6 +771,19 @@ fn each_role_may_do_what_the_matrix_says_and_is_told_which_role_it_would_need() 
         "{log}"
     );
     assert_eq!(clerk.fails(&["audit"])["code"], "forbidden", "clerks do not read the audit log");
+    // Events sync like everything else: the owner's log holds the accountant's refusal too.
+    accountant.json(&["sync"]);
+    a.json(&["sync"]);
+    let accountant_id = accountant.json(&["info"])["device_id"].clone();
+    let owners = a.json(&["audit"]);
+    assert!(
+        owners
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "refused" && e["device"] == accountant_id && e["detail"]["needs"] == "admin"),
+        "{owners}"
+    );
     // Only an owner appoints admins.
     let refused = accountant.fails(&["invite", "--role", "admin"]);
     assert_eq!(refused["code"], "forbidden");
@@ -832,6 +845,11 @@ fn a_second_factor_guards_invites_and_refuses_wrong_reused_old_and_too_many_code
     }
     let locked = a.fails(&["invite", "--totp", &recovery[1]]);
     assert!(locked["message"].as_str().unwrap().contains("wait a minute"), "{locked}");
+    // Each refused code is in the audit log; so are the invites.
+    let log = a.json(&["audit"]);
+    let count = |action: &str| log.as_array().unwrap().iter().filter(|e| e["action"] == action).count();
+    assert!(count("second factor refused") >= 6, "{log}");
+    assert_eq!(count("invite"), 2, "{log}");
     // Replacing the second factor needs it too.
     let replace = a.fails(&["mfa", "enroll"]);
     assert!(replace["message"].as_str().unwrap().contains("one-time code"), "{replace}");

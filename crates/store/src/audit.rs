@@ -205,6 +205,19 @@ pub(crate) fn backfill(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The event a change to a device's events document added, as its detail.
+fn appended_event(doc: &automerge::Automerge, hash: &[u8]) -> Option<serde_json::Value> {
+    let hash = ChangeHash(<[u8; 32]>::try_from(hash).ok()?);
+    let change = doc.get_change_by_hash(&hash)?;
+    let ids = |json: &serde_json::Value| -> Vec<serde_json::Value> {
+        json["events"].as_array().map(|events| events.to_vec()).unwrap_or_default()
+    };
+    let before = ids(&crate::document::to_json(doc, Some(change.deps())));
+    let after = ids(&crate::document::to_json(doc, Some(&[hash])));
+    let added = after.into_iter().find(|e| !before.iter().any(|b| b["id"] == e["id"]))?;
+    serde_json::from_str(added["detail"].as_str()?).ok()
+}
+
 /// The fields a change set: the document just before it against just after it.
 fn field_changes(doc: &automerge::Automerge, hash: &[u8]) -> Vec<FieldChange> {
     let Ok(hash) = <[u8; 32]>::try_from(hash) else { return Vec::new() };
@@ -216,11 +229,6 @@ fn field_changes(doc: &automerge::Automerge, hash: &[u8]) -> Vec<FieldChange> {
 }
 
 impl Store {
-    /// Records a local event in the audit log (an export, a backup, a restore, …).
-    pub fn record_event(&mut self, action: &str, detail: serde_json::Value) -> Result<()> {
-        self.write(|tx, ctx, _| event(tx, ctx.now.timestamp_millis(), &ctx.device.to_string(), action, &detail))
-    }
-
     /// The audit log, newest first.
     pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.permit(daftar_domain::Action::ReadAudit)?;
@@ -263,14 +271,23 @@ impl Store {
                 {
                     continue;
                 }
-                let changes = match (&doc, &change) {
-                    (Some(id), Some(hash)) => {
-                        let loaded = docs.entry(id.clone()).or_insert_with(|| {
+                let loaded = match &doc {
+                    Some(id) => docs
+                        .entry(id.clone())
+                        .or_insert_with(|| {
                             id.parse().ok().and_then(|id| load_doc(conn, id).ok().flatten()).map(|l| l.doc)
-                        });
-                        loaded.as_ref().map(|d| field_changes(d, hash)).unwrap_or_default()
+                        })
+                        .as_ref(),
+                    None => None,
+                };
+                // A device's event (synced in its events document) reads like a local one.
+                let event = kind.as_deref() == Some("events");
+                let (changes, detail, kind, doc) = match (loaded, &change) {
+                    (Some(d), Some(hash)) if event => {
+                        (Vec::new(), appended_event(d, hash).map(|v| v.to_string()), None, None)
                     }
-                    _ => Vec::new(),
+                    (Some(d), Some(hash)) => (field_changes(d, hash), detail, kind, doc),
+                    _ => (Vec::new(), detail, kind, doc),
                 };
                 out.push(AuditEntry {
                     seq,

@@ -39,14 +39,16 @@ impl BackupCounts {
             DocKind::Invoice => self.invoices += 1,
             DocKind::Customer => self.customers += 1,
             DocKind::Item => self.items += 1,
-            DocKind::Settings | DocKind::Membership => {}
+            DocKind::Settings | DocKind::Membership | DocKind::Events => {}
         }
     }
 }
 
 /// SHA-256 over every document id and its sorted heads, in id order: one value that says
 /// "exactly these documents at exactly these versions". A backup's header carries it; checking
-/// the backup recomputes it from the documents it actually loads.
+/// the backup recomputes it from the documents it actually loads. Devices' events documents are
+/// left out: making a backup records an event, and "has anything changed since the last
+/// backup" must not count that.
 #[derive(Clone)]
 pub struct HeadsDigest(ring::digest::Context);
 
@@ -65,8 +67,11 @@ impl Default for HeadsDigest {
 }
 
 impl HeadsDigest {
-    /// Adds one document; `heads` must be sorted.
-    pub fn add(&mut self, id: DocumentId, heads: &[[u8; 32]]) {
+    /// Adds one document of `kind`; `heads` must be sorted.
+    pub fn add(&mut self, id: DocumentId, kind: DocKind, heads: &[[u8; 32]]) {
+        if kind == DocKind::Events {
+            return;
+        }
         self.0.update(id.as_uuid().as_bytes());
         self.0.update(&(heads.len() as u32).to_be_bytes());
         for head in heads {
@@ -86,6 +91,8 @@ pub struct Manifest {
     pub ids: Vec<DocumentId>,
     /// Each document's heads, sorted, in the same order.
     pub heads: Vec<Vec<[u8; 32]>>,
+    /// Each document's kind, in the same order.
+    pub kinds: Vec<DocKind>,
     pub counts: BackupCounts,
     pub heads_digest: String,
 }
@@ -113,7 +120,7 @@ impl ConsistentRead<'_> {
         let mut statement = self.tx.prepare("SELECT id, kind, heads FROM documents ORDER BY id")?;
         let rows = statement
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
-        let (mut ids, mut all_heads) = (Vec::new(), Vec::new());
+        let (mut ids, mut all_heads, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
         let (mut counts, mut digest) = (BackupCounts::default(), HeadsDigest::default());
         let corrupt = |detail: String| StoreError::Corrupt { path: self.store.info.data_dir.clone(), detail };
         for row in rows {
@@ -122,12 +129,13 @@ impl ConsistentRead<'_> {
             let kind = DocKind::parse(&kind).ok_or_else(|| corrupt(format!("document {id} has kind {kind:?}")))?;
             let mut heads: Vec<[u8; 32]> = document::decode_heads(&heads).iter().map(|h| h.0).collect();
             heads.sort_unstable();
-            digest.add(id, &heads);
+            digest.add(id, kind, &heads);
             counts.add(kind);
             ids.push(id);
             all_heads.push(heads);
+            kinds.push(kind);
         }
-        Ok(Manifest { ids, heads: all_heads, counts, heads_digest: digest.finish() })
+        Ok(Manifest { ids, heads: all_heads, kinds, counts, heads_digest: digest.finish() })
     }
 
     /// The documents `ids` as stored.
@@ -386,7 +394,7 @@ impl Store {
         for p in &part.documents {
             let id = p.source.document;
             if filter.only.as_ref().is_some_and(|only| !only.contains(&id))
-                || matches!(p.kind, DocKind::Settings | DocKind::Membership)
+                || matches!(p.kind, DocKind::Settings | DocKind::Membership | DocKind::Events)
             {
                 outcomes.push((id, p.kind, RevertOutcome::NotSelected));
                 continue;

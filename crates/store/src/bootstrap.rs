@@ -298,7 +298,7 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
             let rows = changes.iter().map(|c| (c.hash(), c.timestamp(), c.message().cloned())).collect();
             doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
             let record = match kind {
-                DocKind::Settings | DocKind::Membership => None,
+                DocKind::Settings | DocKind::Membership | DocKind::Events => None,
                 DocKind::Invoice => read::<Invoice>(d.document, &doc).map(|r| Indexable::Invoice(Box::new(r))),
                 DocKind::Customer => read::<Customer>(d.document, &doc).map(|r| Indexable::Customer(Box::new(r))),
                 DocKind::Item => read::<Item>(d.document, &doc).map(|r| Indexable::Item(Box::new(r))),

@@ -20,6 +20,7 @@ impl DocKind {
             DocKind::Customer => 2,
             DocKind::Item => 3,
             DocKind::Membership => 4,
+            DocKind::Events => 5,
         }
     }
 
@@ -30,6 +31,7 @@ impl DocKind {
             2 => Some(DocKind::Customer),
             3 => Some(DocKind::Item),
             4 => Some(DocKind::Membership),
+            5 => Some(DocKind::Events),
             _ => None,
         }
     }
@@ -359,7 +361,7 @@ pub(crate) fn apply_one(
     // Until every dependency has arrived the document may not hydrate yet; its index
     // row follows when it does.
     let indexed = match kind {
-        DocKind::Settings | DocKind::Membership => Ok(()),
+        DocKind::Settings | DocKind::Membership | DocKind::Events => Ok(()),
         DocKind::Invoice => reindex::<Invoice>(tx, document, &loaded.doc),
         DocKind::Customer => reindex::<Customer>(tx, document, &loaded.doc),
         DocKind::Item => reindex::<Item>(tx, document, &loaded.doc),

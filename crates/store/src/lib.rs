@@ -27,6 +27,7 @@ mod database;
 mod document;
 mod einvoice;
 mod error;
+mod events;
 mod exchange;
 mod history;
 mod invoices;
@@ -51,6 +52,7 @@ pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};
 pub use einvoice::{CsidRecord, Due, EgsStage, Submission, SubmissionResult, ZatcaStatus, seller_rules};
 pub use error::{Result, StoreError};
+pub use events::{DeviceEvent, DeviceEvents, events_id};
 pub use exchange::{IncomingChange, OutgoingChange, RefusedEnvelope, RelayStatus};
 pub use history::FieldChange;
 pub use invoices::{

@@ -157,6 +157,9 @@ impl Store {
                     DocKind::Membership => {
                         check_record::<crate::Membership>(conn, id, &loaded.doc, problems);
                     }
+                    DocKind::Events => {
+                        check_record::<crate::events::DeviceEvents>(conn, id, &loaded.doc, problems);
+                    }
                     DocKind::Invoice => {
                         report.invoices += 1;
                         let invoice = check_record::<Invoice>(conn, id, &loaded.doc, problems);
@@ -259,7 +262,7 @@ impl Store {
                     continue;
                 };
                 match kind {
-                    DocKind::Settings | DocKind::Membership => {}
+                    DocKind::Settings | DocKind::Membership | DocKind::Events => {}
                     DocKind::Invoice => index_record::<Invoice>(tx, *id, &loaded.doc)?,
                     DocKind::Customer => index_record::<Customer>(tx, *id, &loaded.doc)?,
                     DocKind::Item => index_record::<Item>(tx, *id, &loaded.doc)?,
@@ -359,6 +362,8 @@ impl Store {
                         write(&dir.join("membership.json"), &json)?;
                         continue;
                     }
+                    // The audit log's events are not part of the records export.
+                    DocKind::Events => continue,
                     DocKind::Invoice => {
                         let invoice: Invoice = document::read_record(id, &loaded.doc, None)?;
                         if let (Ok(totals), Some(map)) = (daftar_domain::compute_totals(&invoice), json.as_object_mut())

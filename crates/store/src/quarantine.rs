@@ -55,6 +55,15 @@ fn actions(
         _ => vec![],
     };
     Ok(match kind {
+        DocKind::Events => {
+            let Some((before, after)) = pair::<crate::events::DeviceEvents>(id, before, after) else {
+                return Err("the change leaves an events document unreadable".into());
+            };
+            return match crate::events::judge(before.as_ref(), &after, sender) {
+                Some(reason) => Err(reason),
+                None => Ok(Vec::new()),
+            };
+        }
         DocKind::Membership => {
             let Some((before, after)) = pair::<Membership>(id, before, after) else {
                 return Err("the change leaves the membership document unreadable".into());
@@ -156,7 +165,7 @@ pub(crate) fn judge(
     role: std::result::Result<Role, &str>,
     change: &Change,
 ) -> Result<Option<String>> {
-    if role == Ok(Role::Owner) && kind != DocKind::Membership {
+    if role == Ok(Role::Owner) && !matches!(kind, DocKind::Membership | DocKind::Events) {
         return Ok(None);
     }
     if let Err(reason) = role

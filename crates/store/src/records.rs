@@ -22,6 +22,8 @@ pub enum DocKind {
     Item,
     /// Who belongs to the workspace (`membership`).
     Membership,
+    /// One device's audit events (`events`).
+    Events,
 }
 
 impl DocKind {
@@ -32,6 +34,7 @@ impl DocKind {
             DocKind::Customer => "customer",
             DocKind::Item => "item",
             DocKind::Membership => "membership",
+            DocKind::Events => "events",
         }
     }
 
@@ -42,6 +45,7 @@ impl DocKind {
             "customer" => Some(DocKind::Customer),
             "item" => Some(DocKind::Item),
             "membership" => Some(DocKind::Membership),
+            "events" => Some(DocKind::Events),
             _ => None,
         }
     }

@@ -290,6 +290,14 @@ const MIGRATIONS: &[&str] = &[
      WHERE type = 'table' AND name = 'documents';
     PRAGMA writable_schema = OFF;
     "#,
+    // 10: devices' audit events, a new kind (widened the same way as 9).
+    r#"
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+       SET sql = replace(sql, '''membership'')', '''membership'', ''events'')')
+     WHERE type = 'table' AND name = 'documents';
+    PRAGMA writable_schema = OFF;
+    "#,
 ];
 
 /// The newest schema this build understands.

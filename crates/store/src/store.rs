@@ -126,6 +126,8 @@ pub(crate) fn editing(kind: DocKind) -> Action {
         DocKind::Item => Action::EditItems,
         DocKind::Settings => Action::EditSettings,
         DocKind::Membership => Action::ManageDevices,
+        // Every device records its own events.
+        DocKind::Events => Action::Read,
     }
 }
 
@@ -625,18 +627,12 @@ impl Store {
     }
 
     fn record_refusal(&self, forbidden: &daftar_domain::Forbidden) -> Result<()> {
-        let key = self.device_signing_key()?;
-        let tx = self.conn.unchecked_transaction()?;
         let detail = serde_json::json!({
             "role": forbidden.role,
             "action": forbidden.action.describe(),
             "needs": forbidden.action.needs(),
         });
-        let now = self.clock.now().timestamp_millis();
-        crate::audit::event(&tx, now, &self.info.device_id.to_string(), "refused", &detail)?;
-        crate::audit::seal(&tx, &key)?;
-        tx.commit()?;
-        Ok(())
+        self.record_event("refused", detail)
     }
 
     pub(crate) fn secret(&self, name: &str) -> Result<Secret<32>> {

@@ -87,7 +87,8 @@ fn membership_of(store: &Store) -> Result<Membership, SyncError> {
 /// as soon as they take it in. A revoked device gets no copy, so it cannot read anything sealed
 /// with it. `on_demand` is `daftar keys rotate` (owners); a revocation rotates too (admins).
 pub fn rotate(store: &mut Store, totp: Option<&str>, on_demand: bool) -> Result<Rotation, SyncError> {
-    rotate_with(store, &SecondFactor::new(totp), on_demand)
+    let result = rotate_with(store, &SecondFactor::new(totp), on_demand);
+    crate::setup::noting_factor(store, result)
 }
 
 pub(crate) fn rotate_with(

@@ -103,6 +103,16 @@ pub fn remove_relay(store: &mut Store, url: &str) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// Records a one-time code the relay refused (wrong, reused, or too many) in the audit log.
+pub(crate) fn noting_factor<T>(store: &Store, result: Result<T, SyncError>) -> Result<T, SyncError> {
+    if let Err(SyncError::Relay(RelayError::Refused { code, message, .. })) = &result
+        && matches!(code.as_str(), "mfa_invalid" | "mfa_locked")
+    {
+        let _ = store.record_event("second factor refused", serde_json::json!({ "code": code, "message": message }));
+    }
+    result
+}
+
 fn first_relay(store: &Store, relay: Option<&str>) -> Result<String, SyncError> {
     match relay {
         Some(url) => Ok(normalise(url)),
@@ -123,6 +133,18 @@ pub struct Invite {
 /// Registers a one-time invite with the relay (the first one unless `relay` is given). The
 /// workspace key travels wrapped by a secret only the code carries.
 pub fn invite(
+    store: &Store,
+    role: &str,
+    relay: Option<&str>,
+    hours: u32,
+    now_ms: i64,
+    totp: Option<&str>,
+) -> Result<Invite, SyncError> {
+    let result = invite_inner(store, role, relay, hours, now_ms, totp);
+    noting_factor(store, result)
+}
+
+fn invite_inner(
     store: &Store,
     role: &str,
     relay: Option<&str>,
@@ -157,6 +179,7 @@ pub fn invite(
             &wrapped,
         )?;
     }
+    store.record_event("invite", serde_json::json!({ "role": role, "relay": relay, "expires_at": expires_at }))?;
     Ok(Invite { code, role: role.to_owned(), relay, expires_at })
 }
 
@@ -207,6 +230,16 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRecord>, SyncError> {
 /// key and role the relay enrolled it with, and `member`), that change goes out, and only then
 /// do the relays let the device in — so every device knows it before its first change.
 pub fn approve(store: &mut Store, device: DeviceId, member: Option<&str>, totp: Option<&str>) -> Result<(), SyncError> {
+    let result = approve_inner(store, device, member, totp);
+    noting_factor(store, result)
+}
+
+fn approve_inner(
+    store: &mut Store,
+    device: DeviceId,
+    member: Option<&str>,
+    totp: Option<&str>,
+) -> Result<(), SyncError> {
     store.permit(Action::ManageDevices)?;
     let factor = crate::rotation::SecondFactor::new(totp);
     let info = store.info().clone();
@@ -265,6 +298,11 @@ fn push_membership(store: &mut Store) -> Result<(), SyncError> {
 /// Gives a device another role: in the membership document (which every device judges by)
 /// and on every relay (for its coarse checks).
 pub fn set_role(store: &mut Store, device: DeviceId, role: Role, totp: Option<&str>) -> Result<(), SyncError> {
+    let result = set_role_inner(store, device, role, totp);
+    noting_factor(store, result)
+}
+
+fn set_role_inner(store: &mut Store, device: DeviceId, role: Role, totp: Option<&str>) -> Result<(), SyncError> {
     store.set_device_role(device, role)?;
     push_membership(store)?;
     let info = store.info().clone();
@@ -283,6 +321,11 @@ pub fn set_role(store: &mut Store, device: DeviceId, role: Role, totp: Option<&s
 /// in the membership document, so nothing it signs counts on any device; then rotates the
 /// workspace key, so it cannot read what is written after.
 pub fn revoke(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<crate::Rotation, SyncError> {
+    let result = revoke_inner(store, device, totp);
+    noting_factor(store, result)
+}
+
+fn revoke_inner(store: &mut Store, device: DeviceId, totp: Option<&str>) -> Result<crate::Rotation, SyncError> {
     store.permit(Action::ManageDevices)?;
     let factor = crate::rotation::SecondFactor::new(totp);
     let info = store.info().clone();
@@ -572,6 +615,11 @@ pub struct MfaEnrolment {
 /// entry in the authenticator app. It counts once confirmed with a first code
 /// ([`mfa_verify`]). Replacing a confirmed one needs a current code.
 pub fn mfa_enroll(store: &Store, account: &str, totp: Option<&str>) -> Result<MfaEnrolment, SyncError> {
+    let result = mfa_enroll_inner(store, account, totp);
+    noting_factor(store, result)
+}
+
+fn mfa_enroll_inner(store: &Store, account: &str, totp: Option<&str>) -> Result<MfaEnrolment, SyncError> {
     store.permit(daftar_domain::Action::ManageDevices)?;
     let relays = store.relays()?;
     if relays.is_empty() {
@@ -595,6 +643,11 @@ pub fn mfa_enroll(store: &Store, account: &str, totp: Option<&str>) -> Result<Mf
 /// each opens a few minutes in which privileged requests need no further code. Returns until
 /// when (milliseconds since the epoch).
 pub fn mfa_verify(store: &Store, code: &str) -> Result<i64, SyncError> {
+    let result = mfa_verify_inner(store, code);
+    noting_factor(store, result)
+}
+
+fn mfa_verify_inner(store: &Store, code: &str) -> Result<i64, SyncError> {
     let relays = store.relays()?;
     if relays.is_empty() {
         return Err(SyncError::NoRelay);

@@ -3,4 +3,4 @@
 /**
  * Which kind of record a document holds; stored in `documents.kind`.
  */
-export type DocKind = "settings" | "invoice" | "customer" | "item" | "membership";
+export type DocKind = "settings" | "invoice" | "customer" | "item" | "membership" | "events";

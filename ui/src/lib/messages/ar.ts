@@ -230,6 +230,7 @@ export const ar: Messages = {
   "kind.item": "صنف",
   "kind.settings": "الإعدادات",
   "kind.membership": "العضوية",
+  "kind.events": "أحداث الجهاز",
   "customers.title": "العملاء",
   "customers.add": "إضافة عميل",
   "customers.empty": "لا يوجد عملاء بعد. أضف عميلًا لاستخدامه في الفواتير.",

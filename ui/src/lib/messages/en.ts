@@ -228,6 +228,7 @@ export const en = {
   "kind.item": "Item",
   "kind.settings": "Settings",
   "kind.membership": "Membership",
+  "kind.events": "Device events",
   "customers.title": "Customers",
   "customers.add": "Add customer",
   "customers.empty": "No customers yet. Add one to use it on invoices.",
