@@ -189,6 +189,15 @@ async fn main() -> Result<()> {
         }),
     )
     .await?;
+    // The owner's second factor, which invites and approvals need: enrolled and confirmed with
+    // the code an authenticator would show.
+    let secret = daftar_sync::mfa::TotpSecret::generate()?;
+    let (_, hashes) = daftar_sync::mfa::recovery_codes()?;
+    let mfa = format!("/v1/workspaces/{workspace}/mfa");
+    let recovery: Vec<String> = hashes.iter().map(hex::encode).collect();
+    call(&client, &url, &owner, "POST", &mfa, json!({ "secret": secret.to_base32(), "recovery": recovery })).await?;
+    let code = format!("{:06}", secret.code_at((now() / 1000 / 30) as u64));
+    call(&client, &url, &owner, "POST", &format!("{mfa}/verify"), json!({ "code": code })).await?;
     let mut devices = vec![owner];
     while devices.len() < args.devices {
         let token = Uuid::new_v4().as_bytes().to_vec();
@@ -211,6 +220,8 @@ async fn main() -> Result<()> {
             "device_id": device.id.to_string(), "public_key": hex::encode(device.key.public_key()), "token": hex::encode(&token),
         }))
         .await?;
+        let approve = format!("/v1/workspaces/{workspace}/devices/{}/approve", device.id);
+        call(&client, &url, &devices[0], "POST", &approve, json!({})).await?;
         devices.push(device);
     }
     let devices = std::sync::Arc::new(devices);

@@ -98,6 +98,22 @@ impl Member {
     }
 }
 
+/// HTTP clients, one per process and kind, shared by every `RelayClient`: building one loads the
+/// system's TLS trust store (tens of milliseconds), and sharing keeps connections alive.
+static REQUESTS: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+static STREAMS: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+
+fn shared(
+    cell: &'static std::sync::OnceLock<reqwest::blocking::Client>,
+    builder: impl FnOnce() -> reqwest::blocking::ClientBuilder,
+) -> Result<reqwest::blocking::Client, RelayError> {
+    if let Some(client) = cell.get() {
+        return Ok(client.clone());
+    }
+    let client = builder().build().map_err(|e| RelayError::Protocol(e.to_string()))?;
+    Ok(cell.get_or_init(|| client).clone())
+}
+
 /// A workspace key of one epoch wrapped for one holder (a device id or `recovery`), as the
 /// relay keeps it; see `daftar_sync::epoch`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -186,10 +202,7 @@ fn now_ms() -> i64 {
 
 impl<'k> RelayClient<'k> {
     pub fn new(url: &str, device: DeviceId, key: &'k DeviceSigningKey) -> Result<Self, RelayError> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let http = shared(&REQUESTS, || reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)))?;
         Ok(RelayClient { url: url.trim_end_matches('/').to_owned(), device, key, http, totp: None })
     }
 
@@ -515,11 +528,9 @@ impl<'k> RelayClient<'k> {
     pub fn subscribe(&self, workspace: WorkspaceId) -> Result<Events, RelayError> {
         let path = format!("/v1/workspaces/{workspace}/events");
         let headers = relay_auth::sign(self.key, self.device, "GET", &path, now_ms(), b"");
-        let streaming = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .build()
-            .map_err(|e| RelayError::Protocol(e.to_string()))?;
+        let streaming = shared(&STREAMS, || {
+            reqwest::blocking::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(None)
+        })?;
         let response = with_signature(streaming.get(format!("{}{path}", self.url)), headers, None)
             .send()
             .map_err(|e| RelayError::Unreachable { url: self.url.clone(), detail: e.to_string() })?;

@@ -678,18 +678,29 @@ async fn register_device<S: RelayStorage>(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The device a management request names, by its id in the path: `not_found` if the
+/// workspace has none such.
+async fn target_device<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    target: &str,
+) -> ApiResult<(String, DeviceRecord)> {
+    let target = uuid_text(target, "device")?;
+    let record = state
+        .storage
+        .device(workspace.to_owned(), target.clone())
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    Ok((target, record))
+}
+
 async fn revoke<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path((workspace, target)): Path<(String, String)>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     let device = manager(&state, &workspace, &incoming, "revoke devices").await?;
-    let target = uuid_text(&target, "device")?;
-    let record = state
-        .storage
-        .device(workspace.clone(), target.clone())
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    let (target, record) = target_device(&state, &workspace, &target).await?;
     if record.role == Role::Owner && device.role != Role::Owner {
         return Err(ApiError::forbidden("role", "only an owner can revoke an owner's device"));
     }
@@ -713,12 +724,7 @@ async fn approve<S: RelayStorage>(
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     let device = manager(&state, &workspace, &incoming, "approve devices").await?;
-    let target = uuid_text(&target, "device")?;
-    let record = state
-        .storage
-        .device(workspace.clone(), target.clone())
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    let (target, record) = target_device(&state, &workspace, &target).await?;
     if record.revoked {
         return Err(ApiError::new(StatusCode::CONFLICT, "revoked", "that device was revoked; invite it again"));
     }
@@ -837,12 +843,7 @@ async fn set_role<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let device = manager(&state, &workspace, &incoming, "change roles").await?;
     let request: SetRole = parse_json(&incoming.body)?;
-    let target = uuid_text(&target, "device")?;
-    let record = state
-        .storage
-        .device(workspace.clone(), target.clone())
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such device in this workspace"))?;
+    let (target, record) = target_device(&state, &workspace, &target).await?;
     if (record.role >= Role::Admin || request.role >= Role::Admin) && device.role != Role::Owner {
         return Err(ApiError::forbidden("role", "only an owner can make or unmake owners and admins"));
     }

@@ -134,7 +134,8 @@ pub(crate) fn merge_prepared(
     for (sender, bytes) in &all {
         let incoming =
             IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes, role: None, sender_key: None };
-        gained |= apply_one(tx, ctx, cache, &incoming)?;
+        // Taken as it is (see `IncomingChange::role`): nothing to judge by.
+        gained |= apply_one(tx, ctx, cache, &incoming, None)?;
     }
     Ok(if gained { Taken::Merged } else { Taken::Unchanged })
 }

@@ -9,12 +9,12 @@
 //! local entries of its own log.
 
 use chrono::{DateTime, Utc};
-use daftar_domain::{DeviceId, DocumentId, Problems, Role, Tombstone, WorkspaceId};
-use rusqlite::{Connection, TransactionBehavior};
+use daftar_domain::{DeviceId, DocumentId, Role, WorkspaceId};
+use rusqlite::TransactionBehavior;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::records::{DocKind, Record, SearchWrite};
+use crate::records::{DocKind, Record};
 use crate::store::{Store, commit_json, insert_record};
 
 /// One device's events.
@@ -49,22 +49,6 @@ impl Record for DeviceEvents {
     const KIND: DocKind = DocKind::Events;
     fn document_id(&self) -> DocumentId {
         self.id
-    }
-    fn tombstone(&self) -> Option<&Tombstone> {
-        None
-    }
-    fn set_tombstone(&mut self, _: Option<Tombstone>) {}
-    fn validate(&self) -> Problems {
-        Problems::new()
-    }
-    fn index(&self, _: &Connection, _: SearchWrite) -> Result<()> {
-        Ok(())
-    }
-    fn unindex(_: DocumentId, _: &Connection) -> Result<()> {
-        Ok(())
-    }
-    fn index_matches(&self, _: &Connection) -> Result<bool> {
-        Ok(true)
     }
 }
 

@@ -238,7 +238,8 @@ impl Store {
         bytes: &[u8],
     ) -> Result<bool> {
         self.write(|tx, ctx, cache| {
-            apply_one(tx, ctx, cache, &IncomingChange { document, kind, sender, bytes, role: None, sender_key: None })
+            let incoming = IncomingChange { document, kind, sender, bytes, role: None, sender_key: None };
+            apply_one(tx, ctx, cache, &incoming, None)
         })
     }
 
@@ -247,11 +248,18 @@ impl Store {
     /// another kind) leaves no trace and does not hold up the others. Returns, per change,
     /// whether it was new here or why it was refused; a database failure fails the whole batch.
     pub fn apply_remote_many(&mut self, changes: &[IncomingChange<'_>]) -> Result<Vec<Result<bool>>> {
+        let workspace = self.info.workspace_id;
         let outcomes = self.write(|tx, ctx, cache| {
+            let mut judge = crate::membership::Judge::new(workspace);
             let mut outcomes = Vec::with_capacity(changes.len());
             for change in changes {
                 tx.execute_batch("SAVEPOINT incoming")?;
-                match apply_one(tx, ctx, cache, change) {
+                let outcome = apply_one(tx, ctx, cache, change, Some(&mut judge));
+                if change.kind == DocKind::Membership {
+                    // Later changes are judged by the membership as this one left it.
+                    judge.forget();
+                }
+                match outcome {
                     Ok(new) => {
                         tx.execute_batch("RELEASE incoming")?;
                         outcomes.push(Ok(new));
@@ -293,6 +301,7 @@ pub(crate) fn apply_one(
     ctx: Ctx,
     cache: &DocCache,
     incoming: &IncomingChange<'_>,
+    judge: Option<&mut crate::membership::Judge>,
 ) -> Result<bool> {
     let IncomingChange { document, kind, sender, bytes, role, sender_key } = *incoming;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
@@ -308,11 +317,20 @@ pub(crate) fn apply_one(
             detail: format!("a received change calls this {} a {}", existing, kind.as_str()),
         });
     }
-    if let Some(relay_role) = role {
+    // A change this device already has (its own, coming back from the relay) needs no judging.
+    let stored = tx
+        .prepare_cached("SELECT 1 FROM changes WHERE doc_id = ?1 AND hash = ?2")?
+        .query_row(params![key, change.hash().0.as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if stored {
+        return Ok(false);
+    }
+    if let (Some(relay_role), Some(judge)) = (role, judge) {
         // The membership document decides, once there is one; before, the relay's word.
         use crate::membership::Standing;
-        let membership = crate::membership::load(tx, cache)?;
-        let standing = crate::membership::standing(membership.as_ref(), sender, sender_key.as_ref());
+        let membership = judge.membership(tx, cache)?;
+        let standing = crate::membership::standing(membership, sender, sender_key.as_ref());
         let role = match &standing {
             Standing::Unknown => Ok(relay_role),
             Standing::Member(role) => Ok(*role),

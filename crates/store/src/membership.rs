@@ -11,12 +11,12 @@
 //! revoked, or signing with another key than the document gives it, has nothing applied.
 
 use chrono::{DateTime, Utc};
-use daftar_domain::{Action, DeviceId, DocumentId, Problems, Role, Tombstone, WorkspaceId};
+use daftar_domain::{Action, DeviceId, DocumentId, Problems, Role, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::records::{DocKind, Record, SearchWrite};
+use crate::records::{DocKind, Record};
 use crate::store::{DocCache, Store};
 
 /// The workspace's membership document.
@@ -99,10 +99,6 @@ impl Record for Membership {
     fn document_id(&self) -> DocumentId {
         self.id
     }
-    fn tombstone(&self) -> Option<&Tombstone> {
-        None
-    }
-    fn set_tombstone(&mut self, _: Option<Tombstone>) {}
     fn validate(&self) -> Problems {
         let mut problems = Problems::new();
         for (i, device) in self.devices.iter().enumerate() {
@@ -111,15 +107,6 @@ impl Record for Membership {
             }
         }
         problems
-    }
-    fn index(&self, _: &Connection, _: SearchWrite) -> Result<()> {
-        Ok(())
-    }
-    fn unindex(_: DocumentId, _: &Connection) -> Result<()> {
-        Ok(())
-    }
-    fn index_matches(&self, _: &Connection) -> Result<bool> {
-        Ok(true)
     }
 }
 
@@ -135,16 +122,39 @@ impl Membership {
 }
 
 /// The membership document as stored, if this device has it.
-pub(crate) fn load(conn: &Connection, cache: &DocCache) -> Result<Option<Membership>> {
-    let id: Option<String> = conn
-        .prepare_cached("SELECT id FROM documents WHERE kind = 'membership'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    let Some(id) = id.and_then(|id| id.parse::<DocumentId>().ok()) else { return Ok(None) };
+pub(crate) fn load(conn: &Connection, cache: &DocCache, workspace: WorkspaceId) -> Result<Option<Membership>> {
+    let id = membership_id(workspace);
     let Some(loaded) = cache.take(conn, id)? else { return Ok(None) };
     let record = crate::document::read_record::<Membership>(id, &loaded.doc, None).ok();
     cache.put(id, loaded.doc);
     Ok(record)
+}
+
+/// The membership document as received changes are judged by, read once per batch and again
+/// only after a membership change was applied (reading it for each change would cost a
+/// document load per change).
+#[derive(Debug)]
+pub(crate) struct Judge {
+    workspace: WorkspaceId,
+    membership: Option<Option<Membership>>,
+}
+
+impl Judge {
+    pub(crate) fn new(workspace: WorkspaceId) -> Self {
+        Judge { workspace, membership: None }
+    }
+
+    pub(crate) fn membership(&mut self, conn: &Connection, cache: &DocCache) -> Result<Option<&Membership>> {
+        if self.membership.is_none() {
+            self.membership = Some(load(conn, cache, self.workspace)?);
+        }
+        Ok(self.membership.as_ref().and_then(Option::as_ref))
+    }
+
+    /// After a membership change: read it afresh next time.
+    pub(crate) fn forget(&mut self) {
+        self.membership = None;
+    }
 }
 
 /// Where a received change's signer stands, judged by the membership document.
@@ -261,7 +271,7 @@ impl Store {
     /// The membership document, if this device has it (a joined device receives it with its
     /// first sync).
     pub fn membership(&self) -> Result<Option<Membership>> {
-        load(&self.conn, &self.cache)
+        load(&self.conn, &self.cache, self.info.workspace_id)
     }
 
     /// Writes the first membership document: this device, the creator, the only owner.

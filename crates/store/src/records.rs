@@ -86,18 +86,31 @@ pub enum SearchWrite {
 }
 
 /// A record stored as its own Automerge document.
+///
+/// The defaults suit the workspace-level documents (settings, membership, devices' events),
+/// which are never moved to the trash and have no index rows.
 pub trait Record: Serialize + DeserializeOwned + Clone {
     const KIND: DocKind;
     fn document_id(&self) -> DocumentId;
-    fn tombstone(&self) -> Option<&Tombstone>;
-    fn set_tombstone(&mut self, tombstone: Option<Tombstone>);
-    fn validate(&self) -> Problems;
+    fn tombstone(&self) -> Option<&Tombstone> {
+        None
+    }
+    fn set_tombstone(&mut self, _tombstone: Option<Tombstone>) {}
+    fn validate(&self) -> Problems {
+        Problems::new()
+    }
     /// Writes this record's rows in the index tables (replacing earlier ones).
-    fn index(&self, conn: &Connection, search: SearchWrite) -> Result<()>;
+    fn index(&self, _conn: &Connection, _search: SearchWrite) -> Result<()> {
+        Ok(())
+    }
     /// Removes this record's index rows.
-    fn unindex(id: DocumentId, conn: &Connection) -> Result<()>;
+    fn unindex(_id: DocumentId, _conn: &Connection) -> Result<()> {
+        Ok(())
+    }
     /// Whether the index holds exactly what [`Record::index`] would write.
-    fn index_matches(&self, conn: &Connection) -> Result<bool>;
+    fn index_matches(&self, _conn: &Connection) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The `invoice_index` sort key of an id: a UUIDv7's 48-bit millisecond timestamp followed by
@@ -124,21 +137,8 @@ impl Record for WorkspaceSettings {
     fn document_id(&self) -> DocumentId {
         (self.id).into()
     }
-    fn tombstone(&self) -> Option<&Tombstone> {
-        None
-    }
-    fn set_tombstone(&mut self, _: Option<Tombstone>) {}
     fn validate(&self) -> Problems {
         self.seller.validate()
-    }
-    fn index(&self, _: &Connection, _: SearchWrite) -> Result<()> {
-        Ok(())
-    }
-    fn unindex(_: DocumentId, _: &Connection) -> Result<()> {
-        Ok(())
-    }
-    fn index_matches(&self, _: &Connection) -> Result<bool> {
-        Ok(true)
     }
 }
 

@@ -719,23 +719,14 @@ impl Store {
     }
 
     /// Every epoch whose key this device holds, oldest first (a device being set up may hold
-    /// keys past its current epoch, not yet checked).
+    /// keys past its current epoch, not yet checked). Kept in `meta`, so listing them costs no
+    /// keyring round trips.
     pub fn epochs(&self) -> Result<Vec<u32>> {
-        let mut held = Vec::new();
-        let mut epoch = 1;
-        // Epochs are consecutive; a device may lack the ones before it joined only if nobody
-        // handed them over, so look a few past the first gap.
-        let mut misses = 0;
-        while misses < 4 {
-            if self.workspace_key(epoch).is_ok() {
-                held.push(epoch);
-                misses = 0;
-            } else if epoch > self.current_epoch()? {
-                misses += 1;
-            }
-            epoch += 1;
+        match meta(&self.conn, "epochs_held")? {
+            Some(text) => serde_json::from_str(&text).map_err(|_| corrupt_meta(&self.info.data_dir, "epochs held")),
+            // A data directory from before rotation: the epoch it was set up with.
+            None => Ok(vec![self.current_epoch()?]),
         }
-        Ok(held)
     }
 
     /// Keeps the workspace key of `epoch` (received from a rotation, or made by this device's);
@@ -743,6 +734,16 @@ impl Store {
     /// membership document seal new envelopes).
     pub fn add_epoch_key(&mut self, epoch: u32, key: &Secret<32>, advance: bool) -> Result<()> {
         self.put_secret(&workspace_key_name(epoch), key)?;
+        let mut held = self.epochs()?;
+        if !held.contains(&epoch) {
+            held.push(epoch);
+            held.sort_unstable();
+        }
+        let held = serde_json::to_string(&held).expect("a list of numbers serialises");
+        self.write(|tx, _, _| {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epochs_held', ?1)", [held])?;
+            Ok(())
+        })?;
         if !advance {
             return Ok(());
         }
