@@ -1059,3 +1059,28 @@ fn a_revoked_device_is_refused_and_cannot_open_anything_written_after_the_rotati
     assert_eq!(invoices(&rebuilt), invoices(&a), "every epoch's envelopes open with the recovery key");
     assert_eq!(rebuilt.json(&["sync", "status"])[0]["refused"], 0);
 }
+
+#[test]
+fn an_owner_hands_over_ownership_and_steps_down() {
+    let (_relay, a, _customer, _draft) = owner_with_a_draft();
+    let b = join_as(&a, "admin");
+    let (a_id, b_id) = (a.json(&["info"])["device_id"].clone(), b.json(&["info"])["device_id"].clone());
+    let (a_id, b_id) = (a_id.as_str().unwrap(), b_id.as_str().unwrap());
+    // An admin cannot make itself owner; the owner can make it one, then step down.
+    assert_eq!(b.fails(&["devices", "role", b_id, "owner"])["code"], "forbidden");
+    assert_eq!(a.json(&["devices", "role", b_id, "owner"])["role"], "owner");
+    assert_eq!(a.json(&["devices", "role", a_id, "admin"])["role"], "admin");
+    assert_eq!(a.json(&["info"])["role"], "admin", "the old owner is an admin now");
+    assert_eq!(a.fails(&["invite", "--role", "admin"])["code"], "forbidden", "and appoints no admins");
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["info"])["role"], "owner", "the new owner learns it from the membership document");
+    b.second_factor();
+    assert!(b.json(&["invite", "--role", "admin"])["code"].is_string());
+    for d in [&a, &b] {
+        d.json(&["sync"]);
+        let listed = d.json(&["devices", "list"]);
+        let role = |id: &str| listed.as_array().unwrap().iter().find(|x| x["device_id"] == id).unwrap()["role"].clone();
+        assert_eq!((role(a_id), role(b_id)), (Value::from("admin"), Value::from("owner")), "{listed}");
+        assert!(d.json(&["sync", "quarantine"]).as_array().unwrap().is_empty(), "nothing refused");
+    }
+}
