@@ -986,8 +986,10 @@ async fn put_snapshot<S: RelayStorage>(
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
     let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.may_push() {
-        return Err(ApiError::forbidden("role", "viewers cannot upload snapshots"));
+    // A new device takes a snapshot in without judging each change inside it, so only a device
+    // trusted with the workspace's membership may make one.
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", "only owners' and admins' devices upload snapshots"));
     }
     let head = state.storage.head(workspace.clone()).await?;
     if query.seq < 0 || query.seq > head {

@@ -243,6 +243,9 @@ fn invites_enrol_once_and_roles_are_enforced() {
 
     let (status, _) = clerk.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })));
     assert_eq!(status, 200, "clerks push");
+    let snapshot = format!("/v1/workspaces/{workspace}/snapshot?seq=0&part=0&parts=1");
+    let (status, body) = clerk.call("PUT", &snapshot, Some(json!("a snapshot")));
+    assert_eq!((status, body["code"].as_str()), (403, Some("role")), "but only owners and admins make snapshots");
     let (status, body) = clerk.call(
         "POST",
         &format!("/v1/workspaces/{workspace}/invites"),

@@ -277,6 +277,10 @@ impl Device {
 
     /// Carries out one push or pull step and tells the engine how it went.
     fn snapshot_if_due(&mut self, store: &Store, relay: usize) -> Result<Option<SnapshotReport>, SyncError> {
+        // Snapshots are made by owners' and admins' devices only (the relay refuses others').
+        if store.info().role < Role::Admin {
+            return Ok(None);
+        }
         let cursor =
             store.relays()?.into_iter().find(|r| r.url == self.urls[relay]).map(|r| r.pull_cursor).unwrap_or(0);
         let current = self.client(relay)?.snapshot_manifest(self.info.workspace_id)?.map(|(seq, _)| seq);

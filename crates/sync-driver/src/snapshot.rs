@@ -149,6 +149,15 @@ impl Device {
         if opened.kind != SNAPSHOT_KIND {
             return Err(snapshot::SnapshotError::NotASnapshot.into());
         }
+        // What is inside is taken without judging each change, so it must come from a device
+        // trusted with the membership (the relay accepts snapshots only from those, too); any
+        // other leaves the whole log to pull, every change of it judged.
+        if self.roles.get(&opened.sender).is_none_or(|role| *role < daftar_domain::Role::Admin) {
+            return Err(SyncError::Invalid(format!(
+                "the snapshot was made by device {}, which is not an owner's or admin's",
+                opened.sender
+            )));
+        }
         let (header, documents) = snapshot::unpack(&opened.change)?;
         let first = *first.get_or_insert(header);
         snapshot::check_part(&first, part, &header)?;
