@@ -97,3 +97,23 @@ fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed()
     assert_eq!(check["first_bad"]["seq"], next, "{check}");
     assert!(check["first_bad"]["problem"].as_str().unwrap().contains("removed or changed"), "{check}");
 }
+
+#[test]
+fn cutting_off_the_newest_entries_is_noticed_too() {
+    let d = Daftar::new();
+    json(&d, &["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003", "--key-file"]);
+    let customer = json(&d, &["customer", "add", "--name", "Nour Bakery"]);
+    json(&d, &["customer", "edit", customer["id"].as_str().unwrap(), "--name", "Nour Bakery Co"]);
+    assert_eq!(json(&d, &["audit", "verify"])["ok"], true);
+    // The chain itself still links up without its newest entry; the change it recorded is
+    // still in the store, and names the cut.
+    let conn = database(&d);
+    let newest: i64 =
+        conn.query_row("SELECT max(seq) FROM audit WHERE change_hash IS NOT NULL", [], |r| r.get(0)).unwrap();
+    conn.execute("DELETE FROM audit WHERE seq >= ?1", [newest]).unwrap();
+    let out = run(&d, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check["first_bad"]["seq"], newest, "{check}");
+    assert!(check["first_bad"]["problem"].as_str().unwrap().contains("newest entries were removed"), "{check}");
+}

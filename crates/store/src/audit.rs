@@ -328,6 +328,8 @@ impl Store {
             let mut previous = GENESIS.to_vec();
             let mut previous_seq: Option<i64> = None;
             let mut count = 0;
+            // Every change the log records, to find the newest entries if they were cut off.
+            let mut recorded: std::collections::HashSet<(String, Vec<u8>)> = Default::default();
             for entry in rows {
                 let (stored, prev, hash, signature) = entry?;
                 let seq = stored.0;
@@ -352,8 +354,26 @@ impl Store {
                 {
                     return Ok(bad("the change it records is missing from the store".into()));
                 }
+                if let (Some(doc), Some(change)) = (stored.5, stored.6) {
+                    recorded.insert((doc, change));
+                }
                 previous = hash;
                 previous_seq = Some(seq);
+            }
+            // The chain cannot show that its newest entries were removed; the store can: every
+            // change it holds has an entry (the trigger adds one with each row).
+            let mut rows = conn.prepare("SELECT doc_id, hash FROM changes ORDER BY seq")?;
+            let mut rows = rows.query([])?;
+            while let Some(row) = rows.next()? {
+                let (doc, change): (String, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                if !recorded.contains(&(doc.clone(), change)) {
+                    let seq = previous_seq.unwrap_or(0) + 1;
+                    let problem = format!(
+                        "the log ends at entry {} but the store holds a change of document {doc} it does not record: the newest entries were removed",
+                        previous_seq.unwrap_or(0)
+                    );
+                    return Ok(AuditCheck { ok: false, count, first_bad: Some(BadEntry { seq, problem }) });
+                }
             }
             Ok(AuditCheck { ok: true, count, first_bad: None })
         })
