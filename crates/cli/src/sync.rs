@@ -17,10 +17,22 @@ pub fn relay(store: &mut Store, json: bool, command: &RelayCommand) -> Result<()
     match command {
         RelayCommand::Add { url } => {
             let url = daftar_sync_driver::add_relay(store, url)?;
+            // A further relay has no copy of the second factor (no device keeps one): owners and
+            // admins enrol again to cover it, or its privileged requests will be refused.
+            let enrol_again = store.relays()?.len() > 1 && store.info().role >= daftar_domain::Role::Admin;
             if json {
-                print_json(&json!({ "url": url, "workspace_id": store.info().workspace_id }));
+                print_json(&json!({
+                    "url": url,
+                    "workspace_id": store.info().workspace_id,
+                    "second_factor_needed": enrol_again,
+                }));
             } else {
                 println!("Added relay {url}; run `daftar sync` to send this device's changes.");
+                if enrol_again {
+                    println!(
+                        "The new relay has no copy of your second factor: run `daftar mfa enroll --totp CODE` (a current code), then `daftar mfa verify CODE`, to cover every relay."
+                    );
+                }
             }
         }
         RelayCommand::List => {

@@ -539,7 +539,11 @@ fn with_two_relays_losing_either_loses_nothing() {
     a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
     a.json(&["relay", "add", &first.url]);
     a.json(&["sync"]);
-    a.json(&["relay", "add", &second.url]);
+    assert_eq!(
+        a.json(&["relay", "add", &second.url])["second_factor_needed"],
+        true,
+        "the owner is told to enrol again"
+    );
     let round = a.json(&["sync"]);
     assert!(round["relays"].as_array().unwrap().iter().all(|r| r["error"].is_null()), "{round}");
     a.second_factor();
