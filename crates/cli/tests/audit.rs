@@ -30,6 +30,13 @@ fn database(d: &Daftar) -> rusqlite::Connection {
     conn
 }
 
+/// `daftar audit verify` on a log that was tampered with: it must fail (status 1) and say how.
+fn failed_check(d: &Daftar) -> Value {
+    let out = run(d, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed() {
     let d = Daftar::new();
@@ -69,9 +76,7 @@ fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed()
     let issued: i64 =
         conn.query_row("SELECT seq FROM audit WHERE action = 'issue A-000001'", [], |r| r.get(0)).unwrap();
     conn.execute("UPDATE audit SET action = 'edit' WHERE seq = ?1", [issued]).unwrap();
-    let out = run(&d, &["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1));
-    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = failed_check(&d);
     assert_eq!(check["first_bad"]["seq"], issued, "{check}");
     assert!(check["first_bad"]["problem"].as_str().unwrap().contains("edited"), "{check}");
     conn.execute("UPDATE audit SET action = 'issue A-000001' WHERE seq = ?1", [issued]).unwrap();
@@ -82,17 +87,14 @@ fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed()
     let signature: Vec<u8> =
         conn.query_row("SELECT signature FROM audit WHERE seq = ?1", [tail], |r| r.get(0)).unwrap();
     conn.execute("UPDATE audit SET signature = zeroblob(64) WHERE seq = ?1", [tail]).unwrap();
-    let out = run(&d, &["audit", "verify"]);
-    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = failed_check(&d);
     assert_eq!(check["first_bad"]["seq"], tail, "{check}");
     assert!(check["first_bad"]["problem"].as_str().unwrap().contains("signature"), "{check}");
     conn.execute("UPDATE audit SET signature = ?2 WHERE seq = ?1", rusqlite::params![tail, signature]).unwrap();
 
     // Remove an entry: the one after it is named.
     conn.execute("DELETE FROM audit WHERE seq = ?1", [issued]).unwrap();
-    let out = run(&d, &["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1));
-    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = failed_check(&d);
     let next: i64 = conn.query_row("SELECT min(seq) FROM audit WHERE seq > ?1", [issued], |r| r.get(0)).unwrap();
     assert_eq!(check["first_bad"]["seq"], next, "{check}");
     assert!(check["first_bad"]["problem"].as_str().unwrap().contains("removed or changed"), "{check}");
@@ -111,9 +113,7 @@ fn cutting_off_the_newest_entries_is_noticed_too() {
     let newest: i64 =
         conn.query_row("SELECT max(seq) FROM audit WHERE change_hash IS NOT NULL", [], |r| r.get(0)).unwrap();
     conn.execute("DELETE FROM audit WHERE seq >= ?1", [newest]).unwrap();
-    let out = run(&d, &["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1));
-    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = failed_check(&d);
     assert_eq!(check["first_bad"]["seq"], newest, "{check}");
     assert!(check["first_bad"]["problem"].as_str().unwrap().contains("newest entries were removed"), "{check}");
 }
