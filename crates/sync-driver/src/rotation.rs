@@ -49,7 +49,8 @@ pub struct Rotation {
     pub skipped: Vec<DeviceId>,
 }
 
-fn hex32(text: &str) -> Option<[u8; 32]> {
+/// A 32-byte key from its hex text, if it is one.
+pub(crate) fn hex32(text: &str) -> Option<[u8; 32]> {
     hex::decode(text).ok().and_then(|k| k.try_into().ok())
 }
 

@@ -254,12 +254,9 @@ fn approve_inner(
         return Err(SyncError::Invalid(format!("device {device} was revoked; invite it again as a new device")));
     }
     let role = Role::parse(&target.role).ok_or_else(|| SyncError::UnknownRole(target.role.clone()))?;
-    let public: [u8; 32] = hex::decode(&target.public_key)
-        .ok()
-        .and_then(|k| k.try_into().ok())
+    let public: [u8; 32] = crate::rotation::hex32(&target.public_key)
         .ok_or_else(|| SyncError::Invalid(format!("the relay lists device {device} with a malformed key")))?;
-    let agreement: Option<[u8; 32]> =
-        target.agreement_key.as_deref().and_then(|k| hex::decode(k).ok()).and_then(|k| k.try_into().ok());
+    let agreement: Option<[u8; 32]> = target.agreement_key.as_deref().and_then(crate::rotation::hex32);
     let default_member = format!("member {}", &device.to_string()[..8]);
     let member_id =
         store.approve_device(device, &public, agreement.as_ref(), role, member.unwrap_or(&default_member))?;
