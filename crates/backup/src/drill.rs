@@ -95,7 +95,7 @@ fn newest_change(store: &Store) -> Result<i64, BackupError> {
     let manifest = read.manifest()?;
     let mut newest = 0;
     for ids in manifest.ids.chunks(512) {
-        let prepared = daftar_store::prepare_snapshot(read.documents(ids)?)?;
+        let prepared = daftar_store::prepare_snapshot(read.documents(ids)?, None)?;
         newest = prepared
             .summaries()
             .filter(|s| s.kind != daftar_store::DocKind::Events)

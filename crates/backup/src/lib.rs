@@ -431,7 +431,9 @@ fn read_parts(
                     let Ok(Ok((index, bytes))) = job else { return };
                     let result = snapshot::unpack(&bytes).map_err(|e| format!("part {index}: {e}")).and_then(
                         |(part, documents)| {
-                            daftar_store::prepare_snapshot(documents).map(|p| (part, p)).map_err(|e| e.to_string())
+                            daftar_store::prepare_snapshot(documents, None)
+                                .map(|p| (part, p))
+                                .map_err(|e| e.to_string())
                         },
                     );
                     if finished.send((index, result)).is_err() {

@@ -30,7 +30,7 @@ fn old_store(dir: &Path) {
     let conn = database(dir);
     // Everything migrations 6 and later made goes, as if they had never run.
     conn.execute_batch(
-        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; \
+        "DROP TABLE backups; DROP TABLE drills; DROP TABLE quarantine; DROP TRIGGER audit_change; DROP TABLE audit; DROP TABLE seals; \
          ALTER TABLE changes DROP COLUMN message; PRAGMA user_version = 5;",
     )
     .unwrap();

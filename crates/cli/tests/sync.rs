@@ -645,6 +645,116 @@ fn a_new_device_starts_from_the_newest_snapshot_and_pulls_only_the_tail() {
 }
 
 #[test]
+fn a_snapshot_cannot_put_a_change_in_anyone_elses_name_and_what_it_carries_is_judged() {
+    let relay = Relay::start();
+    // The owner keeps its database key in a key file, so the test can play a maker who edits
+    // its own database before making a snapshot.
+    let a = Daftar::with_passphrase("a snapshot test passphrase");
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003", "--key-file"]);
+    let customer = a.customer("Nour Bakery", None);
+    let draft = a.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    a.second_factor();
+    // A clerk writes a draft of its own (allowed) and, from a modified client, issues the
+    // owner's draft (not allowed: the owner quarantines it).
+    let clerk = join_as(&a, "clerk");
+    let clerk_id = clerk.json(&["info"])["device_id"].as_str().unwrap().to_owned();
+    let theirs = clerk.json(&["invoice", "create", "--customer", &customer, "--line", "Dates|1|30"]);
+    let theirs = theirs["id"].as_str().unwrap().to_owned();
+    let out = clerk.command().env("DAFTAR_UNCHECKED_CLIENT", "1").args(["invoice", "issue", &draft]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    clerk.json(&["sync"]);
+    a.json(&["sync"]);
+    assert_eq!(a.json(&["sync", "quarantine"]).as_array().unwrap().len(), 1);
+    let snapshot = |d: &Daftar| {
+        d.json(&["sync"]);
+        let made = d.json(&["sync", "snapshot"]);
+        assert_eq!(made["relays"][0]["kept"], true, "{made}");
+    };
+    let invoices = |d: &Daftar| export(d).into_iter().filter(|(k, _)| k.starts_with("invoices")).collect::<Vec<_>>();
+
+    // An honest snapshot: a new admin device takes it, the clerk's draft included (judged
+    // change by change, as it is not an owner's or admin's), and refuses nothing.
+    snapshot(&a);
+    let b = join_as(&a, "admin");
+    assert!(b.json(&["sync"])["relays"][0]["rejected"].as_array().unwrap().is_empty());
+    assert_eq!(b.json(&["invoice", "show", &theirs])["lines"][0]["description"], "Dates", "the clerk's own draft");
+    assert_eq!(b.json(&["invoice", "show", &draft])["status"], "draft");
+    assert!(b.json(&["sync", "quarantine"]).as_array().unwrap().is_empty());
+    assert_eq!(invoices(&b), invoices(&a));
+
+    // The maker puts its own change (creating the draft) in the clerk's name, proof and all:
+    // the new device finds the proof is not the clerk's, leaves the snapshot and pulls the log.
+    let db = a.database();
+    let owner_id = a.json(&["info"])["device_id"].as_str().unwrap().to_owned();
+    let moved = db
+        .execute("UPDATE changes SET device = ?1 WHERE doc_id = ?2 AND device = ?3", [&clerk_id, &draft, &owner_id])
+        .unwrap();
+    assert!(moved >= 1);
+    db.execute("UPDATE seals SET device = ?1 WHERE doc_id = ?2 AND device = ?3", [&clerk_id, &draft, &owner_id])
+        .unwrap();
+    snapshot(&a);
+    let c = Daftar::new();
+    let joined = c.join_approved(a.json(&["invite", "--role", "admin"])["code"].as_str().unwrap(), &a);
+    assert!(joined["snapshot"].is_null(), "{joined}");
+    let error = joined["snapshot_error"].as_str().unwrap();
+    assert!(error.contains("cannot be shown to come from the device named for it"), "{error}");
+    assert!(error.contains(&clerk_id) && error.contains("forged"), "{error}");
+    c.json(&["sync"]);
+    assert_eq!(invoices(&c), invoices(&b), "the log alone brings everything");
+    // Put back, the maker proves its own change again (sealing is deterministic); but without
+    // the proof of someone else's change (the clerk's draft), the snapshot is refused the same.
+    db.execute("UPDATE changes SET device = ?1 WHERE doc_id = ?2 AND device = ?3", [&owner_id, &draft, &clerk_id])
+        .unwrap();
+    db.execute("DELETE FROM seals WHERE doc_id = ?1 AND device = ?2", [&draft, &clerk_id]).unwrap();
+    let (hash, proof): (Vec<u8>, Vec<u8>) = db
+        .query_row("SELECT hash, proof FROM seals WHERE doc_id = ?1", [&theirs], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    db.execute("DELETE FROM seals WHERE doc_id = ?1", [&theirs]).unwrap();
+    snapshot(&a);
+    let d = Daftar::new();
+    let joined = d.join_approved(a.json(&["invite", "--role", "admin"])["code"].as_str().unwrap(), &a);
+    let error = joined["snapshot_error"].as_str().unwrap();
+    assert!(error.contains(&theirs) && error.contains("has no seal proof"), "{error}");
+    db.execute(
+        "INSERT INTO seals (doc_id, hash, device, proof) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![theirs, hash, clerk_id, proof],
+    )
+    .unwrap();
+
+    // The maker slips the clerk's quarantined issue (genuinely the clerk's, proof and all) in
+    // among its changes: the new device takes the snapshot but quarantines that change, just
+    // as it would have from the log.
+    // (A maker editing its database this way also gets past its audit trigger.)
+    db.execute_batch("DROP TRIGGER audit_change").unwrap();
+    let slipped = db
+        .execute(
+            "INSERT INTO changes (doc_id, hash, bytes, device, time, message)
+             SELECT doc_id, hash, bytes, sender, at, NULL FROM quarantine",
+            [],
+        )
+        .unwrap();
+    assert_eq!(slipped, 1);
+    db.execute("INSERT INTO seals SELECT doc_id, hash, sender, proof FROM quarantine", []).unwrap();
+    drop(db);
+    snapshot(&a);
+    let e = Daftar::new();
+    let joined = e.join_approved(a.json(&["invite", "--role", "admin"])["code"].as_str().unwrap(), &a);
+    assert!(joined["snapshot_error"].is_null(), "{joined}");
+    assert!(joined["snapshot"]["documents"].as_u64().unwrap() >= 4, "{joined}");
+    assert_eq!(e.json(&["invoice", "show", &draft])["status"], "draft", "the clerk's issue was not applied");
+    let held = e.json(&["sync", "quarantine"]);
+    let held = held.as_array().unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0]["reason"].as_str().unwrap().starts_with("a clerk cannot issue invoices"), "{held:?}");
+    assert_eq!(held[0]["sender"], clerk_id.as_str());
+    assert_eq!(e.json(&["invoice", "show", &theirs])["lines"][0]["description"], "Dates");
+    assert_eq!(e.json(&["store", "verify"])["ok"], true);
+}
+
+#[test]
 fn a_device_killed_while_pulling_resumes_without_losing_or_repeating_anything() {
     let relay = Relay::start();
     let a = Daftar::new();

@@ -1,34 +1,43 @@
 //! The store's side of snapshots for fast bootstrap: reading every document as stored (its
 //! compacted save and its change rows, queued ones included), and taking such documents in.
 
-use automerge::{Automerge, Change, ReadDoc};
-use daftar_domain::{Customer, DeviceId, DocumentId, Invoice, Item};
-use daftar_sync::snapshot::{SnapshotChange, SnapshotDocument};
+use std::collections::HashMap;
+
+use automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use daftar_domain::{Customer, DeviceId, DocumentId, Invoice, Item, Role};
+use daftar_sync::PROOF_LEN;
+use daftar_sync::snapshot::{PROOF_ENTRY, SnapshotChange, SnapshotDocument, SnapshotProof};
 use rusqlite::{OptionalExtension, params};
 
 use crate::document;
 use crate::error::{Result, StoreError};
-use crate::exchange::{IncomingChange, apply_one};
+use crate::exchange::{IncomingChange, Judging, apply_one, keep_seal};
 use crate::records::{DocKind, Record, SearchWrite};
 use crate::store::{Store, insert_document_row, stored_bytes};
 
 impl Store {
-    /// Every document id with the size it takes in a snapshot, in id order: enough to cut a
-    /// snapshot into parts before reading any content.
+    /// Every document id with the size it takes in a snapshot, the membership document first
+    /// (a bootstrapping device judges everything else by it), then in id order: enough to cut
+    /// a snapshot into parts before reading any content.
     pub fn snapshot_plan(&self) -> Result<Vec<(DocumentId, usize)>> {
         self.read(|conn| {
-            let mut statement = conn.prepare(
+            let proofs = if has_seals(conn)? {
+                format!("{PROOF_ENTRY} * (SELECT count(*) FROM seals WHERE doc_id = d.id)")
+            } else {
+                "0".to_owned()
+            };
+            let mut statement = conn.prepare(&format!(
                 "SELECT d.id,
                         coalesce((SELECT length(bytes) FROM snapshots WHERE doc_id = d.id), 0),
-                        coalesce((SELECT sum(20 + length(bytes)) FROM changes WHERE doc_id = d.id), 0)
-                 FROM documents d ORDER BY d.id",
-            )?;
+                        coalesce((SELECT sum(20 + length(bytes)) FROM changes WHERE doc_id = d.id), 0) + {proofs}
+                 FROM documents d ORDER BY d.kind <> 'membership', d.id"
+            ))?;
             let rows =
                 statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
             let mut plan = Vec::new();
             for row in rows {
                 let (id, saved, changes) = row?;
-                plan.push((self.parse_document_id(&id)?, 25 + saved as usize + changes as usize));
+                plan.push((self.parse_document_id(&id)?, 29 + saved as usize + changes as usize));
             }
             Ok(plan)
         })
@@ -56,25 +65,88 @@ impl Store {
 
     /// [`Store::import_snapshot`], saying for each document whether it was new here, gained
     /// changes, or held nothing this store did not have.
+    ///
+    /// Documents whose changes were proven ([`prepare_snapshot`] with a check) are judged: a
+    /// record document made only by owners' and admins' devices (who may do anything to
+    /// records) is stored as it came; any other goes change by change, in causal order,
+    /// through the path received changes take, each judged by the role its proven sender
+    /// held (see [`crate::membership::RolesEver`]) and quarantined if no role it held allows
+    /// it. The membership document goes first, so everything after is judged by it.
     pub fn take_in(&mut self, part: &PreparedSnapshot) -> Result<Vec<(DocumentId, Taken)>> {
-        self.write(|tx, ctx, cache| {
-            let mut taken = Vec::with_capacity(part.documents.len());
-            for p in &part.documents {
+        let workspace = self.info.workspace_id;
+        let mut order: Vec<&PreparedDocument> = part.documents.iter().collect();
+        order.sort_by_key(|p| p.kind != DocKind::Membership);
+        let taken = self.write(|tx, ctx, cache| {
+            let mut roles = crate::membership::RolesEver::load(tx, cache, workspace)?;
+            let mut taken = Vec::with_capacity(order.len());
+            for p in order {
                 let known: Option<String> = tx
                     .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
                     .query_row([p.source.document.to_string()], |r| r.get(0))
                     .optional()?;
-                let outcome = if known.is_some() {
-                    merge_prepared(tx, ctx, cache, p)?
-                } else {
-                    insert_prepared(tx, ctx, p)?;
-                    Taken::Added
+                let outcome = match &p.sealed {
+                    None if known.is_some() => merge_prepared(tx, ctx, cache, p)?,
+                    None => {
+                        insert_prepared(tx, ctx, p)?;
+                        Taken::Added
+                    }
+                    Some(sealed) if known.is_none() && made_by_managers(p.kind, sealed, &roles) => {
+                        insert_prepared(tx, ctx, p)?;
+                        for change in sealed {
+                            keep_seal(tx, p.source.document, &change.hash.0, change.device, &change.proof)?;
+                        }
+                        Taken::Added
+                    }
+                    Some(sealed) => {
+                        let mut gained = false;
+                        for change in sealed {
+                            let incoming = IncomingChange {
+                                document: p.source.document,
+                                kind: p.kind,
+                                sender: change.device,
+                                bytes: &change.bytes,
+                                role: Some(change.sealer.relay_role),
+                                sender_key: Some(change.sealer.key),
+                                proof: Some(&change.proof),
+                            };
+                            gained |= apply_one(tx, ctx, cache, &incoming, Judging::Snapshot(&roles))?;
+                        }
+                        if p.kind == DocKind::Membership {
+                            roles = crate::membership::RolesEver::load(tx, cache, workspace)?;
+                        }
+                        match (known.is_some(), gained) {
+                            (false, _) => Taken::Added,
+                            (true, true) => Taken::Merged,
+                            (true, false) => Taken::Unchanged,
+                        }
+                    }
                 };
                 taken.push((p.source.document, outcome));
             }
             Ok(taken)
-        })
+        })?;
+        // The snapshot's membership document may give this device its role.
+        if part.documents.iter().any(|p| p.kind == DocKind::Membership && p.sealed.is_some()) {
+            self.refresh_role()?;
+        }
+        Ok(taken)
     }
+}
+
+/// Whether a record document's every change was sealed by a device that was an owner's or an
+/// admin's: they may do anything to invoices, customers and items, so there is nothing to
+/// judge change by change.
+fn made_by_managers(kind: DocKind, sealed: &[SealedChange], roles: &crate::membership::RolesEver) -> bool {
+    use crate::membership::Standing;
+    matches!(kind, DocKind::Invoice | DocKind::Customer | DocKind::Item)
+        && sealed.iter().all(|c| {
+            let role = match roles.standing(c.device, Some(&c.sealer.key)) {
+                Standing::Unknown => c.sealer.relay_role,
+                Standing::Member(role) => role,
+                Standing::Refused(_) => return false,
+            };
+            role >= Role::Admin
+        })
 }
 
 /// What taking in one document did.
@@ -132,10 +204,17 @@ pub(crate) fn merge_prepared(
     }
     let mut gained = false;
     for (sender, bytes) in &all {
-        let incoming =
-            IncomingChange { document: d.document, kind: p.kind, sender: *sender, bytes, role: None, sender_key: None };
+        let incoming = IncomingChange {
+            document: d.document,
+            kind: p.kind,
+            sender: *sender,
+            bytes,
+            role: None,
+            sender_key: None,
+            proof: None,
+        };
         // Taken as it is (see `IncomingChange::role`): nothing to judge by.
-        gained |= apply_one(tx, ctx, cache, &incoming, None)?;
+        gained |= apply_one(tx, ctx, cache, &incoming, Judging::Trusted)?;
     }
     Ok(if gained { Taken::Merged } else { Taken::Unchanged })
 }
@@ -184,6 +263,12 @@ pub(crate) fn documents_as_stored(conn: &rusqlite::Connection, ids: &[DocumentId
     let mut kind_of = conn.prepare_cached("SELECT kind FROM documents WHERE id = ?1")?;
     let mut saved_of = conn.prepare_cached("SELECT bytes FROM snapshots WHERE doc_id = ?1")?;
     let mut changes_of = conn.prepare_cached("SELECT device, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq")?;
+    // A store backed up before its migration to schema 11 has no seals.
+    let mut proofs_of = if has_seals(conn)? {
+        Some(conn.prepare_cached("SELECT hash, device, proof FROM seals WHERE doc_id = ?1")?)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let key = id.to_string();
@@ -203,9 +288,29 @@ pub(crate) fn documents_as_stored(conn: &rusqlite::Connection, ids: &[DocumentId
                 Ok(SnapshotChange { device, bytes })
             })
             .collect::<Result<Vec<_>>>()?;
-        out.push(SnapshotDocument { document: *id, kind: kind.code(), saved, changes });
+        let Some(proofs_of) = proofs_of.as_mut() else {
+            out.push(SnapshotDocument { document: *id, kind: kind.code(), saved, changes, proofs: Vec::new() });
+            continue;
+        };
+        let proofs = proofs_of
+            .query_map([&key], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+            .map(|row| {
+                let (hash, device, proof) = row?;
+                let bad = |what: &str| StoreError::Document { id: *id, detail: format!("a seal row has {what}") };
+                Ok(SnapshotProof {
+                    hash: hash.try_into().map_err(|_| bad("a bad hash"))?,
+                    device: device.parse().map_err(|_| bad("a bad device id"))?,
+                    proof: proof.try_into().map_err(|_| bad("a proof of the wrong length"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(SnapshotDocument { document: *id, kind: kind.code(), saved, changes, proofs });
     }
     Ok(out)
+}
+
+fn has_seals(conn: &rusqlite::Connection) -> Result<bool> {
+    Ok(conn.prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'seals'")?.exists([])?)
 }
 
 /// A record read from a snapshot document, ready for the index.
@@ -228,7 +333,46 @@ pub(crate) struct PreparedDocument {
     pub(crate) record: Option<Indexable>,
     /// The time of its newest change, in milliseconds.
     pub(crate) newest: i64,
+    /// Every change with its proven sealer, in causal order; `None` when not checked (a
+    /// backup of this workspace, taken as it is).
+    pub(crate) sealed: Option<Vec<SealedChange>>,
 }
+
+/// A change of a snapshot whose seal proof was checked.
+#[derive(Debug)]
+pub(crate) struct SealedChange {
+    pub(crate) hash: ChangeHash,
+    /// Exactly the bytes that were sealed.
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) device: DeviceId,
+    pub(crate) sealer: ProvenSealer,
+    pub(crate) proof: [u8; PROOF_LEN],
+}
+
+/// A change of a snapshot with the device said to have sealed it, for a [`ProofCheck`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProofClaim<'a> {
+    pub document: DocumentId,
+    /// The document kind's envelope code.
+    pub kind: u8,
+    pub device: DeviceId,
+    pub change: &'a [u8],
+    pub proof: &'a [u8; PROOF_LEN],
+}
+
+/// What a [`ProofCheck`] found out about a change's sealer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvenSealer {
+    /// The public key the proof's signature verified with.
+    pub key: [u8; 32],
+    /// The role the relay lists for the device (used only before there is a membership
+    /// document).
+    pub relay_role: Role,
+}
+
+/// Checks that the claimed device sealed the change (the sync layer holds the keys for it):
+/// `Err` says why not.
+pub type ProofCheck<'a> = &'a (dyn Fn(&ProofClaim<'_>) -> std::result::Result<ProvenSealer, String> + Sync);
 
 /// A snapshot part decoded, loaded and read, ready for [`Store::import_snapshot`]. Preparing
 /// needs no store, so a bootstrap prepares the next part on another core while the store takes
@@ -278,7 +422,11 @@ impl PreparedSnapshot {
 
 /// Decodes and loads every document of a snapshot part and reads its record. A document that
 /// does not load refuses the whole part: the bootstrap then falls back to the log.
-pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnapshot> {
+///
+/// With `check`, every change must come with a seal proof that `check` accepts for the device
+/// named for it (see [`daftar_sync::SealProof`]); one without refuses the part the same way,
+/// so a snapshot's maker cannot put a change in anyone else's name.
+pub fn prepare_snapshot(documents: Vec<SnapshotDocument>, check: Option<ProofCheck<'_>>) -> Result<PreparedSnapshot> {
     let documents = documents
         .into_iter()
         .map(|d| {
@@ -289,6 +437,8 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
                 None => Automerge::new(),
             };
             let (saved_heads, saved_count) = (doc.get_heads(), doc.get_changes(&[]).len());
+            let saved_changes: Vec<Change> =
+                if check.is_some() { doc.get_changes(&[]).into_iter().cloned().collect() } else { Vec::new() };
             let changes = d
                 .changes
                 .iter()
@@ -296,8 +446,9 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
                     Change::from_bytes(c.bytes.clone()).map_err(|e| broken(format!("a change does not decode: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let rows = changes.iter().map(|c| (c.hash(), c.timestamp(), c.message().cloned())).collect();
+            let rows: Vec<_> = changes.iter().map(|c| (c.hash(), c.timestamp(), c.message().cloned())).collect();
             doc.apply_changes(changes).map_err(|e| broken(format!("changes do not apply: {e}")))?;
+            let sealed = check.map(|check| prove(&d, kind, &doc, &saved_changes, &rows, check)).transpose()?;
             let record = match kind {
                 DocKind::Settings | DocKind::Membership | DocKind::Events => None,
                 DocKind::Invoice => read::<Invoice>(d.document, &doc).map(|r| Indexable::Invoice(Box::new(r))),
@@ -314,10 +465,71 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>) -> Result<PreparedSnap
                 saved_count,
                 changes: rows,
                 record,
+                sealed,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(PreparedSnapshot { documents })
+}
+
+/// Every change of a snapshot document (in its save or its rows) with its checked sealer, in
+/// causal order (rows still waiting for their dependencies last).
+fn prove(
+    d: &SnapshotDocument,
+    kind: DocKind,
+    doc: &Automerge,
+    saved: &[Change],
+    rows: &[(ChangeHash, i64, Option<String>)],
+    check: ProofCheck<'_>,
+) -> Result<Vec<SealedChange>> {
+    let unproven = |detail: String| StoreError::UnprovenChange { id: d.document, detail };
+    let proofs: HashMap<[u8; 32], &SnapshotProof> = d.proofs.iter().map(|p| (p.hash, p)).collect();
+    let row_of: HashMap<ChangeHash, &SnapshotChange> = rows.iter().map(|r| r.0).zip(&d.changes).collect();
+    let saved_of: HashMap<ChangeHash, &Change> = saved.iter().map(|c| (c.hash(), c)).collect();
+    let mut order: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+    let placed: std::collections::HashSet<ChangeHash> = order.iter().copied().collect();
+    order.extend(rows.iter().map(|r| r.0).filter(|h| !placed.contains(h)));
+    order
+        .into_iter()
+        .map(|hash| {
+            let name = hex::encode(&hash.0[..8]);
+            let proof = proofs.get(&hash.0).ok_or_else(|| unproven(format!("change {name}… has no seal proof")))?;
+            // The exact bytes sealed: a row's are kept; a change from a compacted save is encoded
+            // again, the way it was sent (compressed) or, failing that, raw.
+            let candidates = match (row_of.get(&hash), saved_of.get(&hash)) {
+                (Some(row), _) if row.device != proof.device => {
+                    return Err(unproven(format!(
+                        "change {name}… is listed as device {}'s but its seal proof is device {}'s",
+                        row.device, proof.device
+                    )));
+                }
+                (Some(row), _) => vec![row.bytes.clone()],
+                (None, Some(change)) => {
+                    let mut change = (*change).clone();
+                    let (sent, raw) = (change.bytes().into_owned(), change.raw_bytes().to_vec());
+                    if sent == raw { vec![sent] } else { vec![sent, raw] }
+                }
+                (None, None) => return Err(unproven(format!("change {name}… is neither saved nor a row"))),
+            };
+            let mut why = String::new();
+            for bytes in candidates {
+                let claim = ProofClaim {
+                    document: d.document,
+                    kind: kind.code(),
+                    device: proof.device,
+                    change: &bytes,
+                    proof: &proof.proof,
+                };
+                match check(&claim) {
+                    Ok(sealer) => {
+                        return Ok(SealedChange { hash, bytes, device: proof.device, sealer, proof: proof.proof });
+                    }
+                    Err(e) => why = e,
+                }
+            }
+            Err(unproven(format!("change {name}… (device {}): {why}", proof.device)))
+        })
+        .collect()
 }
 
 /// The record, or `None` while its dependencies are missing.

@@ -70,6 +70,8 @@ pub enum StoreError {
     NoSuchVersion { kind: &'static str, id: String, version: usize, count: usize },
     #[error("document {id} could not be read: {detail}")]
     Document { id: DocumentId, detail: String },
+    #[error("a change of document {id} cannot be shown to come from the device named for it: {detail}")]
+    UnprovenChange { id: DocumentId, detail: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("could not {action} {path}: {source}")]
@@ -110,6 +112,7 @@ impl StoreError {
             StoreError::Key(K::WrongPassphrase { .. }) | StoreError::WrongKey { .. } => "wrong_key",
             StoreError::Key(_) | StoreError::PassphraseNeeded { .. } => "key_error",
             StoreError::Corrupt { .. } | StoreError::BadProfile { .. } | StoreError::Document { .. } => "corrupt",
+            StoreError::UnprovenChange { .. } => "unproven",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::MigrationBackupFailed { .. } => "backup_failed",
             StoreError::Forbidden(_) => "forbidden",

@@ -165,6 +165,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Keeps the seal proofs of this device's own changes (made as it sealed them for a relay).
+    pub fn record_seals(&mut self, seals: &[(DocumentId, [u8; 32], [u8; daftar_sync::PROOF_LEN])]) -> Result<()> {
+        if seals.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx, ctx, _| {
+            for (document, hash, proof) in seals {
+                keep_seal(tx, *document, hash, ctx.device, proof)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Records that the relay at `url` acknowledged every local change up to `seq`.
     pub fn mark_pushed(&mut self, url: &str, seq: i64) -> Result<()> {
         self.write(|tx, _, _| {
@@ -238,8 +251,8 @@ impl Store {
         bytes: &[u8],
     ) -> Result<bool> {
         self.write(|tx, ctx, cache| {
-            let incoming = IncomingChange { document, kind, sender, bytes, role: None, sender_key: None };
-            apply_one(tx, ctx, cache, &incoming, None)
+            let incoming = IncomingChange { document, kind, sender, bytes, role: None, sender_key: None, proof: None };
+            apply_one(tx, ctx, cache, &incoming, Judging::Trusted)
         })
     }
 
@@ -254,7 +267,7 @@ impl Store {
             let mut outcomes = Vec::with_capacity(changes.len());
             for change in changes {
                 tx.execute_batch("SAVEPOINT incoming")?;
-                let outcome = apply_one(tx, ctx, cache, change, Some(&mut judge));
+                let outcome = apply_one(tx, ctx, cache, change, Judging::Log(&mut judge));
                 if change.kind == DocKind::Membership {
                     // Later changes are judged by the membership as this one left it.
                     judge.forget();
@@ -294,6 +307,33 @@ pub struct IncomingChange<'a> {
     /// The key the envelope's signature was checked with: it must be the one the membership
     /// document gives the sender.
     pub sender_key: Option<[u8; 32]>,
+    /// The envelope's seal proof ([`daftar_sync::SealProof`]), kept so that snapshots made
+    /// from this store can show who sealed the change.
+    pub proof: Option<&'a [u8; daftar_sync::PROOF_LEN]>,
+}
+
+/// How a received change is judged before it is applied.
+pub(crate) enum Judging<'j> {
+    /// Taken as it is (a backup of this workspace).
+    Trusted,
+    /// At its place in the relay's log, by the membership document as it stands there.
+    Log(&'j mut crate::membership::Judge),
+    /// From a snapshot, whose seal proof named its sender: by the highest role the sender ever
+    /// held (see [`crate::membership::RolesEver`]).
+    Snapshot(&'j crate::membership::RolesEver),
+}
+
+/// Keeps a change's seal proof (the first one kept stays: any proof of it is as good).
+pub(crate) fn keep_seal(
+    tx: &rusqlite::Connection,
+    document: DocumentId,
+    hash: &[u8; 32],
+    device: DeviceId,
+    proof: &[u8; daftar_sync::PROOF_LEN],
+) -> Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO seals (doc_id, hash, device, proof) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![document.to_string(), hash.as_slice(), device.to_string(), proof.as_slice()])?;
+    Ok(())
 }
 
 pub(crate) fn apply_one(
@@ -301,9 +341,9 @@ pub(crate) fn apply_one(
     ctx: Ctx,
     cache: &DocCache,
     incoming: &IncomingChange<'_>,
-    judge: Option<&mut crate::membership::Judge>,
+    judging: Judging<'_>,
 ) -> Result<bool> {
-    let IncomingChange { document, kind, sender, bytes, role, sender_key } = *incoming;
+    let IncomingChange { document, kind, sender, bytes, role, sender_key, proof } = *incoming;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
         id: document,
         detail: format!("a received change does not decode: {e}"),
@@ -324,21 +364,32 @@ pub(crate) fn apply_one(
         .optional()?
         .is_some();
     if stored {
+        if let Some(proof) = proof {
+            keep_seal(tx, document, &change.hash().0, sender, proof)?;
+        }
         return Ok(false);
     }
-    if let (Some(relay_role), Some(judge)) = (role, judge) {
+    if let Some(relay_role) = role {
         // The membership document decides, once there is one; before, the relay's word.
         use crate::membership::Standing;
-        let membership = judge.membership(tx, cache)?;
-        let standing = crate::membership::standing(membership, sender, sender_key.as_ref());
-        let role = match &standing {
-            Standing::Unknown => Ok(relay_role),
-            Standing::Member(role) => Ok(*role),
-            Standing::Refused(reason) => Err(reason.as_str()),
+        let standing = match judging {
+            Judging::Trusted => None,
+            Judging::Log(judge) => {
+                let membership = judge.membership(tx, cache)?;
+                Some(crate::membership::standing(membership, sender, sender_key.as_ref()))
+            }
+            Judging::Snapshot(roles) => Some(roles.standing(sender, sender_key.as_ref())),
         };
-        if let Some(reason) = crate::quarantine::judge(tx, document, kind, sender, role, &change)? {
-            crate::quarantine::keep(tx, ctx, incoming, role.ok(), &change, &reason)?;
-            return Ok(false);
+        if let Some(standing) = standing {
+            let role = match &standing {
+                Standing::Unknown => Ok(relay_role),
+                Standing::Member(role) => Ok(*role),
+                Standing::Refused(reason) => Err(reason.as_str()),
+            };
+            if let Some(reason) = crate::quarantine::judge(tx, document, kind, sender, role, &change)? {
+                crate::quarantine::keep(tx, ctx, incoming, role.ok(), &change, &reason)?;
+                return Ok(false);
+            }
         }
     }
     if known.is_none() {
@@ -359,6 +410,9 @@ pub(crate) fn apply_one(
         ])?;
     if inserted == 0 {
         return Ok(false);
+    }
+    if let Some(proof) = proof {
+        keep_seal(tx, document, &change.hash().0, sender, proof)?;
     }
     // The cached document (if current) plus this change, instead of reloading every row.
     let mut loaded = match cache.take(tx, document)? {

@@ -468,6 +468,7 @@ impl Store {
             );
             Invoice::unindex(doc_id, tx)?;
             tx.execute("DELETE FROM changes WHERE doc_id = ?1", [&key])?;
+            tx.execute("DELETE FROM seals WHERE doc_id = ?1", [&key])?;
             tx.execute("DELETE FROM snapshots WHERE doc_id = ?1", [&key])?;
             tx.execute("DELETE FROM documents WHERE id = ?1", [&key])?;
             tx.execute(

@@ -46,7 +46,7 @@ pub use backup::{
     BackupCounts, BackupRecord, BackupSettings, ConsistentRead, DrillRecord, HeadsDigest, Manifest, Retention,
     RevertFilter, RevertOutcome,
 };
-pub use bootstrap::{PreparedSnapshot, PreparedSummary, Taken, prepare_snapshot};
+pub use bootstrap::{PreparedSnapshot, PreparedSummary, ProofCheck, ProofClaim, ProvenSealer, Taken, prepare_snapshot};
 pub use conflicts::{Conflict, ConflictKind};
 pub use customers::{CustomerSummary, ItemSummary, TrashEntry};
 pub use database::{KEY_FILE, KeyLocation};

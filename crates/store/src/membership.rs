@@ -185,6 +185,53 @@ pub(crate) fn standing(membership: Option<&Membership>, sender: DeviceId, sender
     }
 }
 
+/// What a snapshot's changes are judged by: each device the membership document has ever
+/// listed, with the highest role it held over the document's whole history and its key.
+///
+/// A snapshot does not say where in the log each of its changes stood, so the role a device
+/// had *then* is not known; the most it was ever allowed is (a change an accountant made
+/// before being made a clerk stays valid). Revoked devices count too: the relays took nothing
+/// from them after their revocation, so what of theirs a snapshot covers came before it. What
+/// no role the device ever held allows is still refused, and a device never listed, or
+/// signing with another key, has nothing applied.
+#[derive(Debug, Default)]
+pub(crate) struct RolesEver {
+    /// `None` before there is a membership document: the relay's word then.
+    devices: Option<std::collections::HashMap<DeviceId, (Role, String)>>,
+}
+
+impl RolesEver {
+    pub(crate) fn load(conn: &Connection, cache: &DocCache, workspace: WorkspaceId) -> Result<Self> {
+        let id = membership_id(workspace);
+        let Some(loaded) = cache.take(conn, id)? else { return Ok(RolesEver::default()) };
+        let mut devices = std::collections::HashMap::new();
+        let mut replay = automerge::Automerge::new();
+        for change in loaded.doc.get_changes(&[]) {
+            if replay.apply_changes([change.clone()]).is_err() {
+                continue;
+            }
+            let Ok(membership) = crate::document::read_record::<Membership>(id, &replay, None) else { continue };
+            for device in membership.devices {
+                let entry = devices.entry(device.id).or_insert((device.role, device.signing_key.clone()));
+                entry.0 = entry.0.max(device.role);
+            }
+        }
+        cache.put(id, loaded.doc);
+        Ok(RolesEver { devices: Some(devices) })
+    }
+
+    pub(crate) fn standing(&self, sender: DeviceId, sender_key: Option<&[u8; 32]>) -> Standing {
+        let Some(devices) = &self.devices else { return Standing::Unknown };
+        match devices.get(&sender) {
+            None => Standing::Refused(format!("device {sender} was never a member of the workspace")),
+            Some((_, key)) if sender_key.is_some_and(|k| hex::encode(k) != *key) => {
+                Standing::Refused(format!("device {sender} signed with a key the membership document does not give it"))
+            }
+            Some((role, _)) => Standing::Member(*role),
+        }
+    }
+}
+
 /// What a change to the membership document needs, or why no role may make it.
 pub(crate) fn needed(
     conn: &Connection,

@@ -206,10 +206,10 @@ pub(crate) fn keep(
     change: &Change,
     reason: &str,
 ) -> Result<()> {
-    let crate::exchange::IncomingChange { document: id, kind, sender, bytes, .. } = *incoming;
+    let crate::exchange::IncomingChange { document: id, kind, sender, bytes, proof, .. } = *incoming;
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO quarantine (doc_id, hash, kind, bytes, sender, role, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR IGNORE INTO quarantine (doc_id, hash, kind, bytes, sender, role, reason, at, proof)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         id.to_string(),
@@ -219,7 +219,8 @@ pub(crate) fn keep(
         sender.to_string(),
         role.map_or("none", Role::as_str),
         reason,
-        ctx.now.timestamp_millis()
+        ctx.now.timestamp_millis(),
+        proof.map(|p| p.as_slice())
     ])?;
     Ok(())
 }

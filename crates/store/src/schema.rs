@@ -298,6 +298,19 @@ const MIGRATIONS: &[&str] = &[
      WHERE type = 'table' AND name = 'documents';
     PRAGMA writable_schema = OFF;
     "#,
+    // 11: each change's seal proof (daftar_sync::SealProof: its envelope less the content), so
+    // snapshots can show who sealed every change they carry; quarantined changes keep theirs as
+    // evidence.
+    r#"
+    CREATE TABLE seals (
+        doc_id TEXT NOT NULL,
+        hash   BLOB NOT NULL,
+        device TEXT NOT NULL,
+        proof  BLOB NOT NULL,
+        PRIMARY KEY (doc_id, hash)
+    ) WITHOUT ROWID;
+    ALTER TABLE quarantine ADD COLUMN proof BLOB;
+    "#,
 ];
 
 /// The newest schema this build understands.

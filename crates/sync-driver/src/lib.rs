@@ -177,6 +177,13 @@ impl Device {
             .iter()
             .map(|c| Ok((envelope_id(&c.hash), sealer.seal(c.document, c.kind.code(), &c.bytes)?)))
             .collect::<Result<Vec<_>, SyncError>>()?;
+        // Kept so that a snapshot made here can show this device sealed them.
+        let seals = outbox
+            .iter()
+            .zip(&envelopes)
+            .map(|(c, (_, sealed))| Ok((c.document, c.hash, *Envelope::parse(sealed)?.proof().as_bytes())))
+            .collect::<Result<Vec<_>, SyncError>>()?;
+        store.record_seals(&seals)?;
         self.client(relay)?.push(self.info.workspace_id, &envelopes)?;
         store.mark_pushed(&url, last)?;
         self.reports[relay].pushed += envelopes.len();
@@ -233,12 +240,17 @@ impl Device {
         for remote in &page {
             let result = Envelope::parse(&remote.bytes)
                 .and_then(|envelope| {
-                    envelope.open(workspace, |sender| keys.get(&sender).copied(), |epoch| self.opening.get(&epoch))
+                    let o = envelope.open(
+                        workspace,
+                        |sender| keys.get(&sender).copied(),
+                        |epoch| self.opening.get(&epoch),
+                    )?;
+                    Ok((o, *envelope.proof().as_bytes()))
                 })
                 .map_err(|e| e.to_string())
-                .and_then(|o| {
+                .and_then(|(o, proof)| {
                     let kind = DocKind::from_code(o.kind).ok_or_else(|| format!("unknown document kind {}", o.kind))?;
-                    Ok((kind, o))
+                    Ok((kind, o, proof))
                 });
             match result {
                 Ok(ok) => opened.push((remote, ok)),
@@ -248,13 +260,14 @@ impl Device {
         }
         let incoming: Vec<IncomingChange<'_>> = opened
             .iter()
-            .map(|(_, (kind, o))| IncomingChange {
+            .map(|(_, (kind, o, proof))| IncomingChange {
                 document: o.document,
                 kind: *kind,
                 sender: o.sender,
                 bytes: &o.change,
                 role: Some(self.roles.get(&o.sender).copied().unwrap_or(Role::Viewer)),
                 sender_key: self.keys[relay].as_ref().and_then(|k| k.get(&o.sender).copied()),
+                proof: Some(proof),
             })
             .collect();
         let outcomes = store.apply_remote_many(&incoming)?;

@@ -6,11 +6,11 @@
 //! made and taken in one at a time, so memory stays at one part (≤ 4 MiB) however large the
 //! workspace.
 
-use daftar_domain::DocumentId;
+use daftar_domain::{DocumentId, Role};
 use daftar_relay_client::RelayClient;
-use daftar_store::{PreparedSnapshot, Store};
-use daftar_sync::snapshot::{self, PartHeader, SNAPSHOT_KIND};
-use daftar_sync::{Envelope, Sealer};
+use daftar_store::{PreparedSnapshot, ProofClaim, ProvenSealer, Store};
+use daftar_sync::snapshot::{self, PartHeader, SNAPSHOT_KIND, SnapshotDocument, SnapshotProof};
+use daftar_sync::{Envelope, SealProof, Sealer};
 use serde::Serialize;
 
 use crate::{Device, SyncError};
@@ -76,7 +76,8 @@ impl Device {
         let mut report = SnapshotReport { url: url.clone(), seq, parts, documents: 0, bytes: 0, kept: false };
         for (part, range) in ranges.into_iter().enumerate() {
             let ids: Vec<DocumentId> = plan[range].iter().map(|(id, _)| *id).collect();
-            let documents = store.snapshot_documents(&ids)?;
+            let mut documents = store.snapshot_documents(&ids)?;
+            self.prove_own_changes(&sealer, &mut documents)?;
             let header = PartHeader { snapshot: id, seq, part: part as u32, parts };
             let plain = snapshot::encode_part(&header, &documents);
             let sealed = sealer.seal(DocumentId::from_uuid(uuid::Uuid::from_bytes(id)), SNAPSHOT_KIND, &plain)?;
@@ -85,6 +86,28 @@ impl Device {
             report.kept = client.put_snapshot_part(self.info.workspace_id, seq, part as u32, parts, sealed)?;
         }
         Ok(report)
+    }
+
+    /// Adds seal proofs for this device's own change rows that have none yet (made since its
+    /// last push): sealing is deterministic, so the proof is the one a push would make.
+    fn prove_own_changes(&self, sealer: &Sealer<'_>, documents: &mut [SnapshotDocument]) -> Result<(), SyncError> {
+        for document in documents {
+            let proven: std::collections::HashSet<[u8; 32]> = document.proofs.iter().map(|p| p.hash).collect();
+            let mut missing = Vec::new();
+            for change in document.changes.iter().filter(|c| c.device == self.info.device_id) {
+                let hash = automerge::Change::from_bytes(change.bytes.clone())
+                    .map_err(|e| SyncError::Invalid(format!("a stored change does not decode: {e}")))?
+                    .hash()
+                    .0;
+                if !proven.contains(&hash) {
+                    let sealed = sealer.seal(document.document, document.kind, &change.bytes)?;
+                    let proof = *Envelope::parse(&sealed)?.proof().as_bytes();
+                    missing.push(SnapshotProof { hash, device: self.info.device_id, proof });
+                }
+            }
+            document.proofs.extend(missing);
+        }
+        Ok(())
     }
 
     /// Takes in the relay's newest snapshot, part by part, then moves the pull cursor to the
@@ -120,7 +143,11 @@ impl Device {
             for prepared in receiver {
                 let (bytes, prepared) = prepared?;
                 report.bytes += bytes;
-                report.documents += store.import_snapshot(prepared)?;
+                report.documents += store.import_snapshot(prepared).map_err(|e| match e {
+                    // A change that does not apply is the snapshot's fault, not the store's.
+                    daftar_store::StoreError::Document { .. } => SyncError::Invalid(e.to_string()),
+                    e => SyncError::Store(e),
+                })?;
             }
             Ok(())
         })?;
@@ -168,7 +195,25 @@ impl Device {
             ))
             .into());
         }
-        Ok((sealed.len(), daftar_store::prepare_snapshot(documents)?))
+        // Each change must have been sealed by the device named for it: the maker cannot put
+        // words in anyone else's name. Roles are judged as the store takes the part in.
+        let check = |claim: &ProofClaim<'_>| -> Result<ProvenSealer, String> {
+            let device = claim.device;
+            let key = keys.get(&device).copied().ok_or_else(|| format!("device {device} is unknown to the relay"))?;
+            SealProof::from_bytes(claim.proof)
+                .and_then(|proof| {
+                    proof.verify(workspace, device, key, (claim.document, claim.kind, claim.change), |epoch| {
+                        self.opening.get(&epoch)
+                    })
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(ProvenSealer { key, relay_role: self.roles.get(&device).copied().unwrap_or(Role::Viewer) })
+        };
+        // Preparing touches no database: whatever fails is the snapshot's content, which leaves
+        // the log to pull.
+        let prepared =
+            daftar_store::prepare_snapshot(documents, Some(&check)).map_err(|e| SyncError::Invalid(e.to_string()))?;
+        Ok((sealed.len(), prepared))
     }
 }
 

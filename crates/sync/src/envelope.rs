@@ -147,7 +147,6 @@ fn signed_message(workspace: WorkspaceId, body: &[u8]) -> Vec<u8> {
 
 impl Sealer<'_> {
     /// Seals one change of one document.
-    /// Seals one change of one document.
     ///
     /// Sealing is deterministic: the data key and both nonces are derived (HKDF-SHA256) from the
     /// epoch key and a digest of the sender, document, kind and change. So a push retried after
@@ -194,32 +193,46 @@ impl Sealer<'_> {
                 &mut wrapped,
             )
             .map_err(|_| EnvelopeError::Random)?;
-        let mut content = Vec::with_capacity(17 + change.len() + TAG);
-        content.extend_from_slice(document.as_uuid().as_bytes());
-        content.push(kind);
-        content.extend_from_slice(change);
-        aead(&random.data_key)
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(random.nonce),
-                Aad::from(associated_data(b"daftar-envelope-v1", workspace, sender, epoch)),
-                &mut content,
-            )
-            .map_err(|_| EnvelopeError::Random)?;
-        let mut out = Vec::with_capacity(HEADER + content.len() + SIGNATURE);
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(ALGORITHM_AES256GCM_ED25519);
-        out.extend_from_slice(sender.as_bytes());
-        out.extend_from_slice(&epoch.to_be_bytes());
-        out.extend_from_slice(&random.wrap_nonce);
-        out.extend_from_slice(&wrapped);
-        out.extend_from_slice(&random.nonce);
-        out.extend_from_slice(&(content.len() as u32).to_be_bytes());
-        out.extend_from_slice(&content);
+        let mut out = assemble(workspace, sender, epoch, (document, kind, change), &wrapped, &random)?;
         let signature = self.signing_key.0.sign(&signed_message(workspace, &out));
         out.extend_from_slice(signature.as_ref());
         Ok(out)
     }
+}
+
+/// Everything of an envelope before its signature: the header and the content sealed with the
+/// data key (whose wrapped form is `wrapped`).
+fn assemble(
+    workspace: WorkspaceId,
+    sender: DeviceId,
+    epoch: u32,
+    (document, kind, change): (DocumentId, u8, &[u8]),
+    wrapped: &[u8],
+    random: &Randomness,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let mut content = Vec::with_capacity(17 + change.len() + TAG);
+    content.extend_from_slice(document.as_uuid().as_bytes());
+    content.push(kind);
+    content.extend_from_slice(change);
+    aead(&random.data_key)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(random.nonce),
+            Aad::from(associated_data(b"daftar-envelope-v1", workspace, sender, epoch)),
+            &mut content,
+        )
+        .map_err(|_| EnvelopeError::Random)?;
+    let mut out = Vec::with_capacity(HEADER + content.len() + SIGNATURE);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(ALGORITHM_AES256GCM_ED25519);
+    out.extend_from_slice(sender.as_bytes());
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&random.wrap_nonce);
+    out.extend_from_slice(wrapped);
+    out.extend_from_slice(&random.nonce);
+    out.extend_from_slice(&(content.len() as u32).to_be_bytes());
+    out.extend_from_slice(&content);
+    Ok(out)
 }
 
 /// An envelope's readable header: what the relay (and a receiver, before decrypting) can see.
@@ -242,6 +255,14 @@ pub struct OpenedEnvelope {
 }
 
 impl<'a> Envelope<'a> {
+    /// The envelope without its content: see [`SealProof`].
+    pub fn proof(&self) -> SealProof {
+        let mut proof = [0u8; PROOF_LEN];
+        proof[..PROOF_LEN - SIGNATURE].copy_from_slice(&self.bytes[22..98]);
+        proof[PROOF_LEN - SIGNATURE..].copy_from_slice(&self.bytes[self.bytes.len() - SIGNATURE..]);
+        SealProof(proof)
+    }
+
     /// Checks the framing and reads the header, without any key.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() < HEADER + TAG + 17 + SIGNATURE {
@@ -309,6 +330,77 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// What an opened envelope leaves besides its change: the epoch, the wrapped data key, both
+/// nonces and the signature (140 bytes). With the change, the document id and kind it rebuilds
+/// the envelope byte for byte, so the sender's signature can be checked again long after the
+/// envelope itself is gone. Stores keep one per change, and snapshots carry them, so a device
+/// bootstrapping from another's snapshot checks who made each change instead of trusting the
+/// snapshot's maker to say so.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SealProof([u8; PROOF_LEN]);
+
+/// The length of a [`SealProof`].
+pub const PROOF_LEN: usize = 4 + 12 + 48 + 12 + SIGNATURE;
+
+impl std::fmt::Debug for SealProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealProof(epoch {})", self.epoch())
+    }
+}
+
+impl SealProof {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(SealProof(bytes.try_into().map_err(|_| EnvelopeError::BadLength)?))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; PROOF_LEN] {
+        &self.0
+    }
+
+    pub fn epoch(&self) -> u32 {
+        u32::from_be_bytes(self.0[..4].try_into().expect("4 bytes"))
+    }
+
+    /// Checks that `sender` (whose public key is `public_key`) sealed exactly this change of
+    /// this document: rebuilds the envelope (unwrapping its data key with the epoch key and
+    /// encrypting the change again with it) and verifies the signature over it.
+    pub fn verify<'k>(
+        &self,
+        workspace: WorkspaceId,
+        sender: DeviceId,
+        public_key: [u8; 32],
+        (document, kind, change): (DocumentId, u8, &[u8]),
+        epoch_key_of: impl FnOnce(u32) -> Option<&'k Secret<32>>,
+    ) -> Result<(), EnvelopeError> {
+        let epoch = self.epoch();
+        let epoch_key = epoch_key_of(epoch).ok_or(EnvelopeError::UnknownEpoch { sender, epoch })?;
+        let (wrap_nonce, rest) = self.0[4..].split_at(12);
+        let (wrapped, rest) = rest.split_at(48);
+        let (nonce, signature) = rest.split_at(12);
+        let forged = || EnvelopeError::BadSignature(sender);
+        let mut key = wrapped.to_vec();
+        let data_key: [u8; 32] = aead(epoch_key)
+            .open_in_place(
+                Nonce::assume_unique_for_key(wrap_nonce.try_into().expect("12 bytes")),
+                Aad::from(associated_data(b"daftar-envelope-v1 key", workspace, sender, epoch)),
+                &mut key,
+            )
+            .map_err(|_| forged())?
+            .try_into()
+            .map_err(|_| forged())?;
+        zeroize::Zeroize::zeroize(&mut key);
+        let random = Randomness {
+            data_key: Secret::new(data_key),
+            wrap_nonce: wrap_nonce.try_into().expect("12 bytes"),
+            nonce: nonce.try_into().expect("12 bytes"),
+        };
+        let body = assemble(workspace, sender, epoch, (document, kind, change), wrapped, &random)?;
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(&signed_message(workspace, &body), signature)
+            .map_err(|_| forged())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +443,46 @@ mod tests {
         assert_eq!(bytes, again, "a retried push carries the same bytes");
         let other = sealer.seal(document, 1, b"another change").unwrap();
         assert_ne!(bytes[26..98], other[26..98], "another change has its own data key and nonces");
+    }
+
+    #[test]
+    fn a_proof_rebuilds_the_envelope_and_checks_who_sealed_exactly_this_change() {
+        let (workspace, sender, epoch_key, signing_key) = fixture();
+        let sealer = Sealer { workspace, sender, epoch: 4, epoch_key: &epoch_key, signing_key: &signing_key };
+        let document = DocumentId::from_uuid(Uuid::now_v7());
+        let bytes = sealer.seal(document, 1, b"issue A-000001").unwrap();
+        let proof = Envelope::parse(&bytes).unwrap().proof();
+        assert_eq!(proof.epoch(), 4);
+        let public = signing_key.public_key();
+        let check = |proof: &SealProof, sender, public, what: (DocumentId, u8, &[u8]), workspace| {
+            proof.verify(workspace, sender, public, what, |e| (e == 4).then_some(&epoch_key))
+        };
+        check(&proof, sender, public, (document, 1, b"issue A-000001"), workspace).unwrap();
+        assert_eq!(SealProof::from_bytes(proof.as_bytes()).unwrap(), proof);
+        assert!(SealProof::from_bytes(&proof.as_bytes()[1..]).is_err(), "a short proof is refused");
+
+        let forged = Err(EnvelopeError::BadSignature(sender));
+        assert_eq!(check(&proof, sender, public, (document, 1, b"issue A-000002"), workspace), forged, "other change");
+        let elsewhere = DocumentId::from_uuid(Uuid::now_v7());
+        assert_eq!(check(&proof, sender, public, (elsewhere, 1, b"issue A-000001"), workspace), forged);
+        assert_eq!(check(&proof, sender, public, (document, 2, b"issue A-000001"), workspace), forged, "other kind");
+        let other_workspace = WorkspaceId::from_uuid(Uuid::now_v7());
+        assert_eq!(check(&proof, sender, public, (document, 1, b"issue A-000001"), other_workspace), forged);
+        // Claimed for another device (with that device's key): refused.
+        let clerk = DeviceId::from_uuid(Uuid::now_v7());
+        let clerk_key = DeviceSigningKey::from_seed(&Secret::new([0x66; 32])).public_key();
+        let claimed = check(&proof, clerk, clerk_key, (document, 1, b"issue A-000001"), workspace);
+        assert_eq!(claimed, Err(EnvelopeError::BadSignature(clerk)));
+        assert_eq!(check(&proof, sender, clerk_key, (document, 1, b"issue A-000001"), workspace), forged);
+        // Every flipped bit of the proof is noticed.
+        for bit in 0..PROOF_LEN * 8 {
+            let mut bytes = *proof.as_bytes();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let flipped = SealProof(bytes);
+            assert!(check(&flipped, sender, public, (document, 1, b"issue A-000001"), workspace).is_err(), "bit {bit}");
+        }
+        // Without the epoch key nothing can be checked.
+        let unknown = proof.verify(workspace, sender, public, (document, 1, b"issue A-000001"), |_| None);
+        assert_eq!(unknown, Err(EnvelopeError::UnknownEpoch { sender, epoch: 4 }));
     }
 }

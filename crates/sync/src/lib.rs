@@ -29,7 +29,7 @@ pub mod recovery;
 pub mod relay_auth;
 pub mod snapshot;
 
-pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, Sealer};
+pub use envelope::{DeviceSigningKey, Envelope, EnvelopeError, OpenedEnvelope, PROOF_LEN, SealProof, Sealer};
 pub use epoch::{AgreementKey, EpochError};
 pub use invite::{InviteCode, InviteError};
 pub use recovery::{RecoveryKey, RecoveryKeyError};

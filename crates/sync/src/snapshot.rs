@@ -7,21 +7,30 @@
 //! snapshot covers, its index and the number of parts, so a relay can neither claim a snapshot
 //! covers more of the log than it does nor mix parts of two snapshots.
 //!
-//! Part plaintext, format 1 (all integers big-endian):
+//! Part plaintext, format 2 (all integers big-endian):
 //!
 //! ```text
-//! "DSNP" | 0x01 | snapshot id (16) | seq (i64) | part (u32) | parts (u32) | count (u32) | documents
+//! "DSNP" | 0x02 | snapshot id (16) | seq (i64) | part (u32) | parts (u32) | count (u32) | documents
 //! document: id (16) | kind (u8) | saved length (u32, 0 = none) | saved | changes (u32)
 //!           | per change: device id (16) | length (u32) | Automerge change bytes
+//!           | proofs (u32) | per proof: change hash (32) | device id (16) | seal proof (140)
 //! ```
+//!
+//! A seal proof ([`SealProof`](crate::SealProof)) lets the reader check that the named device
+//! sealed the change itself: the snapshot's maker cannot attribute a change to anyone else.
+//! Format 1 (no proofs) is still read; a bootstrap does not trust such a snapshot.
 
 use daftar_domain::{DeviceId, DocumentId};
+
+use crate::envelope::PROOF_LEN;
 
 /// The envelope kind code that marks a snapshot part.
 pub const SNAPSHOT_KIND: u8 = 0xFF;
 const MAGIC: &[u8; 4] = b"DSNP";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 4 + 1 + 16 + 8 + 4 + 4 + 4;
+/// The bytes one proof takes in a part.
+pub const PROOF_ENTRY: usize = 32 + 16 + PROOF_LEN;
 
 /// A snapshot part could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,14 +52,23 @@ pub struct SnapshotChange {
     pub bytes: Vec<u8>,
 }
 
-/// One document as the snapshotting device holds it: a compacted save (if it has one) and the
-/// change rows beside it.
+/// Who sealed one change of a document (in its save or its rows), provably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotProof {
+    pub hash: [u8; 32],
+    pub device: DeviceId,
+    pub proof: [u8; PROOF_LEN],
+}
+
+/// One document as the snapshotting device holds it: a compacted save (if it has one), the
+/// change rows beside it, and the seal proofs it holds for its changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotDocument {
     pub document: DocumentId,
     pub kind: u8,
     pub saved: Option<Vec<u8>>,
     pub changes: Vec<SnapshotChange>,
+    pub proofs: Vec<SnapshotProof>,
 }
 
 impl SnapshotDocument {
@@ -61,6 +79,8 @@ impl SnapshotDocument {
             + self.saved.as_ref().map_or(0, Vec::len)
             + 4
             + self.changes.iter().map(|c| 20 + c.bytes.len()).sum::<usize>()
+            + 4
+            + self.proofs.len() * PROOF_ENTRY
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -74,6 +94,12 @@ impl SnapshotDocument {
             out.extend_from_slice(change.device.as_bytes());
             out.extend_from_slice(&(change.bytes.len() as u32).to_be_bytes());
             out.extend_from_slice(&change.bytes);
+        }
+        out.extend_from_slice(&(self.proofs.len() as u32).to_be_bytes());
+        for proof in &self.proofs {
+            out.extend_from_slice(&proof.hash);
+            out.extend_from_slice(proof.device.as_bytes());
+            out.extend_from_slice(&proof.proof);
         }
     }
 }
@@ -162,7 +188,7 @@ pub fn unpack(bytes: &[u8]) -> Result<(PartHeader, Vec<SnapshotDocument>), Snaps
         return Err(SnapshotError::NotASnapshot);
     }
     let version = r.array::<1>()?[0];
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     let header =
@@ -192,7 +218,21 @@ pub fn unpack(bytes: &[u8]) -> Result<(PartHeader, Vec<SnapshotDocument>), Snaps
                 Ok(SnapshotChange { device, bytes: r.take(len)?.to_vec() })
             })
             .collect::<Result<Vec<_>, SnapshotError>>()?;
-        documents.push(SnapshotDocument { document, kind, saved, changes });
+        let mut proofs = Vec::new();
+        if version >= 2 {
+            let count = r.u32()?;
+            if count as usize > (bytes.len() - r.at) / PROOF_ENTRY {
+                return Err(SnapshotError::Malformed(r.at - 4));
+            }
+            proofs = (0..count)
+                .map(|_| {
+                    let hash = r.array()?;
+                    let device = DeviceId::from_uuid(uuid::Uuid::from_bytes(r.array()?));
+                    Ok(SnapshotProof { hash, device, proof: r.array()? })
+                })
+                .collect::<Result<Vec<_>, SnapshotError>>()?;
+        }
+        documents.push(SnapshotDocument { document, kind, saved, changes, proofs });
     }
     if r.at != bytes.len() {
         return Err(SnapshotError::Malformed(r.at));
@@ -224,6 +264,13 @@ mod tests {
                 .map(|i| SnapshotChange {
                     device: DeviceId::from_uuid(uuid::Uuid::from_bytes([i as u8; 16])),
                     bytes: vec![n; size],
+                })
+                .collect(),
+            proofs: (0..changes)
+                .map(|i| SnapshotProof {
+                    hash: [i as u8; 32],
+                    device: DeviceId::from_uuid(uuid::Uuid::from_bytes([i as u8; 16])),
+                    proof: [n; PROOF_LEN],
                 })
                 .collect(),
         }
@@ -260,8 +307,8 @@ mod tests {
         lying[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(unpack(&lying), Err(SnapshotError::Malformed(_))));
         let mut newer = part;
-        newer[4] = 2;
-        assert_eq!(unpack(&newer), Err(SnapshotError::UnsupportedVersion(2)));
+        newer[4] = 3;
+        assert_eq!(unpack(&newer), Err(SnapshotError::UnsupportedVersion(3)));
     }
 
     #[test]
@@ -273,9 +320,8 @@ mod tests {
         assert!(check_part(&a, 1, &a).is_err(), "a part in the wrong place");
     }
 
-    #[test]
-    fn format_1_is_frozen() {
-        let documents = [SnapshotDocument {
+    fn golden_document() -> SnapshotDocument {
+        SnapshotDocument {
             document: DocumentId::from_uuid(uuid::Uuid::from_bytes([0xAB; 16])),
             kind: 1,
             saved: Some(vec![1, 2, 3]),
@@ -283,26 +329,39 @@ mod tests {
                 device: DeviceId::from_uuid(uuid::Uuid::from_bytes([0xCD; 16])),
                 bytes: vec![9],
             }],
-        }];
-        let part = pack([0x11; 16], 258, &documents, 1 << 20).remove(0);
-        assert_eq!(
-            hex::encode(part),
-            concat!(
-                "44534e5001",
-                "11111111111111111111111111111111",
-                "0000000000000102",
-                "00000000",
-                "00000001",
-                "00000001",
-                "abababababababababababababababab",
-                "01",
-                "00000003",
-                "010203",
-                "00000001",
-                "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
-                "00000001",
-                "09"
-            )
-        );
+            proofs: vec![SnapshotProof {
+                hash: [0xEF; 32],
+                device: DeviceId::from_uuid(uuid::Uuid::from_bytes([0xCD; 16])),
+                proof: [0x77; PROOF_LEN],
+            }],
+        }
+    }
+
+    const GOLDEN_DOCUMENT: &str = concat!(
+        "abababababababababababababababab",
+        "01",
+        "00000003",
+        "010203",
+        "00000001",
+        "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+        "00000001",
+        "09"
+    );
+
+    #[test]
+    fn format_2_is_frozen() {
+        let part = pack([0x11; 16], 258, &[golden_document()], 1 << 20).remove(0);
+        let proof = format!("00000001{}{}{}", "ef".repeat(32), "cd".repeat(16), "77".repeat(PROOF_LEN));
+        let header = "44534e5002111111111111111111111111111111110000000000000102000000000000000100000001";
+        assert_eq!(hex::encode(part), format!("{header}{GOLDEN_DOCUMENT}{proof}"));
+    }
+
+    #[test]
+    fn format_1_is_still_read_without_proofs() {
+        let header = "44534e5001111111111111111111111111111111110000000000000102000000000000000100000001";
+        let part = hex::decode(format!("{header}{GOLDEN_DOCUMENT}")).unwrap();
+        let (header, documents) = unpack(&part).unwrap();
+        assert_eq!((header.seq, header.parts), (258, 1));
+        assert_eq!(documents, [SnapshotDocument { proofs: Vec::new(), ..golden_document() }]);
     }
 }

@@ -12,12 +12,34 @@ use serde_json::Value;
 
 pub struct Daftar {
     pub dir: tempfile::TempDir,
+    /// The key file's passphrase, for a device whose database key is in a key file (so the
+    /// test can open the database itself); `None` keeps it in the OS keyring.
+    pub passphrase: Option<String>,
 }
 
 impl Daftar {
     /// A fresh, not yet initialised data directory.
     pub fn new() -> Self {
-        Daftar { dir: tempfile::tempdir().expect("temporary directory") }
+        Daftar { dir: tempfile::tempdir().expect("temporary directory"), passphrase: None }
+    }
+
+    /// A fresh data directory whose commands run with `passphrase` for a key file (`init
+    /// --key-file`).
+    pub fn with_passphrase(passphrase: &str) -> Self {
+        Daftar { passphrase: Some(passphrase.to_owned()), ..Self::new() }
+    }
+
+    /// The device's database, opened with the key from its key file.
+    pub fn database(&self) -> rusqlite::Connection {
+        let passphrase = self.passphrase.as_deref().expect("a device made with_passphrase");
+        let key = daftar_keys::key_file::open(&self.data_dir().join("key.json"), passphrase).unwrap();
+        let conn = rusqlite::Connection::open(self.data_dir().join("daftar.db")).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+            hex::encode(key.expose_secret_bytes())
+        ))
+        .unwrap();
+        conn
     }
 
     /// A data directory with a workspace.
@@ -42,6 +64,9 @@ impl Daftar {
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_daftar"));
         command.env("DAFTAR_DATA_DIR", self.data_dir()).env_remove("DAFTAR_PASSPHRASE");
+        if let Some(passphrase) = &self.passphrase {
+            command.env("DAFTAR_PASSPHRASE", passphrase);
+        }
         command
     }
 
