@@ -110,13 +110,15 @@ impl Api {
             }
             Request::IssueInvoice { id } => self.with_store(|s| json(draft::view(s.issue_invoice(id)?))),
             Request::ZatcaStatus => self.with_store(|s| json(zatca_view(s)?)),
-            Request::Audit { since, invoice } => self.with_store(|s| json(audit_entries(s, since, invoice)?)),
+            Request::Audit { since, invoice, member } => {
+                self.with_store(|s| json(audit_entries(s, since, invoice, member)?))
+            }
             Request::VerifyAudit => self.with_store(|s| {
                 s.permit(daftar_domain::Action::ReadAudit)?;
                 json(s.verify_audit()?)
             }),
-            Request::ExportAuditCsv { since, invoice } => self.with_store(|s| {
-                let entries = audit_entries(s, since, invoice)?;
+            Request::ExportAuditCsv { since, invoice, member } => self.with_store(|s| {
+                let entries = audit_entries(s, since, invoice, member)?;
                 let path = pdf_dir().join(format!("audit-{}.csv", Utc::now().format("%Y%m%d-%H%M%S")));
                 let bytes = write_audit_csv(&path, &entries)?;
                 s.record_event("export", serde_json::json!({ "audit_csv": path, "entries": entries.len() }))?;
@@ -517,6 +519,7 @@ fn audit_entries(
     store: &mut Store,
     since: Option<String>,
     invoice: Option<String>,
+    member: Option<String>,
 ) -> Result<Vec<daftar_store::AuditEntry>, ApiError> {
     let since = since
         .filter(|d| !d.trim().is_empty())
@@ -530,7 +533,8 @@ fn audit_entries(
         .filter(|i| !i.trim().is_empty())
         .map(|i| store.resolve(daftar_store::DocKind::Invoice, &i))
         .transpose()?;
-    let query = daftar_store::AuditQuery { since, device: None, document, limit: Some(1000) };
+    let device = member.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty());
+    let query = daftar_store::AuditQuery { since, device, document, limit: Some(1000) };
     Ok(store.audit(&query)?)
 }
 

@@ -45,6 +45,9 @@ pub enum Request {
         /// An invoice id or number: only entries about it.
         #[serde(default)]
         invoice: Option<String>,
+        /// A member's name (all their devices), or a device's name or id: only their entries.
+        #[serde(default)]
+        member: Option<String>,
     },
     /// Recomputes the audit log's chain and signatures.
     VerifyAudit,
@@ -54,6 +57,8 @@ pub enum Request {
         since: Option<String>,
         #[serde(default)]
         invoice: Option<String>,
+        #[serde(default)]
+        member: Option<String>,
     },
     /// Where backups stand: the folder, the schedule, every backup and its check, the last
     /// drill, and a warning when something needs attention.

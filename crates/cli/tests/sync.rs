@@ -668,6 +668,13 @@ fn a_snapshot_cannot_put_a_change_in_anyone_elses_name_and_what_it_carries_is_ju
     clerk.json(&["sync"]);
     a.json(&["sync"]);
     assert_eq!(a.json(&["sync", "quarantine"]).as_array().unwrap().len(), 1);
+    // Its joining and approval are in the owner's audit log.
+    let log = a.json(&["audit", "--member", &clerk_id]);
+    let actions: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.iter().any(|a| a.starts_with("join as")), "{actions:?}");
+    let log = a.json(&["audit"]);
+    let approval = format!("approve device {clerk_id} as clerk");
+    assert!(log.as_array().unwrap().iter().any(|e| e["action"].as_str().unwrap().starts_with(&approval)), "{log}");
     let snapshot = |d: &Daftar| {
         d.json(&["sync"]);
         let made = d.json(&["sync", "snapshot"]);

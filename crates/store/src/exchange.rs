@@ -165,23 +165,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps the seal proofs of this device's own changes (made as it sealed them for a relay).
-    pub fn record_seals(&mut self, seals: &[(DocumentId, [u8; 32], [u8; daftar_sync::PROOF_LEN])]) -> Result<()> {
-        if seals.is_empty() {
-            return Ok(());
-        }
+    /// Records that the relay at `url` acknowledged every local change up to `seq`.
+    pub fn mark_pushed(&mut self, url: &str, seq: i64) -> Result<()> {
+        self.mark_pushed_with_seals(url, seq, &[])
+    }
+
+    /// [`Store::mark_pushed`], keeping in the same transaction the seal proofs of the changes
+    /// just pushed (so that a snapshot made here can show this device sealed them; a proof lost
+    /// to a crash between the two is made again, as sealing is deterministic).
+    pub fn mark_pushed_with_seals(
+        &mut self,
+        url: &str,
+        seq: i64,
+        seals: &[(DocumentId, [u8; 32], [u8; daftar_sync::PROOF_LEN])],
+    ) -> Result<()> {
         self.write(|tx, ctx, _| {
+            tx.execute("UPDATE relays SET push_cursor = max(push_cursor, ?2) WHERE url = ?1", params![url, seq])?;
             for (document, hash, proof) in seals {
                 keep_seal(tx, *document, hash, ctx.device, proof)?;
             }
-            Ok(())
-        })
-    }
-
-    /// Records that the relay at `url` acknowledged every local change up to `seq`.
-    pub fn mark_pushed(&mut self, url: &str, seq: i64) -> Result<()> {
-        self.write(|tx, _, _| {
-            tx.execute("UPDATE relays SET push_cursor = max(push_cursor, ?2) WHERE url = ?1", params![url, seq])?;
             Ok(())
         })
     }

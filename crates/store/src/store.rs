@@ -1133,7 +1133,7 @@ impl Store {
     /// that joined or recovered an existing workspace. Nothing happens if it is listed.
     pub fn list_this_device(&mut self, name: &str) -> Result<WorkspaceSettings> {
         let (id, series) = (self.info.device_id, self.info.series.clone());
-        self.update_settings("add device", |settings, ctx| {
+        self.update_settings(&format!("join as {name}"), |settings, ctx| {
             let new = !settings.devices.iter().any(|d| d.id == id);
             if new {
                 settings.devices.push(DeviceEntry { id, series, name: name.to_owned(), added_at: ctx.now });

@@ -183,9 +183,8 @@ impl Device {
             .zip(&envelopes)
             .map(|(c, (_, sealed))| Ok((c.document, c.hash, *Envelope::parse(sealed)?.proof().as_bytes())))
             .collect::<Result<Vec<_>, SyncError>>()?;
-        store.record_seals(&seals)?;
         self.client(relay)?.push(self.info.workspace_id, &envelopes)?;
-        store.mark_pushed(&url, last)?;
+        store.mark_pushed_with_seals(&url, last, &seals)?;
         self.reports[relay].pushed += envelopes.len();
         Ok(outbox.len() == limit as usize)
     }

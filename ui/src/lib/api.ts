@@ -132,11 +132,12 @@ export const api = {
   saveDraft: (id: string, draft: DraftInput) => call<InvoiceView>({ command: "save_draft", id, draft }),
   issueInvoice: (id: string) => call<InvoiceView>({ command: "issue_invoice", id }),
   zatcaStatus: () => call<ZatcaView>({ command: "zatca_status" }),
-  audit: (since: string | null, invoice: string | null) => call<AuditEntry[]>({ command: "audit", since, invoice }),
+  audit: (since: string | null, invoice: string | null, member: string | null) =>
+    call<AuditEntry[]>({ command: "audit", since, invoice, member }),
   quarantine: () => call<QuarantinedChange[]>({ command: "quarantine" }),
   verifyAudit: () => call<AuditCheck>({ command: "verify_audit" }),
-  exportAuditCsv: (since: string | null, invoice: string | null) =>
-    call<SavedPdf>({ command: "export_audit_csv", since, invoice }),
+  exportAuditCsv: (since: string | null, invoice: string | null, member: string | null) =>
+    call<SavedPdf>({ command: "export_audit_csv", since, invoice, member }),
   backupStatus: () => call<BackupStatus>({ command: "backup_status" }),
   createBackup: () => call<BackupStatus>({ command: "create_backup" }),
   updateBackupSettings: (dir: string, every_minutes: number) =>

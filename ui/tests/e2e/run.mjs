@@ -210,6 +210,12 @@ try {
   await page.getByTestId("audit-list").waitFor();
   const log = await text("[data-testid=audit-list]");
   check(log.includes("issue A-000001") && log.includes("backup"), "the audit log lists the issue and the backup");
+  await page.getByTestId("audit-member").fill("nobody");
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.getByText("Nothing in the log for these filters.").waitFor();
+  check((await page.getByTestId("audit-entry").count()) === 0, "a member with no entries shows none");
+  // The workspace's creator is the member "owner".
+  await page.getByTestId("audit-member").fill("owner");
   await page.getByTestId("audit-invoice").fill("A-000001");
   await page.getByRole("button", { name: "Show" }).click();
   await page.waitForTimeout(300);

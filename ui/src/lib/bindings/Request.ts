@@ -29,7 +29,11 @@ since: string | null,
 /**
  * An invoice id or number: only entries about it.
  */
-invoice: string | null, } | { "command": "verify_audit" } | { "command": "export_audit_csv", since: string | null, invoice: string | null, } | { "command": "backup_status" } | { "command": "create_backup" } | { "command": "update_backup_settings", 
+invoice: string | null, 
+/**
+ * A member's name (all their devices), or a device's name or id: only their entries.
+ */
+member: string | null, } | { "command": "verify_audit" } | { "command": "export_audit_csv", since: string | null, invoice: string | null, member: string | null, } | { "command": "backup_status" } | { "command": "create_backup" } | { "command": "update_backup_settings", 
 /**
  * The backup folder; empty for the default (inside the data directory).
  */

@@ -80,6 +80,7 @@ export const ar: Messages = {
   "nav.audit": "سجل التدقيق",
   "audit.title": "سجل التدقيق",
   "audit.since": "من",
+  "audit.member": "العضو أو الجهاز",
   "audit.invoice": "الفاتورة",
   "audit.filter": "اعرض",
   "audit.verify": "تحقق من السجل",

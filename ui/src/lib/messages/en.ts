@@ -78,6 +78,7 @@ export const en = {
   "nav.audit": "Audit log",
   "audit.title": "Audit log",
   "audit.since": "From",
+  "audit.member": "Member or device",
   "audit.invoice": "Invoice",
   "audit.filter": "Show",
   "audit.verify": "Check the log",
