@@ -216,7 +216,14 @@ impl Api {
             Request::Trash => self.with_store(|s| json(s.trash()?)),
             Request::SyncStatus => self.sync_view(),
             Request::SyncNow => self.with_store(|s| json(daftar_sync_driver::sync_once(s)?)),
-            Request::AddRelay { url } => self.with_store(|s| json(daftar_sync_driver::add_relay(s, &url)?)),
+            Request::AddRelay { url, totp } => self.with_store(|s| {
+                let added = daftar_sync_driver::add_relay_carrying_factor(s, &url, totp.as_deref())?;
+                json(AddedRelay {
+                    url: added.url,
+                    second_factor_needed: added.second_factor_needed,
+                    second_factor_carried_to: added.second_factor_carried_to,
+                })
+            }),
             Request::CreateInvite { role, totp } => self.with_store(|s| {
                 let now = Utc::now().timestamp_millis();
                 let invite = daftar_sync_driver::invite(s, &role, None, 24, now, totp.as_deref())?;

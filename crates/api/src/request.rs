@@ -169,8 +169,12 @@ pub enum Request {
     Trash,
     SyncStatus,
     SyncNow,
+    /// Adds a relay; an owner's or admin's device adding a further one carries their second
+    /// factor to it with a current code.
     AddRelay {
         url: String,
+        #[serde(default)]
+        totp: Option<String>,
     },
     CreateInvite {
         role: String,
@@ -380,6 +384,16 @@ pub struct ZatcaView {
     pub not_reportable: u32,
     /// Pending for longer than ZATCA's 24-hour reporting window.
     pub overdue: u32,
+}
+
+/// A relay added, and what became of the second factor there.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct AddedRelay {
+    pub url: String,
+    /// The relay has no copy of this owner's or admin's second factor yet.
+    pub second_factor_needed: bool,
+    pub second_factor_carried_to: Vec<String>,
 }
 
 /// Where a PDF was written.

@@ -607,9 +607,14 @@ pub enum ExportCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RelayCommand {
-    /// Add a relay; on the workspace's first device this creates the workspace there.
+    /// Add a relay; on the workspace's first device this creates the workspace there. An
+    /// owner's or admin's device adding a further relay carries their second factor to it with
+    /// `--totp CODE` (else `daftar mfa carry --totp CODE` later).
     Add {
         url: String,
+        /// A current one-time code, to carry your second factor to the new relay.
+        #[arg(long, value_name = "CODE")]
+        totp: Option<String>,
     },
     List,
     Remove {
@@ -638,6 +643,13 @@ pub enum MfaCommand {
     },
     /// Check a code (the first confirms the enrolment).
     Verify { code: String },
+    /// Enrol your second factor with every relay that lacks it (one added later), taken from a
+    /// relay that has it: the authenticator app keeps one entry.
+    Carry {
+        /// A current one-time code (or a recovery code).
+        #[arg(long, value_name = "CODE")]
+        totp: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

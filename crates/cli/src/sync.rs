@@ -15,22 +15,23 @@ use crate::{DevicesCommand, RelayCommand};
 
 pub fn relay(store: &mut Store, json: bool, command: &RelayCommand) -> Result<()> {
     match command {
-        RelayCommand::Add { url } => {
-            let url = daftar_sync_driver::add_relay(store, url)?;
-            // A further relay has no copy of the second factor (no device keeps one): owners and
-            // admins enrol again to cover it, or its privileged requests will be refused.
-            let enrol_again = store.relays()?.len() > 1 && store.info().role >= daftar_domain::Role::Admin;
+        RelayCommand::Add { url, totp } => {
+            let added = daftar_sync_driver::add_relay_carrying_factor(store, url, totp.as_deref())?;
             if json {
                 print_json(&json!({
-                    "url": url,
+                    "url": added.url,
                     "workspace_id": store.info().workspace_id,
-                    "second_factor_needed": enrol_again,
+                    "second_factor_needed": added.second_factor_needed,
+                    "second_factor_carried_to": added.second_factor_carried_to,
                 }));
             } else {
-                println!("Added relay {url}; run `daftar sync` to send this device's changes.");
-                if enrol_again {
+                println!("Added relay {}; run `daftar sync` to send this device's changes.", added.url);
+                for to in &added.second_factor_carried_to {
+                    println!("Your second factor now covers {to} too (same authenticator entry).");
+                }
+                if added.second_factor_needed {
                     println!(
-                        "The new relay has no copy of your second factor: run `daftar mfa enroll --totp CODE` (a current code), then `daftar mfa verify CODE`, to cover every relay."
+                        "The new relay has no copy of your second factor yet: run `daftar mfa carry --totp CODE` (a current code) to cover it."
                     );
                 }
             }
@@ -424,6 +425,18 @@ pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()>
                 print_json(&json!({ "verified": true, "elevated_until": until }));
             } else {
                 println!("Code accepted: privileged commands need no further code for the next few minutes.");
+            }
+        }
+        crate::MfaCommand::Carry { totp } => {
+            let carried = daftar_sync_driver::mfa_carry(store, totp)?;
+            if json {
+                print_json(&json!({ "carried_to": carried }));
+            } else if carried.is_empty() {
+                println!("Every relay already holds your second factor.");
+            } else {
+                for to in &carried {
+                    println!("Your second factor now covers {to} too (same authenticator entry).");
+                }
             }
         }
     }

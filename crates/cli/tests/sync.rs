@@ -529,6 +529,64 @@ fn a_draft_issued_on_two_devices_at_once_keeps_one_number_and_voids_the_other() 
 }
 
 #[test]
+fn a_second_factor_is_carried_to_a_relay_added_later_and_the_app_keeps_one_entry() {
+    let (first, second, third) = (Relay::start(), Relay::start(), Relay::start());
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    a.json(&["relay", "add", &first.url]);
+    a.json(&["sync"]);
+    // The owner's second factor, with its recovery codes.
+    let enrolment = a.json(&["mfa", "enroll", "--account", "tests"]);
+    let secret = daftar_sync::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
+    let recovery_codes: Vec<String> =
+        enrolment["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let code = |offset: i64| {
+        let step = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
+        format!("{:06}", secret.code_at((step as i64 + offset) as u64))
+    };
+    a.json(&["mfa", "verify", &code(0)]);
+    // Added without a code: the new relay has no factor, and refuses privileged requests.
+    let added = a.json(&["relay", "add", &second.url]);
+    assert_eq!(added["second_factor_needed"], true, "{added}");
+    assert_eq!(added["second_factor_carried_to"], serde_json::json!([]), "{added}");
+    a.json(&["sync"]);
+    let relay_said = |error: Value, code: &str| {
+        assert!(error["message"].as_str().unwrap().ends_with(&format!("({code})")), "{error}");
+    };
+    relay_said(a.fails(&["invite", "--relay", &second.url]), "mfa_enrolment_required");
+    // A wrong code carries nothing (and counts as a refused code).
+    relay_said(a.fails(&["mfa", "carry", "--totp", "000000"]), "mfa_invalid");
+    relay_said(a.fails(&["invite", "--relay", &second.url]), "mfa_enrolment_required");
+    // A current code: the second relay now holds the same factor, confirmed.
+    let carried = a.json(&["mfa", "carry", "--totp", &code(1)]);
+    assert_eq!(carried["carried_to"], serde_json::json!([second.url]), "{carried}");
+    let factor = |relay: &Relay| -> (Vec<u8>, bool, Vec<u8>) {
+        let db = rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+        db.query_row("SELECT secret, confirmed, recovery FROM mfa", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    };
+    assert_eq!(factor(&second), factor(&first), "the same secret and recovery codes");
+    assert!(factor(&second).1, "confirmed");
+    assert_eq!(a.json(&["invite", "--relay", &second.url])["relay"], second.url.as_str());
+    assert_eq!(a.json(&["mfa", "carry", "--totp", &code(1)])["carried_to"], serde_json::json!([]), "nothing left");
+    // Or at once, adding the relay with a code (here a recovery code, as the last step's code
+    // was used): it is used up on the first relay, and not handed on.
+    let added = a.json(&["relay", "add", &third.url, "--totp", &recovery_codes[0]]);
+    assert_eq!(added["second_factor_needed"], false, "{added}");
+    assert_eq!(added["second_factor_carried_to"], serde_json::json!([third.url]), "{added}");
+    assert_eq!(factor(&third).0, factor(&first).0);
+    assert_eq!(factor(&third).2, factor(&first).2, "nine recovery codes left on both");
+    assert_eq!(factor(&third).2.len(), 9 * 32);
+    a.json(&["sync"]);
+    assert_eq!(a.json(&["invite", "--relay", &third.url])["relay"], third.url.as_str());
+    // Clerks have no second factor to carry.
+    let clerk = join_as(&a, "clerk");
+    assert_eq!(clerk.fails(&["mfa", "carry", "--totp", &code(0)])["code"], "forbidden");
+    let log = a.json(&["audit"]);
+    assert!(log.to_string().contains("second factor refused"), "the wrong code is in the log");
+}
+
+#[test]
 fn with_two_relays_losing_either_loses_nothing() {
     let first = Relay::start();
     let second = Relay::start();

@@ -227,6 +227,27 @@ impl<'k> RelayClient<'k> {
         Ok(answer["elevated_until"].as_i64().unwrap_or_default())
     }
 
+    /// Whether this device's member has a second factor on this relay: (enrolled, confirmed).
+    pub fn mfa_status(&self, workspace: WorkspaceId) -> Result<(bool, bool), RelayError> {
+        let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/mfa"), None, None)?;
+        Ok((answer["enrolled"].as_bool().unwrap_or(false), answer["confirmed"].as_bool().unwrap_or(false)))
+    }
+
+    /// The member's second factor as this relay holds it, for a current code
+    /// ([`Self::with_totp`]): the secret (base 32) and the unused recovery codes' hashes.
+    pub fn mfa_carry(&self, workspace: WorkspaceId) -> Result<(String, Vec<[u8; 32]>), RelayError> {
+        let answer = self.call("POST", &format!("/v1/workspaces/{workspace}/mfa/carry"), Some(&json!({})), None)?;
+        let malformed = || RelayError::Protocol("the second factor it handed out is malformed".into());
+        let secret = answer["secret"].as_str().ok_or_else(malformed)?.to_owned();
+        let recovery = answer["recovery"]
+            .as_array()
+            .ok_or_else(malformed)?
+            .iter()
+            .map(|h| h.as_str().and_then(|h| hex::decode(h).ok()).and_then(|h| h.try_into().ok()).ok_or_else(malformed))
+            .collect::<Result<Vec<[u8; 32]>, RelayError>>()?;
+        Ok((secret, recovery))
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

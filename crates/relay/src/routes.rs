@@ -139,8 +139,9 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
         .route("/v1/workspaces/{workspace}/events", get(events::<S>))
         .route("/v1/workspaces/{workspace}/snapshot", get(get_snapshot::<S>).put(put_snapshot::<S>))
-        .route("/v1/workspaces/{workspace}/mfa", post(enroll_mfa::<S>))
+        .route("/v1/workspaces/{workspace}/mfa", post(enroll_mfa::<S>).get(mfa_status::<S>))
         .route("/v1/workspaces/{workspace}/mfa/verify", post(verify_mfa::<S>))
+        .route("/v1/workspaces/{workspace}/mfa/carry", post(carry_mfa::<S>))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
@@ -391,8 +392,9 @@ async fn enroll_mfa<S: RelayStorage>(
         .ok_or_else(|| ApiError::bad_request("bad_request", "the secret is not 20 bytes of base 32"))?;
     let recovery =
         request.recovery.iter().map(|h| key_from_hex(h, "recovery")).collect::<ApiResult<Vec<[u8; 32]>>>()?;
-    if recovery.len() != daftar_sync::mfa::RECOVERY_CODES {
-        return Err(ApiError::bad_request("bad_request", "an enrolment has ten recovery codes"));
+    // Ten for a new factor; fewer when one is carried from another relay after some were used.
+    if recovery.len() > daftar_sync::mfa::RECOVERY_CODES {
+        return Err(ApiError::bad_request("bad_request", "an enrolment has at most ten recovery codes"));
     }
     let record =
         MfaRecord { secret: *secret.as_bytes(), confirmed: false, last_step: None, recovery, elevated_until: 0 };
@@ -421,6 +423,53 @@ async fn verify_mfa<S: RelayStorage>(
         })?;
     check_code(&state, &workspace, &device, &mfa, &request.code).await?;
     Ok(Json(json!({ "confirmed": true, "elevated_until": now_ms() + state.limits.mfa_window_ms })))
+}
+
+/// Whether the signing device's member has a second factor here, and whether it is confirmed.
+async fn mfa_status<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    let mfa = state.storage.mfa(workspace, device.factor_holder()).await?;
+    Ok(Json(json!({ "enrolled": mfa.is_some(), "confirmed": mfa.is_some_and(|m| m.confirmed) })))
+}
+
+/// Hands the member's second factor (its secret and the hashes of the recovery codes not yet
+/// used) to one of the member's owner or admin devices, to enrol it with a relay added later,
+/// so the authenticator app keeps one entry. Only for a code sent with this very request (the
+/// window of an earlier code is not enough): whoever gets the secret must already hold the
+/// factor — the same a code lets one do by replacing it.
+async fn carry_mfa<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = member(&state, &workspace, &incoming).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
+    }
+    let holder = device.factor_holder();
+    let mfa = state.storage.mfa(workspace.clone(), holder.clone()).await?.filter(|m| m.confirmed).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_enrolled", "this relay holds no confirmed second factor to carry")
+    })?;
+    let code = incoming.headers.get(relay_auth::TOTP_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        ApiError::unauthenticated(
+            "mfa_required",
+            "to carry the second factor, give a current one-time code (--totp CODE)",
+        )
+    })?;
+    check_code(&state, &workspace, &device, &mfa, code).await?;
+    // Read again: a recovery code given just now is used up.
+    let mfa = state.storage.mfa(workspace.clone(), holder).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_enrolled", "the second factor was removed meanwhile")
+    })?;
+    tracing::info!(%workspace, device = %device.device_id, "second factor handed out to carry to another relay");
+    Ok(Json(json!({
+        "secret": daftar_sync::mfa::TotpSecret::from_bytes(mfa.secret).to_base32(),
+        "recovery": mfa.recovery.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
 }
 
 async fn member<S: RelayStorage>(state: &AppState<S>, workspace: &str, request: &Incoming) -> ApiResult<DeviceRecord> {

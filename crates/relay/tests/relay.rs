@@ -103,6 +103,15 @@ impl Device {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// [`Device::call`] with a one-time code in the second-factor header.
+    fn call_with_totp(&self, method: &str, path: &str, body: Value, code: &str) -> (u16, Value) {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let response = self.signed(method, path, &bytes, now()).header(relay_auth::TOTP_HEADER, code).send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
     fn public_hex(&self) -> String {
         hex::encode(self.key.public_key())
     }
@@ -714,7 +723,7 @@ fn owners_and_admins_need_a_second_factor_which_a_members_devices_share() {
 
     // Enrolling needs no second factor yet; until confirmed it does not count.
     let secret = daftar_sync::mfa::TotpSecret::generate().unwrap();
-    let (_, hashes) = daftar_sync::mfa::recovery_codes().unwrap();
+    let (recovery_codes, hashes) = daftar_sync::mfa::recovery_codes().unwrap();
     let enrolment =
         json!({ "secret": secret.to_base32(), "recovery": hashes.iter().map(hex::encode).collect::<Vec<_>>() });
     let mfa = format!("/v1/workspaces/{workspace}/mfa");
@@ -745,4 +754,34 @@ fn owners_and_admins_need_a_second_factor_which_a_members_devices_share() {
     enrol(&clerk, workspace, &invite(&owner, workspace, "clerk"));
     assert_eq!(approve(&clerk, None).0, 204);
     assert_eq!(code(clerk.call("POST", &invites, Some(an_invite()))).1.as_deref(), Some("role"));
+
+    // Carrying the factor to a relay added later: the status tells who has one; handing it
+    // out needs a code in that very request (an open window is not enough), and a manager.
+    assert_eq!(owner.call("GET", &mfa, None).1, json!({ "enrolled": true, "confirmed": true }));
+    assert_eq!(admin.call("GET", &mfa, None).1, json!({ "enrolled": false, "confirmed": false }));
+    let carry = format!("{mfa}/carry");
+    let refused = owner.call("POST", &carry, Some(json!({})));
+    assert_eq!(code(refused.clone()), (401, Some("mfa_required".into())), "the window is not enough: {refused:?}");
+    assert_eq!(code(owner.call_with_totp("POST", &carry, json!({}), "000000")).1.as_deref(), Some("mfa_invalid"));
+    let handed = owner.call_with_totp("POST", &carry, json!({}), &format!("{:06}", secret.code_at(step + 1)));
+    assert_eq!(handed.0, 200, "{handed:?}");
+    assert_eq!(handed.1["secret"], secret.to_base32());
+    assert_eq!(handed.1["recovery"], json!(hashes.iter().map(hex::encode).collect::<Vec<_>>()));
+    // With a recovery code: it is used up, so it is not handed on.
+    let handed = laptop.call_with_totp("POST", &carry, json!({}), &recovery_codes[0]);
+    assert_eq!(handed.0, 200, "{handed:?}");
+    assert_eq!(handed.1["recovery"], json!(hashes[1..].iter().map(hex::encode).collect::<Vec<_>>()));
+    let step_code = format!("{:06}", secret.code_at(step));
+    assert_eq!(code(admin.call_with_totp("POST", &carry, json!({}), &step_code)).1.as_deref(), Some("not_enrolled"));
+    assert_eq!(code(clerk.call_with_totp("POST", &carry, json!({}), &step_code)).1.as_deref(), Some("role"));
+    // A carried factor (fewer than ten recovery codes) enrols on another relay; more than ten do not.
+    let other = Relay::start_with(&dir.path().join("other.db"), &[("DAFTAR_RELAY_REQUIRE_SECOND_FACTOR", "true")]);
+    let elsewhere = Device::new(&other);
+    let workspace = create_workspace(&elsewhere);
+    let mfa = format!("/v1/workspaces/{workspace}/mfa");
+    let carried = json!({ "secret": secret.to_base32(), "recovery": handed.1["recovery"] });
+    assert_eq!(elsewhere.call("POST", &mfa, Some(carried)).0, 201);
+    let eleven: Vec<String> = (0..11).map(|i| hex::encode([i as u8; 32])).collect();
+    let too_many = elsewhere.call("POST", &mfa, Some(json!({ "secret": secret.to_base32(), "recovery": eleven })));
+    assert_eq!(too_many.0, 400, "{too_many:?}");
 }

@@ -30,8 +30,8 @@ use serde::Serialize;
 pub use error::SyncError;
 pub use rotation::{Rotation, rotate, take_in};
 pub use setup::{
-    DeviceRecord, FirstSync, Invite, MfaEnrolment, SetUp, add_relay, approve, complete_join, devices, invite, join,
-    mfa_enroll, mfa_verify, recover, remove_relay, revoke, set_role,
+    AddedRelay, DeviceRecord, FirstSync, Invite, MfaEnrolment, SetUp, add_relay, add_relay_carrying_factor, approve,
+    complete_join, devices, invite, join, mfa_carry, mfa_enroll, mfa_verify, recover, remove_relay, revoke, set_role,
 };
 pub use snapshot::{BootstrapReport, SnapshotReport};
 

@@ -51,6 +51,30 @@ pub fn add_relay(store: &mut Store, url: &str) -> Result<String, SyncError> {
     Ok(url)
 }
 
+/// What adding a relay did about the second factor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AddedRelay {
+    pub url: String,
+    /// An owner's or admin's device added a further relay without a code: the relay has no copy
+    /// of their second factor yet (`daftar mfa carry --totp CODE`).
+    pub second_factor_needed: bool,
+    /// The relays the second factor was carried to (with a code).
+    pub second_factor_carried_to: Vec<String>,
+}
+
+/// [`add_relay`], then for an owner's or admin's device adding a further relay, carries their
+/// second factor to it when `totp` (a current code) is given ([`mfa_carry`]).
+pub fn add_relay_carrying_factor(store: &mut Store, url: &str, totp: Option<&str>) -> Result<AddedRelay, SyncError> {
+    let url = add_relay(store, url)?;
+    let manager = store.relays()?.len() > 1 && store.info().role >= Role::Admin;
+    let carried = match totp.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(code) if manager => mfa_carry(store, code)?,
+        _ => Vec::new(),
+    };
+    let needed = manager && !carried.contains(&url);
+    Ok(AddedRelay { url, second_factor_needed: needed, second_factor_carried_to: carried })
+}
+
 /// Creates the workspace on a further relay: only an owner's device may (it becomes the owner
 /// there), with the workspace's recovery material and every device `known` has.
 fn extend_to(
@@ -634,6 +658,53 @@ fn mfa_enroll_inner(store: &Store, account: &str, totp: Option<&str>) -> Result<
         )?;
     }
     Ok(MfaEnrolment { otpauth_uri: secret.otpauth_uri(account), secret: secret.to_base32(), recovery_codes: codes })
+}
+
+/// Enrols the member's second factor with every relay that lacks it (one added later), taking
+/// it from a relay that has it for a current `code` — so the authenticator app keeps one entry.
+/// Each relay it reaches is then confirmed with a code computed from the secret, which this
+/// device forgets again. Returns the relays it was carried to (none when all had it).
+pub fn mfa_carry(store: &Store, code: &str) -> Result<Vec<String>, SyncError> {
+    let result = mfa_carry_inner(store, code);
+    noting_factor(store, result)
+}
+
+fn mfa_carry_inner(store: &Store, code: &str) -> Result<Vec<String>, SyncError> {
+    store.permit(daftar_domain::Action::ManageDevices)?;
+    let relays = store.relays()?;
+    if relays.is_empty() {
+        return Err(SyncError::NoRelay);
+    }
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    let (mut holders, mut lacking) = (Vec::new(), Vec::new());
+    for relay in &relays {
+        let client = RelayClient::new(&relay.url, info.device_id, &key)?;
+        match client.mfa_status(info.workspace_id)? {
+            (_, true) => holders.push(relay.url.clone()),
+            _ => lacking.push(relay.url.clone()),
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(holder) = holders.first() else {
+        return Err(SyncError::Invalid(
+            "no relay holds a confirmed second factor for you yet: run `daftar mfa enroll`, then `daftar mfa verify CODE`"
+                .into(),
+        ));
+    };
+    let (secret, recovery) =
+        RelayClient::new(holder, info.device_id, &key)?.with_totp(Some(code)).mfa_carry(info.workspace_id)?;
+    let secret = daftar_sync::mfa::TotpSecret::from_base32(&secret)
+        .ok_or_else(|| SyncError::Invalid(format!("the relay at {holder} handed out a malformed second factor")))?;
+    for url in &lacking {
+        let client = RelayClient::new(url, info.device_id, &key)?;
+        client.mfa_enroll(info.workspace_id, &secret.to_base32(), &recovery)?;
+        let step = (crate::now_ms() / 1000 / 30) as u64;
+        client.mfa_verify(info.workspace_id, &format!("{:06}", secret.code_at(step)))?;
+    }
+    Ok(lacking)
 }
 
 /// Checks a one-time (or recovery) code with every relay: the first confirms the enrolment;

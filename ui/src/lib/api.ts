@@ -4,6 +4,7 @@
 // module, so component tests mock it here and nowhere else.
 
 import type { Request } from "./bindings/Request";
+import type { AddedRelay } from "./bindings/AddedRelay";
 import type { ApiError } from "./bindings/ApiError";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { MfaSetUp } from "./bindings/MfaSetUp";
@@ -169,7 +170,7 @@ export const api = {
   trash: () => call<TrashEntry[]>({ command: "trash" }),
   syncStatus: () => call<SyncView>({ command: "sync_status" }),
   syncNow: () => call<unknown>({ command: "sync_now" }),
-  addRelay: (url: string) => call<string>({ command: "add_relay", url }),
+  addRelay: (url: string, totp: string | null) => call<AddedRelay>({ command: "add_relay", url, totp }),
   createInvite: (role: string, totp: string | null = null) =>
     call<{ code: string; role: string; expires_at: number }>({ command: "create_invite", role, totp }),
   mfaEnroll: (account: string | null, totp: string | null = null) =>

@@ -14,13 +14,13 @@ import { Session, by } from "./webdriver.mjs";
 import { repo } from "../e2e/harness.mjs";
 
 /** The RFC 6238 code (SHA-1, 30 s, 6 digits) an authenticator app shows for a base-32 secret. */
-function totp(secret) {
+function totp(secret, steps = 0) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   let bits = "";
   for (const c of secret.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
   const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
   const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000) + steps));
   const mac = createHmac("sha1", key).update(counter).digest();
   const offset = mac[mac.length - 1] & 0x0f;
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
@@ -234,6 +234,17 @@ try {
   await a.waitText(`//div[contains(@class,'notice')]`, (t) => t.includes("epoch 2"), 30_000);
   await shot(a, "app-devices-en");
   check(true, "the second machine is revoked from the window and the key rotated");
+
+  // A further relay: the owner gives a one-time code (the next step's, as this one may be
+  // used) and their second factor is carried there, so the authenticator keeps one entry.
+  const further = await startRelay();
+  await a.type(`//input[@type='url']`, further);
+  await a.type(by.test("relay-code"), totp(secret, 1));
+  await a.click(by.button("Add relay"));
+  await a.waitText(`//div[contains(@class,'notice')]`, (t) => t.includes("second factor now covers"), 30_000);
+  await a.find(`(${by.test("relay")})[2]`, 30_000);
+  check((await a.run("return document.querySelectorAll('[data-testid=relay]').length;")) === 2,
+    "a further relay added from the window, the second factor carried to it");
 
   await a.end();
   console.log(`app e2e: ${checks} checks passed`);
