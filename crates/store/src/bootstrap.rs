@@ -123,6 +123,10 @@ impl Store {
                 };
                 taken.push((p.source.document, outcome));
             }
+            // The part's search text in one statement: FTS5 flushes its pending terms at every
+            // statement that writes to it, so row by row it would write (and merge) a segment
+            // per invoice.
+            crate::search::move_queue(tx)?;
             Ok(taken)
         })?;
         // The snapshot's membership document may give this device its role.
@@ -248,9 +252,9 @@ pub(crate) fn insert_prepared(
     }
     // A document whose dependencies are still missing is indexed when they arrive.
     match &p.record {
-        Some(Indexable::Invoice(r)) => r.index(tx, SearchWrite::Direct)?,
-        Some(Indexable::Customer(r)) => r.index(tx, SearchWrite::Direct)?,
-        Some(Indexable::Item(r)) => r.index(tx, SearchWrite::Direct)?,
+        Some(Indexable::Invoice(r)) => r.index(tx, SearchWrite::Queue)?,
+        Some(Indexable::Customer(r)) => r.index(tx, SearchWrite::Queue)?,
+        Some(Indexable::Item(r)) => r.index(tx, SearchWrite::Queue)?,
         None => {}
     }
     Ok(())
@@ -427,7 +431,36 @@ impl PreparedSnapshot {
 /// named for it (see [`daftar_sync::SealProof`]); one without refuses the part the same way,
 /// so a snapshot's maker cannot put a change in anyone else's name.
 pub fn prepare_snapshot(documents: Vec<SnapshotDocument>, check: Option<ProofCheck<'_>>) -> Result<PreparedSnapshot> {
-    let documents = documents
+    // Loading, reading and checking are independent per document: split across the cores
+    // (while the store takes in the previous part on its own thread).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from).min(4);
+    if cores < 2 || documents.len() < 256 {
+        return Ok(PreparedSnapshot { documents: prepare_documents(documents, check)? });
+    }
+    let size = documents.len().div_ceil(cores);
+    let mut chunks: Vec<Vec<SnapshotDocument>> = Vec::with_capacity(cores);
+    let mut rest = documents.into_iter();
+    loop {
+        let chunk: Vec<SnapshotDocument> = rest.by_ref().take(size).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let prepared = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            chunks.into_iter().map(|chunk| scope.spawn(move || prepare_documents(chunk, check))).collect();
+        handles.into_iter().map(|h| h.join().expect("preparing a snapshot part does not panic")).collect::<Vec<_>>()
+    });
+    let mut documents = Vec::new();
+    for chunk in prepared {
+        documents.extend(chunk?);
+    }
+    Ok(PreparedSnapshot { documents })
+}
+
+fn prepare_documents(documents: Vec<SnapshotDocument>, check: Option<ProofCheck<'_>>) -> Result<Vec<PreparedDocument>> {
+    documents
         .into_iter()
         .map(|d| {
             let broken = |detail: String| StoreError::Document { id: d.document, detail };
@@ -468,8 +501,7 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>, check: Option<ProofChe
                 sealed,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PreparedSnapshot { documents })
+        .collect::<Result<Vec<_>>>()
 }
 
 /// Every change of a snapshot document (in its save or its rows) with its checked sealer, in

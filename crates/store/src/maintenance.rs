@@ -101,7 +101,7 @@ fn check_record<R: Record>(
 }
 
 fn index_record<R: Record>(conn: &Connection, id: DocumentId, doc: &Automerge) -> Result<()> {
-    document::read_record::<R>(id, doc, None)?.index(conn, SearchWrite::Direct)
+    document::read_record::<R>(id, doc, None)?.index(conn, SearchWrite::Queue)
 }
 
 impl Store {
@@ -268,6 +268,7 @@ impl Store {
                     DocKind::Item => index_record::<Item>(tx, *id, &loaded.doc)?,
                 }
             }
+            crate::search::move_queue(tx)?;
             Ok(ids.len())
         })
     }
@@ -428,8 +429,9 @@ impl Store {
         self.write(|tx, ctx, _| {
             for ((id, doc), record) in built.iter().zip(records) {
                 crate::store::insert_document(tx, *id, R::KIND, doc, ctx)?;
-                record.index(tx, SearchWrite::Direct)?;
+                record.index(tx, SearchWrite::Queue)?;
             }
+            crate::search::move_queue(tx)?;
             Ok(())
         })?;
         Ok(())

@@ -79,10 +79,11 @@ pub struct WorkspaceSettings {
 /// How an index write reaches the full-text index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchWrite {
-    /// Through `search_queue`, moved into FTS5 in batches (single writes).
+    /// Through `search_queue`, moved into FTS5 in batches (after a number of single writes,
+    /// before every search, and by bulk writes before they commit, in one statement: FTS5
+    /// flushes its pending terms at every statement that writes to it, so writing it row by
+    /// row makes, and then merges, a segment per row).
     Queue,
-    /// Straight into FTS5 (bulk writes and rebuilds, which are one transaction anyway).
-    Direct,
 }
 
 /// A record stored as its own Automerge document.
@@ -266,8 +267,10 @@ impl Record for Invoice {
     }
     fn index(&self, conn: &Connection, search: SearchWrite) -> Result<()> {
         let row = InvoiceRow::of(self);
-        let existing: Option<i64> =
-            conn.query_row("SELECT rowid FROM invoice_index WHERE id = ?1", [&row.id], |r| r.get(0)).optional()?;
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT rowid FROM invoice_index WHERE id = ?1")?
+            .query_row([&row.id], |r| r.get(0))
+            .optional()?;
         let values = params![
             row.id,
             row.number,
@@ -304,47 +307,38 @@ impl Record for Invoice {
                          issued_at, supply_date, due_date, currency, net, vat, gross, due, created_at, deleted, rowid)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 )?;
-                // Two ids from the same millisecond with the same 12 random bits are possible
-                // (on different devices); the later one takes the next free key.
+                // Ids from the same millisecond share their first 12 counter bits (a UUIDv7
+                // generator counts up in the low bits), so a burst of invoices made in one
+                // millisecond wants one key: the later ones take the next free key after the
+                // highest one taken in that millisecond's block — one seek, where stepping key
+                // by key made a bulk import or a bootstrap quadratic.
                 let mut key = sort_key(self.id.as_uuid());
+                let mut jumped = false;
                 while insert
                     .execute(rusqlite::params_from_iter(values.iter().copied().chain([&key as &dyn rusqlite::ToSql])))?
                     == 0
                 {
-                    key += 1;
+                    key = match jumped {
+                        false => conn
+                            .prepare_cached("SELECT max(rowid) FROM invoice_index WHERE rowid BETWEEN ?1 AND ?2")?
+                            .query_row(params![key, key | 0xFFF], |r| r.get::<_, Option<i64>>(0))?
+                            .map_or(key + 1, |top| top + 1),
+                        true => key + 1,
+                    };
+                    jumped = true;
                 }
                 key
             }
         };
         let text = InvoiceSearchText::of(self);
-        match search {
-            SearchWrite::Queue => {
-                conn.prepare_cached(
-                    "INSERT INTO search_queue (rowid, number, customer, lines, notes, replace)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
-                         lines = excluded.lines, notes = excluded.notes",
-                )?
-                .execute(params![
-                    rowid,
-                    text.number,
-                    text.customer,
-                    text.lines,
-                    text.notes,
-                    replace
-                ])?;
-            }
-            SearchWrite::Direct => {
-                if replace == 1 {
-                    conn.prepare_cached("DELETE FROM search_queue WHERE rowid = ?1")?.execute([rowid])?;
-                    conn.prepare_cached("DELETE FROM invoice_search WHERE rowid = ?1")?.execute([rowid])?;
-                }
-                conn.prepare_cached(
-                    "INSERT INTO invoice_search (rowid, number, customer, lines, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![rowid, text.number, text.customer, text.lines, text.notes])?;
-            }
-        }
+        let SearchWrite::Queue = search;
+        conn.prepare_cached(
+            "INSERT INTO search_queue (rowid, number, customer, lines, notes, replace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (rowid) DO UPDATE SET number = excluded.number, customer = excluded.customer,
+                 lines = excluded.lines, notes = excluded.notes",
+        )?
+        .execute(params![rowid, text.number, text.customer, text.lines, text.notes, replace])?;
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
@@ -418,11 +412,11 @@ impl Record for Customer {
     }
     fn index(&self, conn: &Connection, _: SearchWrite) -> Result<()> {
         let r = CustomerRow::of(self);
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO customer_index (id, name, vat_number, email, phone, city, deleted)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![r.0, r.1, r.2, r.3, r.4, r.5, r.6],
-        )?;
+        )?
+        .execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {
@@ -472,10 +466,10 @@ impl Record for Item {
     }
     fn index(&self, conn: &Connection, _: SearchWrite) -> Result<()> {
         let r = ItemRow::of(self);
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO item_index (id, name, unit_price, vat_code, deleted) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![r.0, r.1, r.2, r.3, r.4],
-        )?;
+        )?
+        .execute(params![r.0, r.1, r.2, r.3, r.4])?;
         Ok(())
     }
     fn unindex(id: DocumentId, conn: &Connection) -> Result<()> {

@@ -23,7 +23,7 @@ pub(crate) fn prefix_expression(text: &str) -> Option<String> {
 }
 
 /// Moves queued search text into `invoice_search`, inside the caller's transaction.
-fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+pub(crate) fn move_queue(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM invoice_search WHERE rowid IN (SELECT rowid FROM search_queue WHERE replace = 1)", [])?;
     let moved = conn.execute(
         "INSERT INTO invoice_search (rowid, number, customer, lines, notes)

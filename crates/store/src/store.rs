@@ -222,7 +222,7 @@ pub(crate) struct Loaded {
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    Ok(conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
 }
 
 fn corrupt_meta(dir: &Path, what: &str) -> StoreError {
@@ -232,16 +232,20 @@ fn corrupt_meta(dir: &Path, what: &str) -> StoreError {
 /// Loads a document: its snapshot (if compacted) plus its change rows in arrival order.
 pub(crate) fn load_doc(conn: &Connection, id: DocumentId) -> Result<Option<Loaded>> {
     let key = id.to_string();
-    let Some(kind) =
-        conn.query_row("SELECT kind FROM documents WHERE id = ?1", [&key], |r| r.get::<_, String>(0)).optional()?
+    let Some(kind) = conn
+        .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
+        .query_row([&key], |r| r.get::<_, String>(0))
+        .optional()?
     else {
         return Ok(None);
     };
     let kind = DocKind::parse(&kind)
         .ok_or_else(|| StoreError::Document { id, detail: format!("unknown document kind {kind:?}") })?;
     let broken = |detail: String| StoreError::Document { id, detail };
-    let snapshot: Option<Vec<u8>> =
-        conn.query_row("SELECT bytes FROM snapshots WHERE doc_id = ?1", [&key], |r| r.get(0)).optional()?;
+    let snapshot: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT bytes FROM snapshots WHERE doc_id = ?1")?
+        .query_row([&key], |r| r.get(0))
+        .optional()?;
     let mut doc = match snapshot {
         Some(bytes) => Automerge::load(&bytes).map_err(|e| broken(format!("snapshot does not load: {e}")))?,
         None => Automerge::new(),

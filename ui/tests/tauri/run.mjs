@@ -240,6 +240,7 @@ try {
   const further = await startRelay();
   await a.type(`//input[@type='url']`, further);
   await a.type(by.test("relay-code"), totp(secret, 1));
+  await shot(a, "app-further-relay-en");
   await a.click(by.button("Add relay"));
   await a.waitText(`//div[contains(@class,'notice')]`, (t) => t.includes("second factor now covers"), 30_000);
   await a.find(`(${by.test("relay")})[2]`, 30_000);
