@@ -309,23 +309,19 @@ impl Record for Invoice {
                 )?;
                 // Ids from the same millisecond share their first 12 counter bits (a UUIDv7
                 // generator counts up in the low bits), so a burst of invoices made in one
-                // millisecond wants one key: the later ones take the next free key after the
-                // highest one taken in that millisecond's block — one seek, where stepping key
-                // by key made a bulk import or a bootstrap quadratic.
+                // millisecond wants one key: a later one takes the key after the highest one
+                // taken in that millisecond's block (or, the block full, the next block's) —
+                // one seek per block, where stepping key by key made a bulk import or a
+                // bootstrap quadratic.
                 let mut key = sort_key(self.id.as_uuid());
-                let mut jumped = false;
                 while insert
                     .execute(rusqlite::params_from_iter(values.iter().copied().chain([&key as &dyn rusqlite::ToSql])))?
                     == 0
                 {
-                    key = match jumped {
-                        false => conn
-                            .prepare_cached("SELECT max(rowid) FROM invoice_index WHERE rowid BETWEEN ?1 AND ?2")?
-                            .query_row(params![key, key | 0xFFF], |r| r.get::<_, Option<i64>>(0))?
-                            .map_or(key + 1, |top| top + 1),
-                        true => key + 1,
-                    };
-                    jumped = true;
+                    key = conn
+                        .prepare_cached("SELECT max(rowid) FROM invoice_index WHERE rowid BETWEEN ?1 AND ?2")?
+                        .query_row(params![key, key | 0xFFF], |r| r.get::<_, Option<i64>>(0))?
+                        .map_or(key + 1, |top| top + 1);
                 }
                 key
             }

@@ -258,3 +258,71 @@ fn changes_flow_through_the_outbox_into_another_store_once() {
     assert!(a.outbox("https://relay.example", 100).unwrap().is_empty());
     assert_eq!(a.history(invoice.id.into()).unwrap().len(), 2, "compaction after acknowledgement keeps history");
 }
+
+/// Invoice ids made in one burst share a millisecond and the top of a UUIDv7 counter, so they
+/// want the same index key: each must still get a row of its own (1,000 starting 256 keys
+/// before the end of their millisecond's block overflow into the next block). The cost of finding free keys is
+/// measured by the bulk-import benchmark, not here.
+#[test]
+fn invoices_from_one_millisecond_each_get_their_own_index_row() {
+    use daftar_domain::{Invoice, InvoiceId, InvoiceKind, Line, LineId};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = init(dir.path());
+    let buyer = Customer {
+        id: CustomerId::from_uuid(Uuid::now_v7()),
+        name: "Nour Bakery".into(),
+        vat_number: Some("311111111111113".into()),
+        address: Default::default(),
+        email: String::new(),
+        phone: String::new(),
+        created_at: chrono::Utc::now(),
+        deleted: None,
+    };
+    store.create(&buyer, "create").unwrap();
+    // Version 7, one millisecond, the same 12 bits after it (near the top of the block, so
+    // the burst overflows into the next); only the last bytes differ.
+    let mut base = *Uuid::now_v7().as_bytes();
+    base[6] = 0x70 | 0x0F;
+    base[7] = 0x00;
+    let burst: Vec<Invoice> = (0..1_000u32)
+        .map(|n| {
+            let mut bytes = base;
+            bytes[12..16].copy_from_slice(&n.to_be_bytes());
+            let mut invoice = Invoice::draft(
+                InvoiceId::from_uuid(Uuid::from_bytes(bytes)),
+                InvoiceKind::Standard,
+                chrono::Utc::now(),
+            );
+            invoice.customer = Some(buyer.snapshot());
+            let l = line(&format!("Burst item {n}"), "1", "10");
+            invoice.lines = vec![Line {
+                id: LineId::from_uuid(Uuid::now_v7()),
+                description: l.description,
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                discount: l.discount,
+                vat: l.vat,
+            }];
+            invoice
+        })
+        .collect();
+    store.create_many(&burst, "import").unwrap();
+    let all = store.list_invoices(&InvoiceQuery { limit: Some(usize::MAX), ..Default::default() }).unwrap();
+    assert_eq!(all.len(), 1_000);
+    let distinct: std::collections::HashSet<&str> = all.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(distinct.len(), 1_000);
+    let found = store.list_invoices(&InvoiceQuery { text: Some("Burst item 999".into()), ..Default::default() });
+    assert_eq!(found.unwrap().len(), 1, "search finds the last of the burst");
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "the index matches every document: {:?}", report.problems);
+    // A single create in the same millisecond block still finds a key.
+    let mut bytes = base;
+    bytes[12..16].copy_from_slice(&9_999u32.to_be_bytes());
+    let mut one = burst[0].clone();
+    one.id = InvoiceId::from_uuid(Uuid::from_bytes(bytes));
+    store.create(&one, "create").unwrap();
+    assert_eq!(
+        store.list_invoices(&InvoiceQuery { limit: Some(usize::MAX), ..Default::default() }).unwrap().len(),
+        1_001
+    );
+}
