@@ -20,14 +20,7 @@ fn json(d: &Daftar, args: &[&str]) -> Value {
 }
 
 fn database(d: &Daftar) -> rusqlite::Connection {
-    let key = daftar_keys::key_file::open(&d.data_dir().join("key.json"), PASSPHRASE).unwrap();
-    let conn = rusqlite::Connection::open(d.data_dir().join("daftar.db")).unwrap();
-    conn.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
-        hex::encode(key.expose_secret_bytes())
-    ))
-    .unwrap();
-    conn
+    common::open_database(&d.data_dir(), PASSPHRASE)
 }
 
 /// `daftar audit verify` on a log that was tampered with: it must fail (status 1) and say how.

@@ -374,6 +374,19 @@ struct EnrollMfa {
     recovery: Vec<String>,
 }
 
+/// The signing device, if it is an owner's or admin's: the ones with a second factor.
+async fn factor_manager<S: RelayStorage>(
+    state: &AppState<S>,
+    workspace: &str,
+    incoming: &Incoming,
+) -> ApiResult<DeviceRecord> {
+    let device = member(state, workspace, incoming).await?;
+    if !device.role.manages_devices() {
+        return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
+    }
+    Ok(device)
+}
+
 /// Enrols (or, with a current code, replaces) the signing device's second factor. Owners and
 /// admins only: they are the ones whose privileged requests need it.
 async fn enroll_mfa<S: RelayStorage>(
@@ -381,10 +394,7 @@ async fn enroll_mfa<S: RelayStorage>(
     Path(workspace): Path<String>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.manages_devices() {
-        return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
-    }
+    let device = factor_manager(&state, &workspace, &incoming).await?;
     // Replacing a confirmed second factor needs it: a stolen laptop cannot swap it.
     second_factor(&state, &workspace, &device, &incoming.headers, "replace the second factor", false).await?;
     let request: EnrollMfa = parse_json(&incoming.body)?;
@@ -446,10 +456,7 @@ async fn carry_mfa<S: RelayStorage>(
     Path(workspace): Path<String>,
     incoming: Incoming,
 ) -> ApiResult<impl IntoResponse> {
-    let device = member(&state, &workspace, &incoming).await?;
-    if !device.role.manages_devices() {
-        return Err(ApiError::forbidden("role", "two-factor codes are for owners and admins"));
-    }
+    let device = factor_manager(&state, &workspace, &incoming).await?;
     let holder = device.factor_holder();
     let mfa = state.storage.mfa(workspace.clone(), holder.clone()).await?.filter(|m| m.confirmed).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "not_enrolled", "this relay holds no confirmed second factor to carry")

@@ -35,6 +35,10 @@ fn reopen(dir: &std::path::Path) -> Store {
 }
 
 fn customer(store: &mut Store, name: &str) -> CustomerId {
+    new_customer(store, name).id
+}
+
+fn new_customer(store: &mut Store, name: &str) -> Customer {
     let customer = Customer {
         id: CustomerId::from_uuid(Uuid::now_v7()),
         name: name.into(),
@@ -46,7 +50,7 @@ fn customer(store: &mut Store, name: &str) -> CustomerId {
         deleted: None,
     };
     store.create(&customer, "create").unwrap();
-    customer.id
+    customer
 }
 
 fn line(description: &str, qty: &str, price: &str) -> LineInput {
@@ -268,17 +272,7 @@ fn invoices_from_one_millisecond_each_get_their_own_index_row() {
     use daftar_domain::{Invoice, InvoiceId, InvoiceKind, Line, LineId};
     let dir = tempfile::tempdir().unwrap();
     let mut store = init(dir.path());
-    let buyer = Customer {
-        id: CustomerId::from_uuid(Uuid::now_v7()),
-        name: "Nour Bakery".into(),
-        vat_number: Some("311111111111113".into()),
-        address: Default::default(),
-        email: String::new(),
-        phone: String::new(),
-        created_at: chrono::Utc::now(),
-        deleted: None,
-    };
-    store.create(&buyer, "create").unwrap();
+    let buyer = new_customer(&mut store, "Nour Bakery");
     // Version 7, one millisecond, the same 12 bits after it (near the top of the block, so
     // the burst overflows into the next); only the last bytes differ.
     let mut base = *Uuid::now_v7().as_bytes();

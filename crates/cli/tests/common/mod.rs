@@ -31,15 +31,7 @@ impl Daftar {
 
     /// The device's database, opened with the key from its key file.
     pub fn database(&self) -> rusqlite::Connection {
-        let passphrase = self.passphrase.as_deref().expect("a device made with_passphrase");
-        let key = daftar_keys::key_file::open(&self.data_dir().join("key.json"), passphrase).unwrap();
-        let conn = rusqlite::Connection::open(self.data_dir().join("daftar.db")).unwrap();
-        conn.execute_batch(&format!(
-            "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
-            hex::encode(key.expose_secret_bytes())
-        ))
-        .unwrap();
-        conn
+        open_database(&self.data_dir(), self.passphrase.as_deref().expect("a device made with_passphrase"))
     }
 
     /// A data directory with a workspace.
@@ -146,6 +138,18 @@ impl Daftar {
 }
 
 /// Every file under `dir`, recursively.
+/// A data directory's database, opened with the key from its key file (`init --key-file`).
+pub fn open_database(data_dir: &Path, passphrase: &str) -> rusqlite::Connection {
+    let key = daftar_keys::key_file::open(&data_dir.join("key.json"), passphrase).unwrap();
+    let conn = rusqlite::Connection::open(data_dir.join("daftar.db")).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+        hex::encode(key.expose_secret_bytes())
+    ))
+    .unwrap();
+    conn
+}
+
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
