@@ -1125,6 +1125,52 @@ fn owner_with_a_draft() -> (Relay, Daftar, String, String) {
     (relay, a, customer, draft)
 }
 
+#[test]
+fn a_relay_cannot_swap_a_joining_devices_keys_for_its_own() {
+    let (relay, a, _, _) = owner_with_a_draft();
+    let db = || rusqlite::Connection::open(relay.dir.path().join("relay.db")).unwrap();
+    let join = |d: &Daftar, code: &str| -> String {
+        let joined = d.json(&["join", code]);
+        assert_eq!(joined["status"], "pending", "{joined}");
+        joined["device_id"].as_str().unwrap().to_owned()
+    };
+    let refused = |device: &str| a.fails(&["devices", "approve", device])["message"].as_str().unwrap().to_owned();
+    let b = Daftar::new();
+    let id = join(&b, a.json(&["invite"])["code"].as_str().unwrap());
+    let proof: Option<String> =
+        db().query_row("SELECT join_proof FROM devices WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert!(proof.is_some_and(|p| p.starts_with("1:")), "the joining device left its proof");
+    // The relay lists its own agreement key for the device: the approver would wrap the
+    // workspace key for it. Refused, and nothing is handed over.
+    let (agreement,): (String,) =
+        db().query_row("SELECT agreement_key FROM devices WHERE id = ?1", [&id], |r| Ok((r.get(0)?,))).unwrap();
+    db().execute("UPDATE devices SET agreement_key = ?2 WHERE id = ?1", [&id, &hex::encode([7u8; 32])]).unwrap();
+    let message = refused(&id);
+    assert!(message.contains("not the ones it joined with"), "{message}");
+    let handed: i64 = db().query_row("SELECT count(*) FROM epoch_keys WHERE holder = ?1", [&id], |r| r.get(0)).unwrap();
+    assert_eq!(handed, 0, "no workspace key wrapped for the relay's key");
+    let listed = a.json(&["devices", "list"]);
+    let entry = listed.as_array().unwrap().iter().find(|d| d["device_id"] == id.as_str()).unwrap().clone();
+    assert_eq!(entry["status"], "pending", "{listed}");
+    // Its own key back: approved, and it gets the workspace.
+    db().execute("UPDATE devices SET agreement_key = ?2 WHERE id = ?1", [&id, &agreement]).unwrap();
+    a.json(&["devices", "approve", &id]);
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["invoice", "list"]).as_array().unwrap().len(), 1);
+    // No proof at all (a relay dropping it): refused too.
+    let c = Daftar::new();
+    let id = join(&c, a.json(&["invite"])["code"].as_str().unwrap());
+    db().execute("UPDATE devices SET join_proof = NULL WHERE id = ?1", [&id]).unwrap();
+    assert!(refused(&id).contains("has not proven"), "{}", refused(&id));
+    // A proof made with a key from before a rotation (which a revoked device still holds).
+    let code = a.json(&["invite"])["code"].as_str().unwrap().to_owned();
+    a.json(&["keys", "rotate"]);
+    let d = Daftar::new();
+    let id = join(&d, &code);
+    let message = refused(&id);
+    assert!(message.contains("made before the workspace key was rotated"), "{message}");
+}
+
 /// A new device joined to `owner`'s workspace with `role`.
 fn join_as(owner: &Daftar, role: &str) -> Daftar {
     let d = Daftar::new();

@@ -81,6 +81,10 @@ pub struct Member {
     /// The member it belongs to (the id of the member's first device), once approved.
     #[serde(default)]
     pub member: Option<String>,
+    /// What the device left to prove its keys are its own ("EPOCH:HEX"; see
+    /// `daftar_sync::invite::join_proof`).
+    #[serde(default)]
+    pub join_proof: Option<String>,
 }
 
 fn approved_by_default() -> bool {
@@ -502,6 +506,12 @@ impl<'k> RelayClient<'k> {
         let role = answer["role"].as_str().unwrap_or("clerk").to_owned();
         let wrapped = answer["wrapped_key"].as_str().ok_or_else(|| RelayError::Protocol("no wrapped key".into()))?;
         Ok((role, BASE64.decode(wrapped).map_err(|e| RelayError::Protocol(e.to_string()))?))
+    }
+
+    /// Leaves this (pending) device's join proof with the relay, for the approver to check.
+    pub fn put_join_proof(&self, workspace: WorkspaceId, proof: &str) -> Result<(), RelayError> {
+        self.call("PUT", &format!("/v1/workspaces/{workspace}/join-proof"), Some(&json!({ "proof": proof })), None)
+            .map(|_| ())
     }
 
     /// Revokes a device of the workspace (owners and admins).

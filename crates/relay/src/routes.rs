@@ -134,6 +134,7 @@ pub fn router<S: RelayStorage>(storage: S, limits: Limits) -> Router {
         .route("/v1/workspaces/{workspace}/devices/{device}/approve", post(approve::<S>))
         .route("/v1/workspaces/{workspace}/devices/{device}/role", post(set_role::<S>))
         .route("/v1/workspaces/{workspace}/status", get(own_status::<S>))
+        .route("/v1/workspaces/{workspace}/join-proof", axum::routing::put(put_join_proof::<S>))
         .route("/v1/workspaces/{workspace}/epochs", post(add_epoch::<S>).get(epoch_keys::<S>))
         .route("/v1/workspaces/{workspace}/epochs/{epoch}/keys/{holder}", axum::routing::put(put_epoch_key::<S>))
         .route("/v1/workspaces/{workspace}/envelopes", post(push::<S>).get(pull::<S>))
@@ -583,6 +584,7 @@ async fn create_workspace<S: RelayStorage>(
         approved: true,
         agreement_key: None,
         member: None,
+        join_proof: None,
         enrolled_at: now_ms(),
     };
     state.storage.create_workspace(workspace.clone(), owner, recovery).await?;
@@ -716,6 +718,7 @@ async fn register_device<S: RelayStorage>(
                 approved: request.approved,
                 agreement_key: request.agreement_key.clone(),
                 member: request.member.clone(),
+                join_proof: None,
                 enrolled_at: now_ms(),
             };
             state.storage.add_device(workspace.clone(), record).await?;
@@ -917,6 +920,33 @@ async fn own_status<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let device = enrolled(&state, &workspace, &incoming).await?;
     Ok(Json(json!({ "device_id": device.device_id, "role": device.role, "status": device.status() })))
+}
+
+#[derive(Deserialize)]
+struct JoinProof {
+    proof: String,
+}
+
+/// A pending device leaves the proof that the keys it enrolled with are its own (see
+/// `daftar_sync::invite::join_proof`), once, for the approver to check. Opaque here.
+async fn put_join_proof<S: RelayStorage>(
+    State(state): State<Arc<AppState<S>>>,
+    Path(workspace): Path<String>,
+    incoming: Incoming,
+) -> ApiResult<impl IntoResponse> {
+    let device = enrolled(&state, &workspace, &incoming).await?;
+    let request: JoinProof = parse_json(&incoming.body)?;
+    if request.proof.is_empty() || request.proof.len() > 128 {
+        return Err(ApiError::bad_request("bad_request", "a join proof is a short string"));
+    }
+    if !state.storage.set_join_proof(workspace, device.device_id, request.proof).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "join_proof_exists",
+            "this device is approved already or has left its join proof",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -1172,6 +1202,7 @@ async fn recover<S: RelayStorage>(
         approved: true,
         agreement_key: None,
         member: None,
+        join_proof: None,
         enrolled_at: now_ms(),
     };
     let device_id = device.device_id.clone();

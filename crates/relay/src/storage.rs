@@ -48,6 +48,9 @@ pub struct DeviceRecord {
     /// The member (person) the device belongs to, as the approver named it (opaque: the id of
     /// the member's first device). A member's devices share one second factor.
     pub member: Option<String>,
+    /// What the device sent after enrolling to prove its keys are its own ("EPOCH:HEX", opaque
+    /// here: keyed with the workspace key, which a relay never has; the approver checks it).
+    pub join_proof: Option<String>,
     pub enrolled_at: i64,
 }
 
@@ -216,6 +219,13 @@ pub trait RelayStorage: Send + Sync + 'static {
     fn set_role(&self, workspace: String, device: String, role: Role) -> impl Future<Output = Result<bool>> + Send;
     /// Approves a pending device (idempotent); false if the workspace has no such device.
     fn approve(&self, workspace: String, device: String) -> impl Future<Output = Result<bool>> + Send;
+    /// Keeps a pending device's join proof, once; false if it is not pending or has one.
+    fn set_join_proof(
+        &self,
+        workspace: String,
+        device: String,
+        proof: String,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn add_invite(&self, workspace: String, invite: NewInvite) -> impl Future<Output = Result<()>> + Send;
     /// Uses an invite: enrols the device with the invite's role and returns the wrapped key.
     fn enrol(
@@ -405,6 +415,13 @@ impl SqliteStorage {
         if !has_member {
             conn.execute_batch("ALTER TABLE devices ADD COLUMN member TEXT")?;
         }
+        let has_join_proof: bool =
+            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'join_proof'", [], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })?;
+        if !has_join_proof {
+            conn.execute_batch("ALTER TABLE devices ADD COLUMN join_proof TEXT")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -466,6 +483,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         approved: r.get::<_, i64>(5)? != 0,
         agreement_key: r.get(6)?,
         member: r.get(7)?,
+        join_proof: r.get(8)?,
     })
 }
 
@@ -623,7 +641,7 @@ impl RelayStorage for SqliteStorage {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member FROM devices WHERE workspace = ?1 AND id = ?2",
+                    "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member, join_proof FROM devices WHERE workspace = ?1 AND id = ?2",
                     params![workspace, device],
                     device_row,
                 )
@@ -635,7 +653,7 @@ impl RelayStorage for SqliteStorage {
     async fn devices(&self, workspace: String) -> Result<Vec<DeviceRecord>> {
         self.with(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
+                "SELECT id, public_key, role, revoked, enrolled_at, approved, agreement_key, member, join_proof FROM devices WHERE workspace = ?1 ORDER BY enrolled_at, id",
             )?;
             let rows = statement.query_map([workspace], device_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -747,6 +765,17 @@ impl RelayStorage for SqliteStorage {
         .await
     }
 
+    async fn set_join_proof(&self, workspace: String, device: String, proof: String) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE devices SET join_proof = ?3
+                 WHERE workspace = ?1 AND id = ?2 AND approved = 0 AND revoked = 0 AND join_proof IS NULL",
+                params![workspace, device, proof],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn add_invite(&self, workspace: String, invite: NewInvite) -> Result<()> {
         self.with(move |conn| {
             conn.execute(
@@ -795,6 +824,7 @@ impl RelayStorage for SqliteStorage {
                 approved: false,
                 agreement_key,
                 member: None,
+                join_proof: None,
                 enrolled_at: now,
             };
             insert_device(&tx, &workspace, &record)?;

@@ -242,6 +242,16 @@ fn invites_enrol_once_and_roles_are_enforced() {
     }
     let status_path = format!("/v1/workspaces/{workspace}/status");
     assert_eq!(clerk.call("GET", &status_path, None).1["status"], "pending", "it may ask after itself");
+    // And leave its join proof, once, which the owner then sees beside its keys.
+    let proof_path = format!("/v1/workspaces/{workspace}/join-proof");
+    assert_eq!(clerk.call("PUT", &proof_path, Some(json!({ "proof": "1:abcd" }))).0, 204);
+    let again = clerk.call("PUT", &proof_path, Some(json!({ "proof": "1:ef01" })));
+    assert_eq!((again.0, again.1["code"].as_str()), (409, Some("join_proof_exists")), "{again:?}");
+    let stranger = late.call("PUT", &proof_path, Some(json!({ "proof": "1:abcd" })));
+    assert_eq!(stranger.1["code"], "not_a_member", "only enrolled devices leave one");
+    let devices = owner.call("GET", &format!("/v1/workspaces/{workspace}/devices"), None).1;
+    let listed = devices.as_array().unwrap().iter().find(|d| d["device_id"] == clerk.id.to_string()).unwrap();
+    assert_eq!(listed["join_proof"], "1:abcd", "{devices}");
     let (status, _) =
         owner.call("POST", &format!("/v1/workspaces/{workspace}/devices/{}/approve", clerk.id), Some(json!({})));
     assert_eq!(status, 204);
@@ -252,6 +262,8 @@ fn invites_enrol_once_and_roles_are_enforced() {
 
     let (status, _) = clerk.call("POST", &envelopes, Some(json!({ "envelopes": [envelope(&clerk, workspace, b"x")] })));
     assert_eq!(status, 200, "clerks push");
+    let late_proof = clerk.call("PUT", &proof_path, Some(json!({ "proof": "1:abcd" })));
+    assert_eq!(late_proof.0, 409, "an approved device leaves no proof: {late_proof:?}");
     let snapshot = format!("/v1/workspaces/{workspace}/snapshot?seq=0&part=0&parts=1");
     let (status, body) = clerk.call("PUT", &snapshot, Some(json!("a snapshot")));
     assert_eq!((status, body["code"].as_str()), (403, Some("role")), "but only owners and admins make snapshots");

@@ -281,6 +281,7 @@ fn approve_inner(
     let public: [u8; 32] = crate::rotation::hex32(&target.public_key)
         .ok_or_else(|| SyncError::Invalid(format!("the relay lists device {device} with a malformed key")))?;
     let agreement: Option<[u8; 32]> = target.agreement_key.as_deref().and_then(crate::rotation::hex32);
+    check_join_proof(store, &target, &public, agreement.as_ref())?;
     let default_member = format!("member {}", &device.to_string()[..8]);
     let member_id =
         store.approve_device(device, &public, agreement.as_ref(), role, member.unwrap_or(&default_member))?;
@@ -300,6 +301,43 @@ fn approve_inner(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+/// Checks the proof a joined device left with the relay that the keys the relay lists for it
+/// are the ones it enrolled with (keyed with the workspace key of the invite's epoch, which the
+/// relay never has). Without it, a relay could list its own keys for the device and be handed
+/// the workspace key at approval. It must use the newest epoch: one held by a device revoked
+/// since could have been used to make it.
+fn check_join_proof(
+    store: &Store,
+    target: &daftar_relay_client::Member,
+    public: &[u8; 32],
+    agreement: Option<&[u8; 32]>,
+) -> Result<(), SyncError> {
+    let device = target.device_id;
+    let refuse = |why: String| Err(SyncError::Invalid(why));
+    let Some((epoch, mac)) = target.join_proof.as_deref().and_then(|p| p.split_once(':')) else {
+        return refuse(format!(
+            "device {device} has not proven that the keys the relay lists for it are its own (its join did not finish, or the relay changed its record): do not approve it; invite it again"
+        ));
+    };
+    let (Ok(epoch), Ok(mac), Some(agreement)) = (epoch.parse::<u32>(), hex::decode(mac), agreement) else {
+        return refuse(format!("the relay's record of device {device} has a malformed join proof: do not approve it"));
+    };
+    let current = store.current_epoch()?;
+    if epoch < current {
+        return refuse(format!(
+            "device {device} joined with an invite made before the workspace key was rotated (epoch {epoch}, now {current}): make a new invite and join again"
+        ));
+    }
+    let info = store.info();
+    let key = store.workspace_key(epoch)?;
+    if !daftar_sync::invite::check_join_proof(info.workspace_id, device, public, agreement, epoch, &key, &mac) {
+        return refuse(format!(
+            "the keys the relay lists for device {device} are not the ones it joined with: the relay may have replaced them; do not approve it"
+        ));
     }
     Ok(())
 }
@@ -548,6 +586,12 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
     let role = Role::parse(&role)
         .ok_or_else(|| SyncError::Invalid(format!("the relay enrolled this device with an unknown role {role:?}")))?;
     let (epoch, workspace_key) = code.unwrap_workspace_key(&wrapped)?;
+    // Proof, for the approver, that the keys the relay now lists for this device are its own.
+    let proof =
+        daftar_sync::invite::join_proof(code.workspace, device, &key.public_key(), &agreement, epoch, &workspace_key);
+    client
+        .put_join_proof(code.workspace, &format!("{epoch}:{}", hex::encode(proof)))
+        .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;
     // Only the workspace's first device shows a recovery key. Set-up needs one, so a joined
     // device makes a placeholder; its material is replaced by the workspace's own at the first
     // sync, and the placeholder key itself is never kept.
