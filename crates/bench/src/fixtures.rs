@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use chrono::Utc;
-use daftar_domain::{Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, Line, LineId, VatCategory};
+use daftar_domain::{Amount, Customer, CustomerId, Invoice, InvoiceId, InvoiceKind, VatCategory};
 use daftar_store::{InitOptions, KeyChoice, LineInput};
 use uuid::Uuid;
 
@@ -58,18 +58,6 @@ pub fn invoice(n: usize, customers: &[Customer]) -> Invoice {
     let mut invoice = Invoice::draft(InvoiceId::from_uuid(Uuid::now_v7()), InvoiceKind::Standard, Utc::now());
     invoice.customer = Some(customers[n % customers.len()].snapshot());
     invoice.notes = format!("order {n} by phone");
-    invoice.lines = (0..10)
-        .map(|i| {
-            let l = line_input(n, i);
-            Line {
-                id: LineId::from_uuid(Uuid::now_v7()),
-                description: l.description,
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                discount: l.discount,
-                vat: l.vat,
-            }
-        })
-        .collect();
+    invoice.lines = (0..10).map(|i| line_input(n, i).into_line_with(None)).collect();
     invoice
 }

@@ -82,7 +82,7 @@ pub struct Member {
     #[serde(default)]
     pub member: Option<String>,
     /// What the device left to prove its keys are its own ("EPOCH:HEX"; see
-    /// `daftar_sync::invite::join_proof`).
+    /// `daftar_sync::invite::JoinClaim`).
     #[serde(default)]
     pub join_proof: Option<String>,
 }

@@ -928,7 +928,7 @@ struct JoinProof {
 }
 
 /// A pending device leaves the proof that the keys it enrolled with are its own (see
-/// `daftar_sync::invite::join_proof`), once, for the approver to check. Opaque here.
+/// `daftar_sync::invite::JoinClaim`), once, for the approver to check. Opaque here.
 async fn put_join_proof<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,

@@ -269,7 +269,7 @@ fn changes_flow_through_the_outbox_into_another_store_once() {
 /// measured by the bulk-import benchmark, not here.
 #[test]
 fn invoices_from_one_millisecond_each_get_their_own_index_row() {
-    use daftar_domain::{Invoice, InvoiceId, InvoiceKind, Line, LineId};
+    use daftar_domain::{Invoice, InvoiceId, InvoiceKind};
     let dir = tempfile::tempdir().unwrap();
     let mut store = init(dir.path());
     let buyer = new_customer(&mut store, "Nour Bakery");
@@ -288,15 +288,7 @@ fn invoices_from_one_millisecond_each_get_their_own_index_row() {
                 chrono::Utc::now(),
             );
             invoice.customer = Some(buyer.snapshot());
-            let l = line(&format!("Burst item {n}"), "1", "10");
-            invoice.lines = vec![Line {
-                id: LineId::from_uuid(Uuid::now_v7()),
-                description: l.description,
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                discount: l.discount,
-                vat: l.vat,
-            }];
+            invoice.lines = vec![line(&format!("Burst item {n}"), "1", "10").into_line_with(None)];
             invoice
         })
         .collect();

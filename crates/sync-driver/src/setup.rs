@@ -334,7 +334,14 @@ fn check_join_proof(
     }
     let info = store.info();
     let key = store.workspace_key(epoch)?;
-    if !daftar_sync::invite::check_join_proof(info.workspace_id, device, public, agreement, epoch, &key, &mac) {
+    let claim = daftar_sync::invite::JoinClaim {
+        workspace: info.workspace_id,
+        device,
+        signing_key: public,
+        agreement_key: agreement,
+        epoch,
+    };
+    if !claim.verify(&key, &mac) {
         return refuse(format!(
             "the keys the relay lists for device {device} are not the ones it joined with: the relay may have replaced them; do not approve it"
         ));
@@ -587,8 +594,14 @@ pub fn join(dir: &Path, code: &InviteCode, key_choice: KeyChoice) -> Result<SetU
         .ok_or_else(|| SyncError::Invalid(format!("the relay enrolled this device with an unknown role {role:?}")))?;
     let (epoch, workspace_key) = code.unwrap_workspace_key(&wrapped)?;
     // Proof, for the approver, that the keys the relay now lists for this device are its own.
-    let proof =
-        daftar_sync::invite::join_proof(code.workspace, device, &key.public_key(), &agreement, epoch, &workspace_key);
+    let claim = daftar_sync::invite::JoinClaim {
+        workspace: code.workspace,
+        device,
+        signing_key: &key.public_key(),
+        agreement_key: &agreement,
+        epoch,
+    };
+    let proof = claim.proof(&workspace_key);
     client
         .put_join_proof(code.workspace, &format!("{epoch}:{}", hex::encode(proof)))
         .map_err(|source| SyncError::SetUpRefused { what: "invite", source })?;

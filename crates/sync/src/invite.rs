@@ -154,74 +154,58 @@ impl InviteCode {
     }
 }
 
-/// A joining device's proof that the keys a relay lists for it are the ones it enrolled with:
-/// HMAC-SHA256, keyed from the workspace key of `epoch` (which the device has only from the
-/// invite code, and a relay never has), over the device id and both public keys. The approver
-/// checks it before it writes those keys into the membership document and wraps the workspace
-/// key for them, so a relay that swapped them for its own gets neither.
-pub fn join_proof(
-    workspace: WorkspaceId,
-    device: daftar_domain::DeviceId,
-    signing_key: &[u8; 32],
-    agreement_key: &[u8; 32],
-    epoch: u32,
-    epoch_key: &Secret<32>,
-) -> [u8; 32] {
-    let tag = ring::hmac::sign(
-        &join_proof_key(workspace, epoch_key),
-        &join_proof_message(device, signing_key, agreement_key, epoch),
-    );
-    tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
+/// What a joining device claims about itself: a joining device's proof that the keys a relay
+/// lists for it are the ones it enrolled with is HMAC-SHA256 over this, keyed from the
+/// workspace key of `epoch` (which the device has only from the invite code, and a relay never
+/// has). The approver checks it before it writes those keys into the membership document and
+/// wraps the workspace key for them, so a relay that swapped them for its own gets neither.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinClaim<'a> {
+    pub workspace: WorkspaceId,
+    pub device: daftar_domain::DeviceId,
+    pub signing_key: &'a [u8; 32],
+    pub agreement_key: &'a [u8; 32],
+    pub epoch: u32,
 }
 
-/// Whether `proof` is [`join_proof`] of these keys (compared in constant time).
-pub fn check_join_proof(
-    workspace: WorkspaceId,
-    device: daftar_domain::DeviceId,
-    signing_key: &[u8; 32],
-    agreement_key: &[u8; 32],
-    epoch: u32,
-    epoch_key: &Secret<32>,
-    proof: &[u8],
-) -> bool {
-    ring::hmac::verify(
-        &join_proof_key(workspace, epoch_key),
-        &join_proof_message(device, signing_key, agreement_key, epoch),
-        proof,
-    )
-    .is_ok()
-}
-
-fn join_proof_key(workspace: WorkspaceId, epoch_key: &Secret<32>) -> ring::hmac::Key {
-    struct Len;
-    impl ring::hkdf::KeyType for Len {
-        fn len(&self) -> usize {
-            32
-        }
+impl JoinClaim<'_> {
+    /// The proof, made with the workspace key of the claim's epoch.
+    pub fn proof(&self, epoch_key: &Secret<32>) -> [u8; 32] {
+        let tag = ring::hmac::sign(&self.key(epoch_key), &self.message());
+        tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
     }
-    let mut key = [0u8; 32];
-    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar join proof v1")
-        .extract(epoch_key.expose_secret_bytes())
-        .expand(&[workspace.as_bytes().as_slice()], Len)
-        .and_then(|okm| okm.fill(&mut key))
-        .expect("32 bytes is a valid HKDF-SHA256 length");
-    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
-    zeroize::Zeroize::zeroize(&mut key);
-    hmac
-}
 
-fn join_proof_message(
-    device: daftar_domain::DeviceId,
-    signing_key: &[u8; 32],
-    agreement_key: &[u8; 32],
-    epoch: u32,
-) -> Vec<u8> {
-    let mut message = Vec::with_capacity(84);
-    message.extend_from_slice(device.as_bytes());
-    message.extend_from_slice(signing_key);
-    message.extend_from_slice(agreement_key);
-    message.extend_from_slice(&epoch.to_be_bytes());
-    message
+    /// Whether `proof` is this claim's (compared in constant time).
+    pub fn verify(&self, epoch_key: &Secret<32>, proof: &[u8]) -> bool {
+        ring::hmac::verify(&self.key(epoch_key), &self.message(), proof).is_ok()
+    }
+
+    fn key(&self, epoch_key: &Secret<32>) -> ring::hmac::Key {
+        struct Len;
+        impl ring::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let mut key = [0u8; 32];
+        ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"daftar join proof v1")
+            .extract(epoch_key.expose_secret_bytes())
+            .expand(&[self.workspace.as_bytes().as_slice()], Len)
+            .and_then(|okm| okm.fill(&mut key))
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+        zeroize::Zeroize::zeroize(&mut key);
+        hmac
+    }
+
+    fn message(&self) -> Vec<u8> {
+        let mut message = Vec::with_capacity(84);
+        message.extend_from_slice(self.device.as_bytes());
+        message.extend_from_slice(self.signing_key);
+        message.extend_from_slice(self.agreement_key);
+        message.extend_from_slice(&self.epoch.to_be_bytes());
+        message
+    }
 }
 
 #[cfg(test)]
@@ -252,16 +236,17 @@ mod tests {
         let workspace = WorkspaceId::from_uuid(uuid::Uuid::now_v7());
         let device = daftar_domain::DeviceId::from_uuid(uuid::Uuid::now_v7());
         let key = Secret::new([7; 32]);
-        let proof = join_proof(workspace, device, &[1; 32], &[2; 32], 3, &key);
-        assert!(check_join_proof(workspace, device, &[1; 32], &[2; 32], 3, &key, &proof));
-        let other_device = daftar_domain::DeviceId::from_uuid(uuid::Uuid::now_v7());
-        assert!(!check_join_proof(workspace, other_device, &[1; 32], &[2; 32], 3, &key, &proof));
-        assert!(!check_join_proof(workspace, device, &[9; 32], &[2; 32], 3, &key, &proof), "a swapped signing key");
-        assert!(!check_join_proof(workspace, device, &[1; 32], &[9; 32], 3, &key, &proof), "a swapped agreement key");
-        assert!(!check_join_proof(workspace, device, &[1; 32], &[2; 32], 4, &key, &proof), "another epoch");
-        assert!(!check_join_proof(workspace, device, &[1; 32], &[2; 32], 3, &Secret::new([8; 32]), &proof));
+        let claim = JoinClaim { workspace, device, signing_key: &[1; 32], agreement_key: &[2; 32], epoch: 3 };
+        let proof = claim.proof(&key);
+        assert!(claim.verify(&key, &proof));
+        let other = daftar_domain::DeviceId::from_uuid(uuid::Uuid::now_v7());
+        assert!(!JoinClaim { device: other, ..claim }.verify(&key, &proof));
+        assert!(!JoinClaim { signing_key: &[9; 32], ..claim }.verify(&key, &proof), "a swapped signing key");
+        assert!(!JoinClaim { agreement_key: &[9; 32], ..claim }.verify(&key, &proof), "a swapped agreement key");
+        assert!(!JoinClaim { epoch: 4, ..claim }.verify(&key, &proof), "another epoch");
+        assert!(!claim.verify(&Secret::new([8; 32]), &proof), "another workspace key");
         let elsewhere = WorkspaceId::from_uuid(uuid::Uuid::now_v7());
-        assert!(!check_join_proof(elsewhere, device, &[1; 32], &[2; 32], 3, &key, &proof));
-        assert!(!check_join_proof(workspace, device, &[1; 32], &[2; 32], 3, &key, &proof[..31]));
+        assert!(!JoinClaim { workspace: elsewhere, ..claim }.verify(&key, &proof));
+        assert!(!claim.verify(&key, &proof[..31]), "a cut proof");
     }
 }
