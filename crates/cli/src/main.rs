@@ -77,7 +77,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Invite a new device: prints a one-time code to give its user (privately).
     Invite {
-        /// A one-time code from the authenticator app (once this device has a second factor).
+        /// A one-time code from the authenticator app (once this device has a second factor); asked
+        /// for at a terminal when the relays need one.
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
         /// owner, admin, accountant, clerk or viewer.
@@ -646,9 +647,9 @@ pub enum MfaCommand {
     /// Enrol your second factor with every relay that lacks it (one added later), taken from a
     /// relay that has it: the authenticator app keeps one entry.
     Carry {
-        /// A current one-time code (or a recovery code).
+        /// A current one-time code (or a recovery code); asked for at a terminal when not given.
         #[arg(long, value_name = "CODE")]
-        totp: String,
+        totp: Option<String>,
     },
 }
 
@@ -657,7 +658,8 @@ pub enum KeysCommand {
     /// Make a new workspace key, wrapped for every approved device and the recovery key; new
     /// envelopes use it (a revocation does this too).
     Rotate {
-        /// A one-time code from the authenticator app (once this device has a second factor).
+        /// A one-time code from the authenticator app (once this device has a second factor); asked
+        /// for at a terminal when the relays need one.
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
     },
@@ -674,7 +676,8 @@ pub enum DevicesCommand {
         /// The person the device belongs to (default: "member" and the id's first characters).
         #[arg(long)]
         member: Option<String>,
-        /// A one-time code from the authenticator app (once this device has a second factor).
+        /// A one-time code from the authenticator app (once this device has a second factor); asked
+        /// for at a terminal when the relays need one.
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
         device: String,
@@ -682,7 +685,8 @@ pub enum DevicesCommand {
     /// Give a device another role (owners and admins; only owners make or unmake admins and
     /// owners — transferring ownership is making another owner, then stepping down).
     Role {
-        /// A one-time code from the authenticator app (once this device has a second factor).
+        /// A one-time code from the authenticator app (once this device has a second factor); asked
+        /// for at a terminal when the relays need one.
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
         device: String,
@@ -691,7 +695,8 @@ pub enum DevicesCommand {
     },
     /// Refuse a device from now on (owners and admins).
     Revoke {
-        /// A one-time code from the authenticator app (once this device has a second factor).
+        /// A one-time code from the authenticator app (once this device has a second factor); asked
+        /// for at a terminal when the relays need one.
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
         device: String,

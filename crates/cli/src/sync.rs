@@ -1,6 +1,7 @@
 //! `daftar relay`, `daftar sync`, `daftar invite|join|recover|devices`: printing what
 //! `daftar_sync_driver` did. The decisions live in the sync engine, the work in the driver.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Result;
@@ -12,6 +13,28 @@ use serde_json::json;
 
 use crate::output::print_json;
 use crate::{DevicesCommand, RelayCommand};
+
+/// The one-time code for a privileged command: the one given with `--totp`, or — when the
+/// relays will ask for one and a person is at the terminal — one typed in answer to a prompt
+/// (scripts, with no terminal, get the relay's refusal naming `--totp` instead).
+fn code(store: &Store, given: Option<&str>) -> Result<Option<String>> {
+    if let Some(code) = given {
+        return Ok(Some(code.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() || !daftar_sync_driver::code_needed(store)? {
+        return Ok(None);
+    }
+    ask_code().map(Some)
+}
+
+fn ask_code() -> Result<String> {
+    eprint!("One-time code from your authenticator app: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let code = line.trim().to_owned();
+    anyhow::ensure!(!code.is_empty(), "no code was given");
+    Ok(code)
+}
 
 pub fn relay(store: &mut Store, json: bool, command: &RelayCommand) -> Result<()> {
     match command {
@@ -276,7 +299,8 @@ pub fn invite(
     totp: Option<&str>,
 ) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
-    let invite = daftar_sync_driver::invite(store, role, relay, hours, now, totp)?;
+    let totp = code(store, totp)?;
+    let invite = daftar_sync_driver::invite(store, role, relay, hours, now, totp.as_deref())?;
     let code = invite.code.expose_code();
     if json {
         print_json(
@@ -307,6 +331,7 @@ pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Resul
         }
         DevicesCommand::Approve { device, member, totp } => {
             let device: DeviceId = device.parse()?;
+            let totp = code(store, totp.as_deref())?;
             daftar_sync_driver::approve(store, device, member.as_deref(), totp.as_deref())?;
             if json {
                 print_json(&json!({ "device_id": device, "status": "approved" }));
@@ -318,6 +343,7 @@ pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Resul
             let device: DeviceId = device.parse()?;
             let role = daftar_domain::Role::parse(role)
                 .ok_or_else(|| daftar_sync_driver::SyncError::UnknownRole(role.clone()))?;
+            let totp = code(store, totp.as_deref())?;
             daftar_sync_driver::set_role(store, device, role, totp.as_deref())?;
             if json {
                 print_json(&json!({ "device_id": device, "role": role }));
@@ -327,6 +353,7 @@ pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Resul
         }
         DevicesCommand::Revoke { device, totp } => {
             let device: DeviceId = device.parse()?;
+            let totp = code(store, totp.as_deref())?;
             let rotation = daftar_sync_driver::revoke(store, device, totp.as_deref())?;
             if json {
                 print_json(&json!({ "device_id": device, "status": "revoked", "rotation": rotation }));
@@ -344,6 +371,7 @@ pub fn devices(store: &mut Store, json: bool, command: &DevicesCommand) -> Resul
 pub fn keys(store: &mut Store, json: bool, command: &crate::KeysCommand) -> Result<()> {
     match command {
         crate::KeysCommand::Rotate { totp } => {
+            let totp = code(store, totp.as_deref())?;
             let rotation = daftar_sync_driver::rotate(store, totp.as_deref(), true)?;
             if json {
                 print_json(&rotation);
@@ -405,6 +433,7 @@ pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()>
             let account = account.clone().unwrap_or_else(|| {
                 std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "owner".into())
             });
+            let totp = code(store, totp.as_deref())?;
             let enrolment = daftar_sync_driver::mfa_enroll(store, &account, totp.as_deref())?;
             if json {
                 print_json(&enrolment);
@@ -428,7 +457,13 @@ pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()>
             }
         }
         crate::MfaCommand::Carry { totp } => {
-            let carried = daftar_sync_driver::mfa_carry(store, totp)?;
+            // Carrying needs a code in the request itself, window or not.
+            let totp = match totp {
+                Some(code) => code.clone(),
+                None if std::io::stdin().is_terminal() => ask_code()?,
+                None => anyhow::bail!("carrying your second factor needs a current one-time code: --totp CODE"),
+            };
+            let carried = daftar_sync_driver::mfa_carry(store, &totp)?;
             if json {
                 print_json(&json!({ "carried_to": carried }));
             } else if carried.is_empty() {

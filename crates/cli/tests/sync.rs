@@ -1171,6 +1171,46 @@ fn a_relay_cannot_swap_a_joining_devices_keys_for_its_own() {
     assert!(message.contains("made before the workspace key was rotated"), "{message}");
 }
 
+#[test]
+fn at_a_terminal_a_privileged_command_asks_for_the_one_time_code() {
+    // A relay whose window closes at once: every privileged request needs a code.
+    let relay = Relay::start_with_env(&[("DAFTAR_RELAY_MFA_WINDOW_SECONDS", "0")]);
+    let a = Daftar::new();
+    a.json(&["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003"]);
+    a.json(&["relay", "add", &relay.url]);
+    a.json(&["sync"]);
+    let secret = a.second_factor();
+    // Run under a pseudo-terminal (`script`), typing `typed` when asked.
+    let at_terminal = |args: &str, typed: &str| -> String {
+        let mut child = a
+            .command_for("script")
+            .args(["-qec", &format!("{} --json {args}", env!("CARGO_BIN_EXE_daftar")), "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.as_mut().unwrap().write_all(format!("{typed}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    // Without a terminal: refused, naming the option.
+    let refused = a.fails(&["invite"]);
+    assert!(refused["message"].as_str().unwrap().contains("--totp CODE"), "{refused}");
+    // At one: asked, and the typed code lets it through.
+    let step = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30;
+    let said = at_terminal("invite", &format!("{:06}", secret.code_at(step + 1)));
+    assert!(said.contains("One-time code from your authenticator app:"), "{said}");
+    let json = &said[said.find('{').unwrap()..=said.rfind('}').unwrap()];
+    let invite: Value = serde_json::from_str(json).unwrap();
+    assert!(invite["code"].as_str().unwrap().starts_with("daftar-invite-1."), "{said}");
+    // A wrong one is refused as from `--totp`.
+    let said = at_terminal("keys rotate", "000000");
+    assert!(said.contains("One-time code from your authenticator app:") && said.contains("mfa_invalid"), "{said}");
+    assert_eq!(a.json(&["keys", "list"]).as_array().unwrap().len(), 1, "nothing rotated");
+}
+
 /// A new device joined to `owner`'s workspace with `role`.
 fn join_as(owner: &Daftar, role: &str) -> Daftar {
     let d = Daftar::new();

@@ -25,6 +25,15 @@ pub enum RelayError {
     Protocol(String),
 }
 
+/// A member's second factor on one relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaStatus {
+    pub enrolled: bool,
+    pub confirmed: bool,
+    /// A code was accepted within the relay's window: privileged requests need none now.
+    pub window_open: bool,
+}
+
 /// What the live subscription says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -231,10 +240,11 @@ impl<'k> RelayClient<'k> {
         Ok(answer["elevated_until"].as_i64().unwrap_or_default())
     }
 
-    /// Whether this device's member has a second factor on this relay: (enrolled, confirmed).
-    pub fn mfa_status(&self, workspace: WorkspaceId) -> Result<(bool, bool), RelayError> {
+    /// Whether this device's member has a second factor on this relay.
+    pub fn mfa_status(&self, workspace: WorkspaceId) -> Result<MfaStatus, RelayError> {
         let answer = self.call("GET", &format!("/v1/workspaces/{workspace}/mfa"), None, None)?;
-        Ok((answer["enrolled"].as_bool().unwrap_or(false), answer["confirmed"].as_bool().unwrap_or(false)))
+        let flag = |name: &str| answer[name].as_bool().unwrap_or(false);
+        Ok(MfaStatus { enrolled: flag("enrolled"), confirmed: flag("confirmed"), window_open: flag("window_open") })
     }
 
     /// The member's second factor as this relay holds it, for a current code

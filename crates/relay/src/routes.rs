@@ -436,7 +436,8 @@ async fn verify_mfa<S: RelayStorage>(
     Ok(Json(json!({ "confirmed": true, "elevated_until": now_ms() + state.limits.mfa_window_ms })))
 }
 
-/// Whether the signing device's member has a second factor here, and whether it is confirmed.
+/// Whether the signing device's member has a second factor here, whether it is confirmed, and
+/// whether a code's window is open (so a client knows whether to ask its user for a code).
 async fn mfa_status<S: RelayStorage>(
     State(state): State<Arc<AppState<S>>>,
     Path(workspace): Path<String>,
@@ -444,7 +445,12 @@ async fn mfa_status<S: RelayStorage>(
 ) -> ApiResult<impl IntoResponse> {
     let device = member(&state, &workspace, &incoming).await?;
     let mfa = state.storage.mfa(workspace, device.factor_holder()).await?;
-    Ok(Json(json!({ "enrolled": mfa.is_some(), "confirmed": mfa.is_some_and(|m| m.confirmed) })))
+    Ok(Json(json!({
+        "enrolled": mfa.is_some(),
+        "confirmed": mfa.as_ref().is_some_and(|m| m.confirmed),
+        // Whether privileged requests go through without a code right now.
+        "window_open": mfa.as_ref().is_some_and(|m| m.confirmed && m.elevated_until > now_ms()),
+    })))
 }
 
 /// Hands the member's second factor (its secret and the hashes of the recovery codes not yet

@@ -31,7 +31,8 @@ pub use error::SyncError;
 pub use rotation::{Rotation, rotate, take_in};
 pub use setup::{
     AddedRelay, DeviceRecord, FirstSync, Invite, MfaEnrolment, SetUp, add_relay, add_relay_carrying_factor, approve,
-    complete_join, devices, invite, join, mfa_carry, mfa_enroll, mfa_verify, recover, remove_relay, revoke, set_role,
+    code_needed, complete_join, devices, invite, join, mfa_carry, mfa_enroll, mfa_verify, recover, remove_relay,
+    revoke, set_role,
 };
 pub use snapshot::{BootstrapReport, SnapshotReport};
 

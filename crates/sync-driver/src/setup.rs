@@ -717,6 +717,24 @@ fn mfa_enroll_inner(store: &Store, account: &str, totp: Option<&str>) -> Result<
     Ok(MfaEnrolment { otpauth_uri: secret.otpauth_uri(account), secret: secret.to_base32(), recovery_codes: codes })
 }
 
+/// Whether a privileged command would be asked for a one-time code now: this device's member
+/// has a confirmed second factor on some relay whose window is closed. The CLI asks its user
+/// for one up front rather than fail half-way through a command of several requests.
+pub fn code_needed(store: &Store) -> Result<bool, SyncError> {
+    if store.info().role < Role::Admin {
+        return Ok(false);
+    }
+    let info = store.info().clone();
+    let key = store.device_signing_key()?;
+    for relay in store.relays()? {
+        let status = RelayClient::new(&relay.url, info.device_id, &key)?.mfa_status(info.workspace_id)?;
+        if status.confirmed && !status.window_open {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Enrols the member's second factor with every relay that lacks it (one added later), taking
 /// it from a relay that has it for a current `code` — so the authenticator app keeps one entry.
 /// Each relay it reaches is then confirmed with a code computed from the secret, which this
@@ -737,9 +755,9 @@ fn mfa_carry_inner(store: &Store, code: &str) -> Result<Vec<String>, SyncError> 
     let (mut holders, mut lacking) = (Vec::new(), Vec::new());
     for relay in &relays {
         let client = RelayClient::new(&relay.url, info.device_id, &key)?;
-        match client.mfa_status(info.workspace_id)? {
-            (_, true) => holders.push(relay.url.clone()),
-            _ => lacking.push(relay.url.clone()),
+        match client.mfa_status(info.workspace_id)?.confirmed {
+            true => holders.push(relay.url.clone()),
+            false => lacking.push(relay.url.clone()),
         }
     }
     if lacking.is_empty() {

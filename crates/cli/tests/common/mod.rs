@@ -54,7 +54,12 @@ impl Daftar {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_daftar"));
+        self.command_for(env!("CARGO_BIN_EXE_daftar"))
+    }
+
+    /// `program` with this device's environment (for running `daftar` under another program).
+    pub fn command_for(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
         command.env("DAFTAR_DATA_DIR", self.data_dir()).env_remove("DAFTAR_PASSPHRASE");
         if let Some(passphrase) = &self.passphrase {
             command.env("DAFTAR_PASSPHRASE", passphrase);
