@@ -88,7 +88,7 @@ impl Api {
     pub fn handle(&self, request: Request) -> Result<Value, ApiError> {
         match request {
             Request::Status => self.status(),
-            Request::CreateWorkspace { seller } => self.create_workspace(seller),
+            Request::CreateWorkspace { seller, member } => self.create_workspace(seller, member),
             Request::JoinWorkspace { code } => self.join_workspace(&code),
             Request::UpdateSeller { seller } => self.with_store(|s| {
                 seller.validate().into_result().map_err(ApiError::invalid)?;
@@ -293,7 +293,11 @@ impl Api {
         }
     }
 
-    fn create_workspace(&self, seller: daftar_domain::SellerProfile) -> Result<Value, ApiError> {
+    fn create_workspace(
+        &self,
+        seller: daftar_domain::SellerProfile,
+        member: Option<String>,
+    ) -> Result<Value, ApiError> {
         seller.validate().into_result().map_err(ApiError::invalid)?;
         let mut guard =
             self.store.lock().map_err(|_| ApiError::new(ErrorCode::Internal, "the store lock is poisoned"))?;
@@ -302,6 +306,7 @@ impl Api {
             series: None,
             key: KeyChoice::Keyring,
             device_name: "this device".into(),
+            member,
             existing: None,
         };
         let (store, recovery) = Store::init(&self.dir, options, Arc::new(SystemClock))?;

@@ -18,6 +18,9 @@ pub enum Request {
     Status,
     CreateWorkspace {
         seller: SellerProfile,
+        /// The person creating it: its first member and owner ("owner" when empty).
+        #[serde(default)]
+        member: Option<String>,
     },
     JoinWorkspace {
         code: String,

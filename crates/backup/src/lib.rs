@@ -867,6 +867,7 @@ pub fn restore_into(
             series: Some(series),
             key: key_choice,
             device_name: "restored from backup".into(),
+            member: None,
             existing: Some(existing),
         },
         std::sync::Arc::new(SystemClock),

@@ -21,6 +21,7 @@ fn old_store(dir: &Path) {
         series: None,
         key: KeyChoice::Passphrase(PASSPHRASE.into()),
         device_name: "office".into(),
+        member: None,
         existing: None,
     };
     let (mut store, _) = Store::init(dir, options, Arc::new(SystemClock)).unwrap();

@@ -26,6 +26,7 @@ pub fn init_options(name: &str) -> InitOptions {
         series: None,
         key: KeyChoice::Passphrase(PASSPHRASE.into()),
         device_name: name.into(),
+        member: None,
         existing: None,
     }
 }

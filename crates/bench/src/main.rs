@@ -152,6 +152,7 @@ fn main() -> Result<()> {
             series: None,
             key: KeyChoice::Passphrase(PASSPHRASE.into()),
             device_name: "bench".into(),
+            member: None,
             existing: None,
         },
         Arc::new(SystemClock),

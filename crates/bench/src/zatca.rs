@@ -121,6 +121,7 @@ fn main() -> Result<()> {
             series: None,
             key: KeyChoice::Passphrase("benchmark passphrase".into()),
             device_name: "bench".into(),
+            member: None,
             existing: None,
         },
         Arc::new(SystemClock),

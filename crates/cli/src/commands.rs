@@ -198,8 +198,9 @@ fn init(cli: &Cli, args: &crate::InitArgs) -> Result<()> {
     let device_name = args.device_name.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this device".into())
     });
-    let (store, recovery) =
-        Store::init(&dir, InitOptions { seller, series, key, device_name, existing: None }, Arc::new(SystemClock))?;
+    let member = args.member.clone();
+    let options = InitOptions { seller, series, key, device_name, member, existing: None };
+    let (store, recovery) = Store::init(&dir, options, Arc::new(SystemClock))?;
     let info = store.info();
     let recovery_key = recovery.expose_printable();
     if cli.json {

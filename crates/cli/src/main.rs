@@ -315,6 +315,10 @@ pub struct InitArgs {
     /// A name for this device.
     #[arg(long)]
     pub device_name: Option<String>,
+    /// Your name: the workspace's first member and owner, as devices lists and the audit log
+    /// show it ("owner" when not given).
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
     /// Keep the database key in a passphrase-protected key file instead of the OS keyring
     /// (passphrase from DAFTAR_PASSPHRASE or asked for).
     #[arg(long)]

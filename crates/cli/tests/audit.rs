@@ -33,7 +33,8 @@ fn failed_check(d: &Daftar) -> Value {
 #[test]
 fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed() {
     let d = Daftar::new();
-    json(&d, &["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003", "--key-file"]);
+    let init = ["init", "--seller-name", "Acme Trading", "--vat-number", "300000000000003", "--key-file"];
+    json(&d, &[&init[..], &["--member", "Huda Al-Harbi"]].concat());
     let customer = json(&d, &["customer", "add", "--name", "Nour Bakery", "--vat-number", "311111111111113"]);
     let customer = customer["id"].as_str().unwrap().to_owned();
     let invoice = json(&d, &["invoice", "create", "--customer", &customer, "--line", "Flour|2|50"]);
@@ -50,6 +51,9 @@ fn the_audit_log_says_who_did_what_and_names_the_first_entry_edited_or_removed()
     }
     let device = json(&d, &["info"])["device_id"].clone();
     assert!(log.as_array().unwrap().iter().all(|e| e["device"] == device), "every entry names the device");
+    assert!(log.as_array().unwrap().iter().all(|e| e["member"] == "Huda Al-Harbi"), "and the member named at init");
+    let hers = json(&d, &["audit", "--member", "Huda Al-Harbi"]);
+    assert_eq!(hers.as_array().unwrap().len(), log.as_array().unwrap().len() + 1, "hers, and the read of the log");
     let about = json(&d, &["audit", "--invoice", "A-000001"]);
     let edit = about.as_array().unwrap().iter().find(|e| e["action"] == "edit").unwrap();
     let yeast = edit["changes"].as_array().unwrap().iter().find(|c| c["after"] == "Yeast");

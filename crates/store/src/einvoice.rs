@@ -472,6 +472,7 @@ mod tests {
             series: None,
             key: KeyChoice::Passphrase("chain test".into()),
             device_name: "test".into(),
+            member: None,
             existing: None,
         };
         let (mut store, _) = Store::init(&dir.join("data"), options, Arc::new(SystemClock)).unwrap();

@@ -45,6 +45,9 @@ pub struct InitOptions {
     pub series: Option<Series>,
     pub key: KeyChoice,
     pub device_name: String,
+    /// For a new workspace: the person creating it, its first member and owner, as the
+    /// membership document and the audit log name them ("owner" when not given).
+    pub member: Option<String>,
     /// Set up this data directory as a new device of an existing workspace (recovery, joining)
     /// instead of creating a workspace. Its settings then arrive by sync.
     pub existing: Option<ExistingWorkspace>,
@@ -514,7 +517,8 @@ impl Store {
             // membership document must trace back to it.
             let agreement = daftar_sync::AgreementKey::from_seed(&secrets.agreement_seed).public_key();
             let recovery_agreement = secrets.recovery.agreement_key().public_key();
-            store.create_membership("owner", &device_key.public_key(), &agreement, &recovery_agreement)?;
+            let member = options.member.as_deref().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("owner");
+            store.create_membership(member, &device_key.public_key(), &agreement, &recovery_agreement)?;
         }
         // The profile is written last: until it exists, the directory is not a workspace.
         Profile { format: Profile::FORMAT.into(), version: 1, key: location, key_check: key_check(key) }.write(dir)?;

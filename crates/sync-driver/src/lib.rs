@@ -576,6 +576,7 @@ pub fn rehearse_recovery(
             series: Some(daftar_domain::Series::for_device('D', device).map_err(|e| SyncError::Invalid(e.0))?),
             key: daftar_store::KeyChoice::Passphrase(passphrase),
             device_name: "recovery drill".into(),
+            member: None,
             existing: Some(daftar_store::ExistingWorkspace {
                 workspace_id: info.workspace_id,
                 device_id: device,

@@ -455,6 +455,7 @@ fn init_device(
             series: Some(series),
             key,
             device_name: name.into(),
+            member: None,
             existing: Some(existing),
         },
         Arc::new(SystemClock),

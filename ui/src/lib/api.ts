@@ -123,7 +123,8 @@ export function onSync(handler: (event: SyncEvent) => void): () => void {
 
 export const api = {
   status: () => call<AppStatus>({ command: "status" }),
-  createWorkspace: (seller: SellerProfile) => call<CreatedWorkspace>({ command: "create_workspace", seller }),
+  createWorkspace: (seller: SellerProfile, member: string | null) =>
+    call<CreatedWorkspace>({ command: "create_workspace", seller, member }),
   joinWorkspace: (code: string) => call<{ workspace_id: string }>({ command: "join_workspace", code }),
   updateSeller: (seller: SellerProfile) => call<SellerProfile>({ command: "update_seller", seller }),
   listInvoices: (query: InvoiceListQuery) => call<InvoicePage>({ command: "list_invoices", query }),

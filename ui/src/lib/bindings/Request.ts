@@ -13,7 +13,11 @@ import type { SellerProfile } from "./SellerProfile";
 /**
  * One request from the UI. `command` names it; the other fields are its arguments.
  */
-export type Request = { "command": "status" } | { "command": "create_workspace", seller: SellerProfile, } | { "command": "join_workspace", code: string, } | { "command": "update_seller", seller: SellerProfile, } | { "command": "zatca_status" } | { "command": "zatca_onboard", otp: string, 
+export type Request = { "command": "status" } | { "command": "create_workspace", seller: SellerProfile, 
+/**
+ * The person creating it: its first member and owner ("owner" when empty).
+ */
+member: string | null, } | { "command": "join_workspace", code: string, } | { "command": "update_seller", seller: SellerProfile, } | { "command": "zatca_status" } | { "command": "zatca_onboard", otp: string, 
 /**
  * `developer`, `simulation` or `production`.
  */

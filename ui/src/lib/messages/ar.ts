@@ -130,6 +130,7 @@ export const ar: Messages = {
   "onboarding.intro": "فواتير تعمل دون اتصال، وتُزامَن بتشفير تام بين الطرفين، ولا تضيع أبدًا.",
   "onboarding.create": "إنشاء مساحة عمل جديدة",
   "onboarding.join": "الانضمام برمز دعوة",
+  "onboarding.member": "اسمك",
   "onboarding.code": "رمز الدعوة",
   "onboarding.joining": "جارٍ الانضمام وجلب مساحة العمل…",
   "field.seller_name": "الاسم النظامي (بالإنجليزية)",

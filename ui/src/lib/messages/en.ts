@@ -128,6 +128,7 @@ export const en = {
   "onboarding.intro": "Invoices that work offline, sync end-to-end encrypted, and are never lost.",
   "onboarding.create": "Create a new workspace",
   "onboarding.join": "Join with an invite code",
+  "onboarding.member": "Your name",
   "onboarding.code": "Invite code",
   "onboarding.joining": "Joining and fetching the workspace…",
   "field.seller_name": "Legal name (English)",
