@@ -36,6 +36,12 @@ fn ask_code() -> Result<String> {
     Ok(code)
 }
 
+fn print_carried(relays: &[String]) {
+    for to in relays {
+        println!("Your second factor now covers {to} too (same authenticator entry).");
+    }
+}
+
 pub fn relay(store: &mut Store, json: bool, command: &RelayCommand) -> Result<()> {
     match command {
         RelayCommand::Add { url, totp } => {
@@ -49,9 +55,7 @@ pub fn relay(store: &mut Store, json: bool, command: &RelayCommand) -> Result<()
                 }));
             } else {
                 println!("Added relay {}; run `daftar sync` to send this device's changes.", added.url);
-                for to in &added.second_factor_carried_to {
-                    println!("Your second factor now covers {to} too (same authenticator entry).");
-                }
+                print_carried(&added.second_factor_carried_to);
                 if added.second_factor_needed {
                     println!(
                         "The new relay has no copy of your second factor yet: run `daftar mfa carry --totp CODE` (a current code) to cover it."
@@ -469,9 +473,7 @@ pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()>
             } else if carried.is_empty() {
                 println!("Every relay already holds your second factor.");
             } else {
-                for to in &carried {
-                    println!("Your second factor now covers {to} too (same authenticator entry).");
-                }
+                print_carried(&carried);
             }
         }
     }

@@ -392,35 +392,21 @@ impl SqliteStorage {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
-        // Relays made before device approval existed: their devices count as approved.
-        let has_approved: bool =
-            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'approved'", [], |r| {
-                r.get::<_, i64>(0).map(|n| n > 0)
-            })?;
-        if !has_approved {
-            conn.execute_batch("ALTER TABLE devices ADD COLUMN approved INTEGER NOT NULL DEFAULT 1")?;
-        }
-        let has_agreement: bool = conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'agreement_key'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_agreement {
-            conn.execute_batch("ALTER TABLE devices ADD COLUMN agreement_key TEXT")?;
-        }
-        let has_member: bool =
-            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'member'", [], |r| {
-                r.get::<_, i64>(0).map(|n| n > 0)
-            })?;
-        if !has_member {
-            conn.execute_batch("ALTER TABLE devices ADD COLUMN member TEXT")?;
-        }
-        let has_join_proof: bool =
-            conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'join_proof'", [], |r| {
-                r.get::<_, i64>(0).map(|n| n > 0)
-            })?;
-        if !has_join_proof {
-            conn.execute_batch("ALTER TABLE devices ADD COLUMN join_proof TEXT")?;
+        // Columns added since the first release, on relays made before them (devices of a
+        // relay from before approval existed count as approved).
+        for (column, definition) in [
+            ("approved", "INTEGER NOT NULL DEFAULT 1"),
+            ("agreement_key", "TEXT"),
+            ("member", "TEXT"),
+            ("join_proof", "TEXT"),
+        ] {
+            let present: bool =
+                conn.query_row("SELECT count(*) FROM pragma_table_info('devices') WHERE name = ?1", [column], |r| {
+                    r.get::<_, i64>(0).map(|n| n > 0)
+                })?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE devices ADD COLUMN {column} {definition}"))?;
+            }
         }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
