@@ -674,7 +674,13 @@ fn maintenance(cli: &Cli, command: &StoreCommand) -> Result<()> {
             }
         }
         StoreCommand::Compact => {
-            let report = store.compact()?;
+            // Progress (on stderr, and not with --json, whose answer is one object on stdout)
+            // names only what is committed: an interrupted compaction keeps it.
+            let report = store.compact_with_progress(|so_far, remaining| {
+                if !cli.json && remaining > 0 {
+                    eprintln!("Compacted {} documents, {remaining} to go…", so_far.documents);
+                }
+            })?;
             if cli.json {
                 print_json(&report);
             } else {

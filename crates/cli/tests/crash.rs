@@ -5,12 +5,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Daftar, SplitMix};
+use common::{Daftar, SplitMix, Watched};
 use serde_json::Value;
+
+/// A random moment within `span`: `span` times a fraction in `0..=1`, to the microsecond.
+fn within(rng: &mut SplitMix, span: Duration) -> Duration {
+    span.mul_f64(rng.below(1_000_001) as f64 / 1_000_000.0)
+}
 
 #[test]
 fn acknowledged_writes_survive_kill_9_at_random_moments() {
@@ -22,29 +25,26 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
     let customer = d.customer("Crash Test Customer", Some("311111111111113"));
     let mut created: Vec<String> = Vec::new();
     let mut issued: HashMap<String, String> = HashMap::new();
-    let mut killed_while_writing = 0;
+    // The kill is timed by the writer's own progress, never by the clock: wait for its first
+    // acknowledgement (however long starting takes on this machine), let it acknowledge one to
+    // three more, then kill at a random moment within the time its last write took, so kills
+    // land anywhere in a write (inside the transaction, during commit, before the
+    // acknowledgement is printed) whatever the machine's speed.
     for round in 0..rounds {
-        let mut child = d
-            .command()
-            .args(["debug", "write-loop", "--customer", &customer])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("writer starts");
-        std::thread::sleep(Duration::from_millis(5 + rng.next() % 60));
-        child.kill().expect("SIGKILL");
-        let mut stdout = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        let status = child.wait().unwrap();
-        if status.code().is_none() {
-            killed_while_writing += 1;
+        let mut writer = Watched::spawn(d.command().args(["debug", "write-loop", "--customer", &customer]), false);
+        let what = format!("round {round}: the writer");
+        let (_, mut last) = writer.next(&what);
+        let mut write_took = Duration::ZERO;
+        for _ in 0..1 + rng.below(3) {
+            let (_, at) = writer.next(&what);
+            write_took = at - last;
+            last = at;
         }
-        // Only complete lines are acknowledgements; a torn last line was not acknowledged.
-        let complete = match stdout.rfind('\n') {
-            Some(end) => &stdout[..end],
-            None => "",
-        };
-        for line in complete.lines() {
+        std::thread::sleep(within(&mut rng, write_took));
+        let (status, acks, stderr) = writer.kill();
+        assert!(status.code().is_none(), "round {round}: the writer ended by itself ({status}): {stderr}");
+        assert!(!acks.is_empty(), "round {round}: the writer was killed after acknowledging, yet no line was read");
+        for line in &acks {
             let ack: Value =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("round {round}: bad ack {line:?}: {e}"));
             if let Some(id) = ack["created"].as_str() {
@@ -54,28 +54,34 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
             }
         }
     }
-    assert!(
-        killed_while_writing >= rounds * 9 / 10,
-        "the writer must be killed, not finish ({killed_while_writing}/{rounds})"
-    );
-    assert!(created.len() >= rounds, "the schedule must give writers time to write ({} acknowledged)", created.len());
 
     let written_by_loop = created.clone();
-    // Compaction killed part-way must lose nothing either: each batch is one transaction.
-    let mut compactions_killed = 0;
-    for _ in 0..20 {
-        let mut child =
-            d.command().args(["store", "compact"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(5 + rng.next() % 150));
-        child.kill().expect("SIGKILL");
-        if child.wait().unwrap().code().is_none() {
-            compactions_killed += 1;
+    // Compaction killed part-way must lose nothing either: each batch is one transaction. Each
+    // round first gives it more than one batch of documents to fold (256 a batch), then kills it
+    // once it reports its first batch committed: at once in half the rounds (so the kill surely
+    // lands while later batches are still to come), at a random moment within the time the
+    // first batch took in the others (so it lands inside a batch's transaction too).
+    let mut compactions_interrupted = 0;
+    for round in 0..8 {
+        let more = d.run(&["--json", "debug", "write-loop", "--customer", &customer, "--count", "300", "--drafts"]);
+        assert!(more.status.success(), "{}", String::from_utf8_lossy(&more.stderr));
+        for line in String::from_utf8(more.stdout).unwrap().lines() {
+            let ack: Value = serde_json::from_str(line).unwrap();
+            created.push(ack["created"].as_str().unwrap().to_owned());
         }
-        // More changes on top, so the next compaction has work to do.
-        let inv = d.json(&["invoice", "create", "--customer", &customer, "--line", "After compaction|1|1"]);
-        created.push(inv["id"].as_str().unwrap().to_owned());
+        let started = Instant::now();
+        let mut compaction = Watched::spawn(d.command().args(["store", "compact"]), true);
+        let (progress, at) = compaction.next(&format!("compaction round {round}"));
+        assert!(progress.contains("to go"), "compaction round {round}: progress reads {progress:?}");
+        if round % 2 == 1 {
+            std::thread::sleep(within(&mut rng, at - started));
+        }
+        let (status, _, output) = compaction.kill();
+        if status.code().is_none() && !output.contains("change rows folded") {
+            compactions_interrupted += 1;
+        }
     }
-    assert!(compactions_killed > 0, "at least one compaction must be interrupted");
+    assert!(compactions_interrupted > 0, "no compaction was interrupted mid-way");
 
     let verify = d.json(&["store", "verify"]);
     assert_eq!(verify["ok"], true, "after {rounds} kills the store must verify: {verify}");
@@ -110,7 +116,8 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         assert_eq!(invoice["lines"].as_array().map(Vec::len), Some(1));
     }
     eprintln!(
-        "crash test: {} creates and {} issues acknowledged, {} invoices stored, {} issued in the store",
+        "crash test: {} creates and {} issues acknowledged, {} invoices stored, {} issued in the store, \
+         {compactions_interrupted} of 8 compactions interrupted",
         created.len(),
         issued.len(),
         present.len(),

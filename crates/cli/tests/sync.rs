@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Daftar, Relay, SplitMix, export, two_devices};
+use common::{Daftar, Relay, STUCK, SplitMix, Watched, export, two_devices};
 use serde_json::Value;
 
 fn ids(list: &Value) -> Vec<String> {
@@ -286,9 +286,10 @@ fn a_watching_device_receives_a_change_at_once() {
     a.second_factor();
     let b = Daftar::new();
     b.join_approved(a.json(&["invite"])["code"].as_str().unwrap(), &a);
-    let mut watcher =
-        b.command().args(["sync", "--watch"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Once the watcher says it is live with the relay (however long that takes here), a change
+    // pushed by A must reach it without B asking.
+    let mut watcher = Watched::spawn(b.command().args(["sync", "--watch"]), true);
+    while !watcher.next("sync --watch").0.starts_with("sync: live with") {}
     let created = a.json(&["invoice", "create", "--customer", &customer, "--line", "Live|1|10"]);
     let started = std::time::Instant::now();
     a.json(&["sync"]);
@@ -297,14 +298,13 @@ fn a_watching_device_receives_a_change_at_once() {
         if b.run(&["invoice", "show", id]).status.success() {
             break true;
         }
-        if started.elapsed() > std::time::Duration::from_secs(10) {
+        if started.elapsed() > STUCK {
             break false;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let _ = watcher.kill();
-    let _ = watcher.wait();
-    assert!(arrived, "the watching device did not receive the change within 10 s");
+    let (_, _, output) = watcher.kill();
+    assert!(arrived, "the watching device did not receive the change within {STUCK:?}: {output}");
     eprintln!("watch: arrived {:?} after the sync started", started.elapsed());
 }
 
@@ -400,7 +400,7 @@ fn a_relay_killed_during_a_sync_loses_nothing_and_stores_nothing_twice() {
     let started = std::time::Instant::now();
     let stored_at_kill = loop {
         let stored: i64 = watch.query_row("SELECT count(*) FROM envelopes", [], |r| r.get(0)).unwrap_or(0);
-        if stored > 0 || started.elapsed() > std::time::Duration::from_secs(20) {
+        if stored > 0 || started.elapsed() > STUCK {
             break stored;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));

@@ -192,7 +192,11 @@ impl Stub {
     fn start() -> Stub {
         use std::io::BufRead;
         let binary = Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-zatca-stub");
-        assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
+        assert!(
+            binary.exists(),
+            "{} is missing: build every binary first (cargo build --workspace --all-targets; scripts/test does)",
+            binary.display()
+        );
         let mut child =
             std::process::Command::new(binary).stdout(std::process::Stdio::piped()).spawn().expect("the stub starts");
         let mut line = String::new();

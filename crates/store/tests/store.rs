@@ -314,3 +314,34 @@ fn invoices_from_one_millisecond_each_get_their_own_index_row() {
         1_001
     );
 }
+
+#[test]
+fn compaction_reports_each_committed_batch_and_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = init(dir.path());
+    let buyer = new_customer(&mut store, "Nour Bakery");
+    let invoices: Vec<daftar_domain::Invoice> = (0..600)
+        .map(|n| {
+            let mut invoice = daftar_domain::Invoice::draft(
+                daftar_domain::InvoiceId::from_uuid(Uuid::now_v7()),
+                daftar_domain::InvoiceKind::Standard,
+                chrono::Utc::now(),
+            );
+            invoice.customer = Some(buyer.snapshot());
+            invoice.lines = vec![line(&format!("Item {n}"), "1", "10").into_line_with(None)];
+            invoice
+        })
+        .collect();
+    store.create_many(&invoices, "import").unwrap();
+    let mut seen: Vec<(usize, usize)> = Vec::new();
+    let report = store.compact_with_progress(|so_far, remaining| seen.push((so_far.documents, remaining))).unwrap();
+    // 600 invoices, the customer and the workspace's own documents: three batches of 256.
+    let total = report.documents;
+    assert!(total > 600, "{report:?}");
+    assert_eq!(seen.len(), total.div_ceil(256), "one report per batch: {seen:?}");
+    assert_eq!(seen.first(), Some(&(256, total - 256)));
+    assert_eq!(seen.last(), Some(&(total, 0)), "the last report is the whole compaction");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 > w[1].1), "{seen:?}");
+    assert_eq!(store.compact_with_progress(|_, _| {}).unwrap().documents, 0, "nothing left to fold");
+    assert!(store.verify().unwrap().is_ok());
+}

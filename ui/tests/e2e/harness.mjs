@@ -60,6 +60,24 @@ export function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
   checks += 1;
 }
+/** How long a check waits for the page to settle: far beyond any machine's speed. */
+const SETTLE_MS = 30_000;
+
+/**
+ * Checks `test(await read())`, reading again until it holds or SETTLE_MS pass: the page updates
+ * asynchronously (debounced search, API round trips), and a fixed pause before asserting is
+ * either too short on a slow machine or wasted on a fast one. The message names the last value.
+ */
+export async function checkSoon(read, test, message) {
+  const deadline = Date.now() + SETTLE_MS;
+  let value = await read();
+  while (!test(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    value = await read();
+  }
+  check(test(value), `${message} (${JSON.stringify(value)})`);
+}
+
 export function checked() {
   return checks;
 }

@@ -4,7 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { startBackend, startBrowser, startZatcaStub, check, checked, repo } from "./harness.mjs";
+import { startBackend, startBrowser, startZatcaStub, check, checkSoon, checked, repo } from "./harness.mjs";
 
 const shots = process.env.DAFTAR_SCREENSHOTS ?? join(repo, "docs/screenshots");
 const backend = await startBackend();
@@ -16,6 +16,7 @@ page.on("pageerror", (error) => {
 });
 
 async function shot(name) {
+  // Only for the picture (transitions, fonts); every check before it waits for what it reads.
   await page.waitForTimeout(250);
   await page.screenshot({ path: join(shots, `${name}.png`) });
 }
@@ -72,13 +73,11 @@ try {
   await page.getByTestId("add-line").click();
   await fillLine(2, "Salt", "1", "5.555");
   await page.getByText("Amount").first().waitFor({ timeout: 3000 }).catch(() => {});
-  await page.waitForTimeout(400);
-  check((await page.locator("td .problem").count()) >= 1, "a bad amount is flagged beside its input");
+  await checkSoon(() => page.locator("td .problem").count(), (n) => n >= 1, "a bad amount is flagged beside its input");
   await page.getByLabel("Unit price 2").fill("5.50");
   await page.getByTestId("add-line").click();
   await fillLine(3, "Yeast", "3", "1.25");
-  await page.waitForTimeout(400);
-  check((await text("[data-testid=total-gross]")) === "SAR 125.64", `live totals (${await text("[data-testid=total-gross]")})`);
+  await checkSoon(() => text("[data-testid=total-gross]"), (t) => t === "SAR 125.64", "live totals");
   check((await text("[data-testid=total-vat]")) === "SAR 16.39", "VAT on the whole category, rounded once");
   await page.getByRole("button", { name: "Save" }).click();
   await page.getByTestId("invoice-status").waitFor();
@@ -134,25 +133,21 @@ try {
   await page.getByTestId("version").nth(4).waitFor();
   await page.getByRole("button", { name: "Back" }).click();
   await page.getByTestId("total-gross").waitFor();
-  await page.waitForTimeout(300);
-  check((await text("[data-testid=total-gross]")) === "SAR 34.50", "version 1 restored as a new version");
+  await checkSoon(() => text("[data-testid=total-gross]"), (t) => t === "SAR 34.50", "version 1 restored as a new version");
 
   // Search as you type.
   await page.getByRole("navigation").getByRole("button", { name: "Invoices" }).click();
   await page.keyboard.press("Control+f");
   await page.keyboard.type("yeast");
-  await page.waitForTimeout(400);
-  check((await text("[data-testid=invoice-count]")) === "1 invoices", "search finds the invoice by a line");
+  await checkSoon(() => text("[data-testid=invoice-count]"), (t) => t === "1 invoices", "search finds the invoice by a line");
   await page.locator("#invoice-search").fill("");
-  await page.waitForTimeout(300);
+  await checkSoon(() => text("[data-testid=invoice-count]"), (t) => t === "2 invoices", "clearing the search lists both again");
 
   // Sorting by a column, then reversing it.
   await page.getByTestId("sort-total").click();
-  await page.waitForTimeout(300);
-  check((await text("[data-testid=invoice-row] .num")) === "SAR 125.64", "largest total first");
+  await checkSoon(() => text("[data-testid=invoice-row] .num"), (t) => t === "SAR 125.64", "largest total first");
   await page.getByTestId("sort-total").click();
-  await page.waitForTimeout(300);
-  check((await text("[data-testid=invoice-row] .num")) === "SAR 34.50", "then smallest first");
+  await checkSoon(() => text("[data-testid=invoice-row] .num"), (t) => t === "SAR 34.50", "then smallest first");
   check((await page.getByRole("columnheader", { name: /Total/ }).getAttribute("aria-sort")) === "ascending", "aria-sort says so");
   await page.getByTestId("sort-date").click();
 
@@ -219,9 +214,8 @@ try {
   await page.getByTestId("audit-member").fill("Huda");
   await page.getByTestId("audit-invoice").fill("A-000001");
   await page.getByRole("button", { name: "Show" }).click();
-  await page.waitForTimeout(300);
-  const rows = await page.getByTestId("audit-entry").count();
-  check(rows >= 2 && !(await text("[data-testid=audit-list]")).includes("backup"), `--invoice filters the log (${rows} entries)`);
+  await checkSoon(() => page.getByTestId("audit-entry").count(), (rows) => rows >= 2, "--invoice filters the log to the invoice's entries");
+  check(!(await text("[data-testid=audit-list]")).includes("backup"), "and leaves out the rest (backups)");
   await page.getByTestId("audit-verify").click();
   await page.getByTestId("audit-check").waitFor();
   check((await text("[data-testid=audit-check]")).startsWith("The log verifies"), "the chain verifies from the app");
@@ -253,8 +247,7 @@ try {
   check((await text("[data-testid=invoice-count]")) === "٢ فاتورة", "Arabic-Indic digits when chosen");
   await page.getByTestId("invoice-row").nth(1).click();
   await page.getByTestId("total-gross").waitFor();
-  await page.waitForTimeout(300);
-  check((await text("[data-testid=total-gross]")) === "١٢٥٫٦٤ ر.س", `amounts in Arabic (${await text("[data-testid=total-gross]")})`);
+  await checkSoon(() => text("[data-testid=total-gross]"), (t) => t === "١٢٥٫٦٤ ر.س", "amounts in Arabic");
   await shot("invoice-issued-ar");
   await page.getByRole("button", { name: "السجل" }).click();
   await page.getByTestId("version").first().waitFor();
@@ -273,15 +266,14 @@ try {
   await page.getByLabel("الوصف 1").fill("هيل");
   await page.getByLabel("الكمية 1").fill("2");
   await page.getByLabel("سعر الوحدة 1").fill("10");
-  await page.waitForTimeout(400);
+  await checkSoon(() => text("[data-testid=total-gross]"), (t) => t === "٢٣٫٠٠ ر.س", "live totals in Arabic");
   await shot("invoice-editor-ar");
 
   // A credit note against the issued invoice: a new draft that refers to it.
   await page.getByTestId("toggle-language").click();
   await page.getByRole("navigation").getByRole("button", { name: "Invoices" }).click();
   await page.getByTestId("sort-number").click();
-  await page.waitForTimeout(400);
-  check((await text("[data-testid=invoice-row] .number")) === "A-000001", "numbered invoices first when sorted by number");
+  await checkSoon(() => text("[data-testid=invoice-row] .number"), (t) => t === "A-000001", "numbered invoices first when sorted by number");
   await page.getByTestId("invoice-row").first().click();
   await page.getByTestId("credit-note").click();
   await page.getByTestId("credit-reason").fill("Two sacks returned damaged");

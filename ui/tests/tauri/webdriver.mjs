@@ -1,6 +1,13 @@
 // A small W3C WebDriver client (fetch only) for driving the real desktop window through
 // tauri-driver and WebKitWebDriver.
 
+/**
+ * How long to wait for the window to show something (an element, a text, a synced change):
+ * every wait polls for what it expects and returns as soon as it holds, so this only bounds a
+ * failure, and is far beyond what a slow, loaded machine needs.
+ */
+export const PATIENCE_MS = 60_000;
+
 export class Session {
   constructor(base, id) {
     this.base = base;
@@ -9,7 +16,7 @@ export class Session {
 
   static async start(port, application) {
     const base = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + PATIENCE_MS;
     for (;;) {
       try {
         const response = await fetch(`${base}/session`, {
@@ -42,7 +49,7 @@ export class Session {
   }
 
   /** The first element matching an XPath, waiting for it to appear. */
-  async find(xpath, timeout = 10_000) {
+  async find(xpath, timeout = PATIENCE_MS) {
     const deadline = Date.now() + timeout;
     for (;;) {
       try {
@@ -78,7 +85,7 @@ export class Session {
   }
 
   /** Waits until `xpath`'s text satisfies `test`, returning it. */
-  async waitText(xpath, test, timeout = 10_000) {
+  async waitText(xpath, test, timeout = PATIENCE_MS) {
     const deadline = Date.now() + timeout;
     let last = "";
     for (;;) {

@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -100,7 +102,7 @@ impl Daftar {
             .stderr(Stdio::piped())
             .spawn()
             .expect("daftar runs");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = Instant::now() + STUCK;
         let pending = loop {
             let list = approver.json(&["devices", "list"]);
             if let Some(d) = list.as_array().unwrap().iter().find(|d| d["status"] == "pending") {
@@ -110,8 +112,8 @@ impl Daftar {
                 let output = child.wait_with_output().unwrap();
                 panic!("join ended ({status}) before approval: {}", String::from_utf8_lossy(&output.stderr));
             }
-            assert!(std::time::Instant::now() < deadline, "the joining device never showed up as pending");
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "the joining device never showed up as pending");
+            std::thread::sleep(Duration::from_millis(100));
         };
         approver.json(&["devices", "approve", &pending]);
         let output = child.wait_with_output().expect("join finishes");
@@ -142,7 +144,6 @@ impl Daftar {
     }
 }
 
-/// Every file under `dir`, recursively.
 /// A data directory's database, opened with the key from its key file (`init --key-file`).
 pub fn open_database(data_dir: &Path, passphrase: &str) -> rusqlite::Connection {
     let key = daftar_keys::key_file::open(&data_dir.join("key.json"), passphrase).unwrap();
@@ -155,6 +156,7 @@ pub fn open_database(data_dir: &Path, passphrase: &str) -> rusqlite::Connection 
     conn
 }
 
+/// Every file under `dir`, recursively.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -165,6 +167,84 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// How long a test waits for a process to show progress before calling it stuck: far beyond
+/// any machine's speed, so reaching it is a failure, never a slow machine.
+pub const STUCK: Duration = Duration::from_secs(120);
+
+/// A process whose output lines are read as they come, each with the moment it arrived.
+pub struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<(String, Instant)>,
+    /// The lines [`Watched::next`] has handed out.
+    seen: Vec<String>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    /// Spawns `command`, reading complete lines of its stdout (or stderr) as they arrive; a torn
+    /// last line (no newline) is never delivered: it was not acknowledged.
+    pub fn spawn(command: &mut Command, from_stderr: bool) -> Watched {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("daftar starts");
+        let stream: Box<dyn Read + Send> =
+            if from_stderr { Box::new(child.stderr.take().unwrap()) } else { Box::new(child.stdout.take().unwrap()) };
+        let (send, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut stream = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                match stream.read_line(&mut line) {
+                    Ok(n) if n > 0 && line.ends_with('\n') => {
+                        if send.send((line.trim_end().to_owned(), Instant::now())).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        });
+        Watched { child, lines, seen: Vec::new(), reader }
+    }
+
+    /// The next complete line; panics (naming `what`) if the process ends or shows nothing for
+    /// [`STUCK`].
+    pub fn next(&mut self, what: &str) -> (String, Instant) {
+        match self.lines.recv_timeout(STUCK) {
+            Ok((line, at)) => {
+                self.seen.push(line.clone());
+                (line, at)
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+                let status = self.child.wait().unwrap();
+                panic!("{what}: no further line ({status}): {}", self.rest());
+            }
+        }
+    }
+
+    /// What the process wrote on the stream that is not read line by line.
+    fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut rest);
+        }
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = stdout.read_to_string(&mut rest);
+        }
+        rest
+    }
+
+    /// Sends SIGKILL, then returns how the process ended, every line it completed (read or
+    /// not), and what it wrote on its other stream.
+    pub fn kill(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
+        self.child.kill().expect("SIGKILL");
+        let status = self.child.wait().unwrap();
+        let rest = self.rest();
+        self.reader.join().unwrap();
+        self.seen.extend(self.lines.try_iter().map(|(line, _)| line));
+        (status, self.seen, rest)
+    }
 }
 
 /// A small deterministic generator, so a failing random schedule can be replayed with its seed.
@@ -209,7 +289,11 @@ impl Relay {
 
     fn spawn(dir: tempfile::TempDir, listen: &str, env: &[(&str, &str)]) -> Relay {
         let binary = std::path::Path::new(env!("CARGO_BIN_EXE_daftar")).with_file_name("daftar-relay");
-        assert!(binary.exists(), "{} is missing: run the whole suite (cargo test --workspace)", binary.display());
+        assert!(
+            binary.exists(),
+            "{} is missing: build every binary first (cargo build --workspace --all-targets; scripts/test does)",
+            binary.display()
+        );
         let mut child = Command::new(binary)
             .args(["--listen", listen, "--database"])
             .arg(dir.path().join("relay.db"))
