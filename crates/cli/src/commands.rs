@@ -127,6 +127,10 @@ pub fn run(cli: Cli) -> Result<()> {
             write_loop(&cli, customer, *count, *drafts)
         }
         Command::Debug(DebugCommand::OpenEnvelope { file }) => crate::sync::open_envelope(&open(&cli)?, file),
+        #[cfg(debug_assertions)]
+        Command::Debug(DebugCommand::PushCrafted { document, kind, file }) => {
+            crate::sync::push_crafted(&open(&cli)?, cli.json, document, kind, file)
+        }
         Command::Keys(command) => crate::sync::keys(&mut open(&cli)?, cli.json, command),
         Command::Relay(command) => crate::sync::relay(&mut open(&cli)?, cli.json, command),
         Command::Sync { command: None, watch: false } => crate::sync::sync_round(&mut open(&cli)?, cli.json),

@@ -740,6 +740,17 @@ pub enum DebugCommand {
     /// Try to open a sealed envelope (raw bytes in FILE) with every workspace key this device
     /// holds; prints what it is or why it does not open.
     OpenEnvelope { file: PathBuf },
+    /// Debug builds only (tests): seal the raw bytes in FILE as a change of DOCUMENT, signed by
+    /// this device, and push it to every relay unchecked, as a modified client could.
+    #[cfg(debug_assertions)]
+    PushCrafted {
+        #[arg(long)]
+        document: String,
+        /// invoice, customer, item, settings, membership or events.
+        #[arg(long)]
+        kind: String,
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {

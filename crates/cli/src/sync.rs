@@ -431,6 +431,21 @@ pub fn open_envelope(store: &Store, file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `daftar debug push-crafted` (debug builds, tests): see [`daftar_sync_driver::push_crafted`].
+#[cfg(debug_assertions)]
+pub fn push_crafted(store: &Store, json: bool, document: &str, kind: &str, file: &Path) -> Result<()> {
+    let document: daftar_domain::DocumentId = document.parse()?;
+    let kind = daftar_store::DocKind::parse(kind).ok_or_else(|| anyhow::anyhow!("no document kind {kind:?}"))?;
+    let bytes = std::fs::read(file)?;
+    let ids = daftar_sync_driver::push_crafted(store, document, kind, &bytes)?;
+    if json {
+        print_json(&json!({ "pushed": ids }));
+    } else {
+        println!("Pushed envelope {}", ids.join(", "));
+    }
+    Ok(())
+}
+
 pub fn mfa(store: &Store, json: bool, command: &crate::MfaCommand) -> Result<()> {
     match command {
         crate::MfaCommand::Enroll { account, totp } => {

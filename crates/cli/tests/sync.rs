@@ -1349,3 +1349,61 @@ fn an_owner_hands_over_ownership_and_steps_down() {
         assert!(d.json(&["sync", "quarantine"]).as_array().unwrap().is_empty(), "nothing refused");
     }
 }
+
+/// A compression bomb sealed by a member (a modified client, security review F5): every device
+/// that pulls it refuses it before inflating it, records why, and moves past it, even with its
+/// address space capped far below what inflating it would take; what came after it arrives.
+#[test]
+fn a_compression_bomb_from_a_member_is_refused_recorded_and_passed_over() {
+    use std::io::Write;
+    let relay = Relay::start();
+    let (a, b, customer) = two_devices(&relay);
+    let invoice = b.json(&["invoice", "create", "--customer", &customer, "--line", "Flour|1|10"]);
+    let invoice = invoice["id"].as_str().unwrap().to_owned();
+    b.json(&["sync"]);
+    a.json(&["sync"]);
+    // A compressed change chunk (Automerge's type 2) holding 1 GiB of zeros deflated to ~1 MiB.
+    let zeros = vec![0u8; 1 << 20];
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..1024 {
+        deflate.write_all(&zeros).unwrap();
+    }
+    let deflated = deflate.finish().unwrap();
+    let mut bomb = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut length = deflated.len();
+    while length >= 0x80 {
+        bomb.push((length & 0x7f) as u8 | 0x80);
+        length >>= 7;
+    }
+    bomb.push(length as u8);
+    bomb.extend(&deflated);
+    let file = b.dir.path().join("bomb.bin");
+    std::fs::write(&file, &bomb).unwrap();
+    let pushed =
+        b.json(&["debug", "push-crafted", "--document", &invoice, "--kind", "invoice", file.to_str().unwrap()]);
+    let bomb_id = pushed["pushed"][0].as_str().unwrap().to_owned();
+    b.json(&["invoice", "edit", &invoice, "--add-line", "After the bomb|1|5"]);
+    b.json(&["sync"]);
+
+    // A pulls with 2 GiB of address space: inflating the bomb would need 1 GiB twice over.
+    let capped = || {
+        a.command_for("sh")
+            .args(["-c", "ulimit -v 2097152; exec \"$0\" --json sync", env!("CARGO_BIN_EXE_daftar")])
+            .output()
+            .unwrap()
+    };
+    let out = capped();
+    assert!(out.status.success(), "the sync survives the bomb: {}", String::from_utf8_lossy(&out.stderr));
+    let refused = a.json(&["sync", "refused"]);
+    let refused = refused.as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["envelope_id"], bomb_id.as_str());
+    let reason = refused[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("compression bomb") && reason.contains(&invoice), "the reason names it: {reason}");
+    let shown = a.json(&["invoice", "show", &invoice]);
+    assert_eq!(shown["lines"].as_array().unwrap().len(), 2, "what came after the bomb arrived: {shown}");
+    // The cursor moved past it: the next sync does not meet it again.
+    assert!(capped().status.success());
+    assert_eq!(a.json(&["sync", "refused"]).as_array().unwrap().len(), 1);
+    assert_eq!(a.json(&["store", "verify"])["ok"], true);
+}

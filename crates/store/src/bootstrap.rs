@@ -192,6 +192,7 @@ pub(crate) fn merge_prepared(
         .doc;
     let mut all: Vec<(DeviceId, Vec<u8>)> = Vec::new();
     if let Some(bytes) = &d.saved {
+        crate::inflation::check_received(d.document, "its save", bytes, crate::inflation::MAX_INFLATED_BYTES)?;
         let saved = Automerge::load(bytes)
             .map_err(|e| StoreError::Document { id: d.document, detail: format!("its save does not load: {e}") })?;
         for change in saved.get_changes(&[]) {
@@ -460,6 +461,16 @@ pub fn prepare_snapshot(documents: Vec<SnapshotDocument>, check: Option<ProofChe
 }
 
 fn prepare_documents(documents: Vec<SnapshotDocument>, check: Option<ProofCheck<'_>>) -> Result<Vec<PreparedDocument>> {
+    // Every save and change is measured before Automerge inflates it, each against its own
+    // limit and all of this thread's together against the part's (see `inflation`).
+    let mut budget = crate::inflation::MAX_PART_INFLATED_BYTES;
+    for d in &documents {
+        let saves = d.saved.iter().map(|bytes| ("its save", bytes));
+        for (what, bytes) in saves.chain(d.changes.iter().map(|c| ("a change", &c.bytes))) {
+            let limit = budget.min(crate::inflation::MAX_INFLATED_BYTES);
+            budget -= crate::inflation::check_received(d.document, what, bytes, limit)?;
+        }
+    }
     documents
         .into_iter()
         .map(|d| {

@@ -346,6 +346,9 @@ pub(crate) fn apply_one(
     judging: Judging<'_>,
 ) -> Result<bool> {
     let IncomingChange { document, kind, sender, bytes, role, sender_key, proof } = *incoming;
+    // Measured before Automerge inflates it: a compression bomb is refused like any change
+    // that does not decode, and the pull goes on past it.
+    crate::inflation::check_received(document, "a received change", bytes, crate::inflation::MAX_INFLATED_BYTES)?;
     let change = Change::from_bytes(bytes.to_vec()).map_err(|e| StoreError::Document {
         id: document,
         detail: format!("a received change does not decode: {e}"),

@@ -38,7 +38,7 @@ impl DocKind {
         }
     }
 
-    pub(crate) fn parse(text: &str) -> Option<DocKind> {
+    pub fn parse(text: &str) -> Option<DocKind> {
         match text {
             "settings" => Some(DocKind::Settings),
             "invoice" => Some(DocKind::Invoice),

@@ -345,3 +345,53 @@ fn compaction_reports_each_committed_batch_and_what_is_left() {
     assert_eq!(store.compact_with_progress(|_, _| {}).unwrap().documents, 0, "nothing left to fold");
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// A snapshot or backup part is measured before Automerge inflates anything in it (security
+/// review F5): a bomb in a document's save or in one of its changes, or a part whose documents
+/// together inflate past the part's budget, refuses the part and names the document.
+#[test]
+fn a_snapshot_part_with_a_compression_bomb_is_refused_before_inflating() {
+    use daftar_store::{MAX_INFLATED_BYTES, MAX_PART_INFLATED_BYTES, prepare_snapshot};
+    use daftar_sync::snapshot::{SnapshotChange, SnapshotDocument};
+    use std::io::Write;
+    /// A compressed change chunk of `mib` MiB of zeros.
+    fn zeros_chunk(mib: usize) -> Vec<u8> {
+        let zeros = vec![0u8; 1 << 20];
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        for _ in 0..mib {
+            deflate.write_all(&zeros).unwrap();
+        }
+        let deflated = deflate.finish().unwrap();
+        let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+        let mut length = deflated.len();
+        while length >= 0x80 {
+            chunk.push((length & 0x7f) as u8 | 0x80);
+            length >>= 7;
+        }
+        chunk.push(length as u8);
+        chunk.extend(deflated);
+        chunk
+    }
+    let document = |saved: Option<Vec<u8>>, change: Option<Vec<u8>>| SnapshotDocument {
+        document: daftar_domain::DocumentId::from_uuid(Uuid::now_v7()),
+        kind: 1,
+        saved,
+        changes: change
+            .map(|bytes| SnapshotChange { device: daftar_domain::DeviceId::from_uuid(Uuid::now_v7()), bytes })
+            .into_iter()
+            .collect(),
+        proofs: Vec::new(),
+    };
+    let over = (MAX_INFLATED_BYTES >> 20) as usize + 1;
+    for bomb in [document(Some(zeros_chunk(over)), None), document(None, Some(zeros_chunk(over)))] {
+        let id = bomb.document;
+        let refused = prepare_snapshot(vec![bomb], None).unwrap_err().to_string();
+        assert!(refused.contains("compression bomb") && refused.contains(&id.to_string()), "{refused}");
+    }
+    // Each under the limit, together past the part's budget.
+    let each = (MAX_INFLATED_BYTES >> 20) as usize - 4;
+    let count = (MAX_PART_INFLATED_BYTES >> 20) as usize / each + 1;
+    let part: Vec<_> = (0..count).map(|_| document(None, Some(zeros_chunk(each)))).collect();
+    let refused = prepare_snapshot(part, None).unwrap_err().to_string();
+    assert!(refused.contains("compression bomb"), "{refused}");
+}

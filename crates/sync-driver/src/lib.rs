@@ -385,6 +385,34 @@ fn round(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
     Ok(device.reports)
 }
 
+/// Test support, in debug builds only: seals `bytes` as a change of `document` (of `kind`),
+/// signed by this device under the current epoch, and pushes it to every relay, without
+/// decoding, storing or checking it: what a modified client can send. Tests use it to show that
+/// receiving devices refuse what no honest client makes (a compression bomb, a forged change).
+/// Returns the envelope ids.
+#[cfg(debug_assertions)]
+pub fn push_crafted(
+    store: &Store,
+    document: daftar_domain::DocumentId,
+    kind: DocKind,
+    bytes: &[u8],
+) -> Result<Vec<String>, SyncError> {
+    let (device, _) = Device::new(store)?;
+    let sealer = Sealer {
+        workspace: device.info.workspace_id,
+        sender: device.info.device_id,
+        epoch: device.epoch,
+        epoch_key: &device.epoch_key,
+        signing_key: &device.key,
+    };
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let sealed = sealer.seal(document, kind.code(), bytes)?;
+    for relay in 0..device.urls.len() {
+        device.client(relay)?.push(device.info.workspace_id, &[(id.clone(), sealed.clone())])?;
+    }
+    Ok(vec![id])
+}
+
 /// Makes a snapshot for every relay now (`daftar sync snapshot`), after a round so that it
 /// covers as much of the log as possible.
 pub fn make_snapshots(store: &mut Store) -> Result<Vec<SnapshotReport>, SyncError> {

@@ -1,0 +1,293 @@
+//! How large Automerge bytes become once inflated, measured before Automerge sees them.
+//!
+//! Automerge keeps changes and saved documents in chunks whose contents (a compressed change) or
+//! columns (a saved document) may be deflated, and inflates them with no limit when it parses
+//! them. A few MiB of deflated zeros inflate to gigabytes: one such change, sealed by any
+//! member, would abort every device that pulls it, at every start, before the pull cursor
+//! moves (security review F5). So every change and document that arrives from elsewhere (a
+//! relay, a snapshot, a backup) is walked here first: the chunk headers and column layouts are
+//! read, every deflated region is inflated into a counter (never into memory), and bytes that
+//! would inflate past [`MAX_INFLATED_BYTES`] are refused with the reason. What Automerge then
+//! parses is bounded.
+//!
+//! The format is Automerge's binary storage format: a sequence of chunks, each `magic (4) |
+//! checksum (4) | type (1) | uleb128 length | contents`; type 0 is a document (actors, heads, the
+//! change and op column layouts, the columns, head indices), type 1 a change (whose columns are
+//! never deflated: Automerge refuses that), type 2 a change whose whole contents are deflated.
+
+use std::io::Read;
+
+/// The most any change or saved document may inflate to. A record's document is a few KiB to a
+/// few hundred KiB; a change is at most 16 MiB before sealing (`MAX_CHANGE_BYTES`).
+pub const MAX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most the documents of one snapshot or backup part (up to 512 documents) may inflate to
+/// together, per thread preparing them: what a bootstrap holds in memory at once stays bounded.
+pub const MAX_PART_INFLATED_BYTES: u64 = 256 * 1024 * 1024;
+
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const HASH_LEN: usize = 32;
+/// The bit of a column specification that says the column is deflated.
+const DEFLATE_BIT: u64 = 0b1000;
+
+/// Bytes that are not a well-formed chunk sequence, or that inflate past the limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InflationError {
+    #[error("it would inflate to more than {limit} bytes (a compression bomb)")]
+    TooLarge { limit: u64 },
+    #[error("it is not Automerge data: {0}")]
+    Malformed(&'static str),
+}
+
+/// The size the chunks in `bytes` inflate to, refusing them past `limit` bytes (counted over
+/// all chunks together). Reads the bytes once and holds no more than a small buffer.
+pub fn inflated_size(bytes: &[u8], limit: u64) -> Result<u64, InflationError> {
+    let mut input = Cursor { bytes, at: 0 };
+    let mut total = 0u64;
+    while !input.is_empty() {
+        if input.take(4)? != MAGIC {
+            return Err(InflationError::Malformed("a chunk does not start with Automerge's magic bytes"));
+        }
+        input.take(4)?; // checksum
+        let kind = input.take(1)?[0];
+        let length = input.uleb()?;
+        let contents = input.take(usize::try_from(length).map_err(|_| too_long())?)?;
+        let budget = limit.saturating_sub(total);
+        total += match kind {
+            0 => document_size(contents, budget),
+            1 => Ok(contents.len() as u64),
+            2 => inflate_counting(contents, budget),
+            _ => Err(InflationError::Malformed("a chunk of unknown type")),
+        }
+        // What was over is the whole: name the caller's limit, not what was left of it.
+        .map_err(|e| match e {
+            InflationError::TooLarge { .. } => InflationError::TooLarge { limit },
+            malformed => malformed,
+        })?;
+        if total > limit {
+            return Err(InflationError::TooLarge { limit });
+        }
+    }
+    Ok(total)
+}
+
+/// A document chunk's size with each deflated column counted inflated.
+fn document_size(contents: &[u8], budget: u64) -> Result<u64, InflationError> {
+    let mut input = Cursor { bytes: contents, at: 0 };
+    for _ in 0..input.uleb()? {
+        let actor = input.uleb()?;
+        input.take(usize::try_from(actor).map_err(|_| too_long())?)?;
+    }
+    let heads = input.uleb()?;
+    input.take(usize::try_from(heads).ok().and_then(|h| h.checked_mul(HASH_LEN)).ok_or_else(too_long)?)?;
+    let mut columns = Vec::new();
+    for _ in 0..2 {
+        // The change columns' layout, then the op columns'.
+        for _ in 0..input.uleb()? {
+            columns.push((input.uleb()?, input.uleb()?));
+        }
+    }
+    let mut size = input.at as u64;
+    for (spec, length) in columns {
+        let data = input.take(usize::try_from(length).map_err(|_| too_long())?)?;
+        size += if spec & DEFLATE_BIT != 0 {
+            inflate_counting(data, budget.saturating_sub(size))?
+        } else {
+            data.len() as u64
+        };
+        if size > budget {
+            return Err(InflationError::TooLarge { limit: budget });
+        }
+    }
+    // The head indices that follow are plain.
+    Ok(size + (contents.len() - input.at) as u64)
+}
+
+/// How many bytes `deflated` inflates to, stopping (with an error) one byte past `budget`.
+fn inflate_counting(deflated: &[u8], budget: u64) -> Result<u64, InflationError> {
+    let mut inflater = flate2::bufread::DeflateDecoder::new(deflated).take(budget.saturating_add(1));
+    let inflated = std::io::copy(&mut inflater, &mut std::io::sink())
+        .map_err(|_| InflationError::Malformed("a deflated part does not inflate"))?;
+    if inflated > budget {
+        return Err(InflationError::TooLarge { limit: budget });
+    }
+    Ok(inflated)
+}
+
+/// Refuses received `bytes` (`what`: "a received change", "its save") of `document` that are
+/// not Automerge data or would inflate past `limit`; returns their inflated size.
+pub(crate) fn check_received(
+    document: daftar_domain::DocumentId,
+    what: &str,
+    bytes: &[u8],
+    limit: u64,
+) -> crate::Result<u64> {
+    inflated_size(bytes, limit)
+        .map_err(|e| crate::StoreError::Document { id: document, detail: format!("{what} was refused: {e}") })
+}
+
+fn too_long() -> InflationError {
+    InflationError::Malformed("a length longer than the data")
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn is_empty(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InflationError> {
+        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(too_long)?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    /// An unsigned LEB128 number of at most 64 bits.
+    fn uleb(&mut self) -> Result<u64, InflationError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            let part = u64::from(byte & 0x7f);
+            if shift == 63 && part > 1 {
+                return Err(InflationError::Malformed("a number longer than 64 bits"));
+            }
+            value |= part << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(InflationError::Malformed("a number longer than 64 bits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    fn deflate(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn uleb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn chunk(kind: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend([0, 0, 0, 0, kind]);
+        uleb(contents.len() as u64, &mut out);
+        out.extend(contents);
+        out
+    }
+
+    /// A document with text long enough that Automerge deflates some of its columns.
+    fn document() -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        for n in 0..200 {
+            doc.put(ROOT, format!("field {n}"), "a value repeated to give the columns some length ".repeat(4)).unwrap();
+            doc.commit();
+        }
+        doc
+    }
+
+    #[test]
+    fn real_changes_and_documents_measure_and_pass() {
+        let mut doc = document();
+        let saved = doc.save();
+        let size = inflated_size(&saved, MAX_INFLATED_BYTES).unwrap();
+        assert!(size > saved.len() as u64, "a saved document has deflated columns ({size} vs {})", saved.len());
+        for change in doc.get_changes(&[]) {
+            let mut change = change.clone();
+            let bytes = change.bytes();
+            assert!(inflated_size(&bytes, MAX_INFLATED_BYTES).unwrap() >= bytes.len() as u64 - 16);
+        }
+        // Several chunks in one buffer (a document then incremental changes) count together.
+        let mut both = saved.clone();
+        doc.put(ROOT, "later", 1).unwrap();
+        both.extend(doc.save_incremental());
+        assert!(inflated_size(&both, MAX_INFLATED_BYTES).unwrap() > size);
+        assert!(matches!(inflated_size(&both, size), Err(InflationError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_compressed_change_bomb_is_refused_without_inflating_it() {
+        // 256 MiB of zeros, deflated to about 256 KiB.
+        let zeros = vec![0u8; 1 << 20];
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..256 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = chunk(2, &encoder.finish().unwrap());
+        assert!(bomb.len() < 1 << 20);
+        assert_eq!(
+            inflated_size(&bomb, MAX_INFLATED_BYTES),
+            Err(InflationError::TooLarge { limit: MAX_INFLATED_BYTES })
+        );
+        assert_eq!(inflated_size(&bomb, 300 << 20), Ok(256 << 20), "measured, not guessed");
+    }
+
+    #[test]
+    fn a_document_with_a_deflated_column_bomb_is_refused() {
+        let column = deflate(&vec![0u8; 100 << 20]);
+        let mut contents = Vec::new();
+        uleb(0, &mut contents); // actors
+        uleb(0, &mut contents); // heads
+        uleb(1, &mut contents); // one change column…
+        uleb((1 << 4) | DEFLATE_BIT, &mut contents); // …deflated
+        uleb(column.len() as u64, &mut contents);
+        uleb(0, &mut contents); // no op columns
+        contents.extend(&column);
+        let bomb = chunk(0, &contents);
+        assert_eq!(
+            inflated_size(&bomb, MAX_INFLATED_BYTES),
+            Err(InflationError::TooLarge { limit: MAX_INFLATED_BYTES })
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_named_not_panicked_on() {
+        let saved = document().save();
+        for cut in [1, 4, 9, saved.len() / 2, saved.len() - 1] {
+            assert!(
+                matches!(inflated_size(&saved[..cut], MAX_INFLATED_BYTES), Err(InflationError::Malformed(_))),
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(inflated_size(b"not automerge", MAX_INFLATED_BYTES), Err(InflationError::Malformed(_))));
+        assert!(matches!(inflated_size(&chunk(7, b""), MAX_INFLATED_BYTES), Err(InflationError::Malformed(_))));
+        // A length of 2^64 - 1 and an eleven-byte number.
+        let mut huge = MAGIC.to_vec();
+        huge.extend([0, 0, 0, 0, 1]);
+        huge.extend([0xff; 9]);
+        huge.push(0x01);
+        assert!(matches!(inflated_size(&huge, MAX_INFLATED_BYTES), Err(InflationError::Malformed(_))));
+        let mut long = MAGIC.to_vec();
+        long.extend([0, 0, 0, 0, 1]);
+        long.extend([0x80; 11]);
+        assert!(matches!(inflated_size(&long, MAX_INFLATED_BYTES), Err(InflationError::Malformed(_))));
+        assert!(matches!(
+            inflated_size(&chunk(2, b"\xff\xff not deflate"), MAX_INFLATED_BYTES),
+            Err(InflationError::Malformed(_))
+        ));
+    }
+}
