@@ -56,7 +56,7 @@ pub use error::{Result, StoreError};
 pub use events::{DeviceEvent, DeviceEvents, events_id};
 pub use exchange::{IncomingChange, OutgoingChange, RefusedEnvelope, RelayStatus};
 pub use history::FieldChange;
-pub use inflation::{InflationError, MAX_INFLATED_BYTES, MAX_PART_INFLATED_BYTES, inflated_size};
+pub use inflation::{InflationError, MAX_COLUMN_ROWS, MAX_INFLATED_BYTES, MAX_PART_INFLATED_BYTES, inflated_size};
 pub use invoices::{
     DiscountInput, DraftContent, InvoiceEdit, InvoiceQuery, InvoiceSort, InvoiceSummary, LineInput, NewInvoice,
 };
