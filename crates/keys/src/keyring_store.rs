@@ -30,15 +30,18 @@ fn entry(account: &str) -> Result<keyring::Entry, KeyError> {
     keyring::Entry::new(SERVICE, account).map_err(|e| map_error(e, account))
 }
 
-/// Runs a keyring call, retrying twice when the Secret Service is briefly unavailable (for
-/// example while D-Bus restarts it). Missing entries and refusals are not retried.
+/// Runs a keyring call, retrying for about three seconds when the Secret Service is briefly
+/// unavailable: while D-Bus restarts it, or while gnome-keyring reloads a keyring file another
+/// of its processes wrote (item paths found by a search then vanish: "Object does not exist").
+/// Both have been seen to outlast half a second on a loaded machine. Missing entries and
+/// refusals are not retried.
 fn with_retry<T>(mut call: impl FnMut() -> Result<T, KeyError>) -> Result<T, KeyError> {
     let mut delay = std::time::Duration::from_millis(100);
-    for _ in 0..2 {
+    for _ in 0..5 {
         match call() {
             Err(KeyError::KeyringUnavailable { .. }) => {
                 std::thread::sleep(delay);
-                delay *= 3;
+                delay *= 2;
             }
             other => return other,
         }
