@@ -41,16 +41,14 @@ function check(condition, message) {
 /** One office machine: its own D-Bus session, keyring, data directory and tauri-driver. */
 function machine(port) {
   const home = mkdtempSync(join(tmpdir(), "daftar-app-e2e-"));
-  // As in scripts/test: a keyring daemon that D-Bus restarts comes back unlocked.
+  // As in scripts/test: D-Bus starts the keyring daemon on first use, unlocked (and again,
+  // unlocked, if it ever leaves the bus); never a second one by hand racing that activation.
   mkdirSync(join(home, "xdg/dbus-1/services"), { recursive: true });
   writeFileSync(
     join(home, "xdg/dbus-1/services/org.freedesktop.secrets.service"),
     '[D-BUS Service]\nName=org.freedesktop.secrets\nExec=/bin/sh -c "printf pw | exec gnome-keyring-daemon --unlock --components=secrets --foreground"\n',
   );
-  const script = [
-    "printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null",
-    `exec ${JSON.stringify(driver)} --port ${port} --native-port ${port + 1}`,
-  ].join("; ");
+  const script = `exec ${JSON.stringify(driver)} --port ${port} --native-port ${port + 1}`;
   const child = spawn("dbus-run-session", ["--", "sh", "-c", script], {
     env: {
       ...process.env,
