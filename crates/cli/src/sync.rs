@@ -437,11 +437,11 @@ pub fn push_crafted(store: &Store, json: bool, document: &str, kind: &str, file:
     let document: daftar_domain::DocumentId = document.parse()?;
     let kind = daftar_store::DocKind::parse(kind).ok_or_else(|| anyhow::anyhow!("no document kind {kind:?}"))?;
     let bytes = std::fs::read(file)?;
-    let ids = daftar_sync_driver::push_crafted(store, document, kind, &bytes)?;
+    let id = daftar_sync_driver::push_crafted(store, document, kind, &bytes)?;
     if json {
-        print_json(&json!({ "pushed": ids }));
+        print_json(&json!({ "pushed": id }));
     } else {
-        println!("Pushed envelope {}", ids.join(", "));
+        println!("Pushed envelope {id}");
     }
     Ok(())
 }

@@ -1381,7 +1381,7 @@ fn a_compression_bomb_from_a_member_is_refused_recorded_and_passed_over() {
     std::fs::write(&file, &bomb).unwrap();
     let pushed =
         b.json(&["debug", "push-crafted", "--document", &invoice, "--kind", "invoice", file.to_str().unwrap()]);
-    let bomb_id = pushed["pushed"][0].as_str().unwrap().to_owned();
+    let bomb_id = pushed["pushed"].as_str().unwrap().to_owned();
     b.json(&["invoice", "edit", &invoice, "--add-line", "After the bomb|1|5"]);
     b.json(&["sync"]);
 

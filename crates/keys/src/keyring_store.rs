@@ -31,10 +31,9 @@ fn entry(account: &str) -> Result<keyring::Entry, KeyError> {
 }
 
 /// Runs a keyring call, retrying for about three seconds when the Secret Service is briefly
-/// unavailable: while D-Bus restarts it, or while gnome-keyring reloads a keyring file another
-/// of its processes wrote (item paths found by a search then vanish: "Object does not exist").
-/// Both have been seen to outlast half a second on a loaded machine. Missing entries and
-/// refusals are not retried.
+/// unavailable, for example while D-Bus starts it again after it left the bus (gnome-keyring
+/// aborts when a client dies in the middle of opening a session): on a loaded machine that has
+/// been seen to outlast half a second. Missing entries and refusals are not retried.
 fn with_retry<T>(mut call: impl FnMut() -> Result<T, KeyError>) -> Result<T, KeyError> {
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {

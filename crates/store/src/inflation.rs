@@ -86,11 +86,9 @@ pub fn inflated_size(bytes: &[u8], limit: u64) -> Result<u64, InflationError> {
 fn document_size(contents: &[u8], budget: u64) -> Result<u64, InflationError> {
     let mut input = Cursor { bytes: contents, at: 0 };
     for _ in 0..input.uleb()? {
-        let actor = input.uleb()?;
-        input.take(usize::try_from(actor).map_err(|_| too_long())?)?;
+        input.prefixed()?; // actors
     }
-    let heads = input.uleb()?;
-    input.take(usize::try_from(heads).ok().and_then(|h| h.checked_mul(HASH_LEN)).ok_or_else(too_long)?)?;
+    input.hashes()?; // heads
     let mut columns = Vec::new();
     for _ in 0..2 {
         // The change columns' layout, then the op columns'.
@@ -132,8 +130,7 @@ fn inflate_bounded(deflated: &[u8], budget: u64) -> Result<Vec<u8>, InflationErr
 /// Checks the op columns of a change chunk's contents (after its header fields).
 fn change_columns(contents: &[u8]) -> Result<(), InflationError> {
     let mut input = Cursor { bytes: contents, at: 0 };
-    let deps = input.uleb()?;
-    input.take(usize::try_from(deps).ok().and_then(|d| d.checked_mul(HASH_LEN)).ok_or_else(too_long)?)?;
+    input.hashes()?; // deps
     input.prefixed()?; // actor
     input.uleb()?; // seq
     input.uleb()?; // start op
@@ -245,6 +242,12 @@ impl<'a> Cursor<'a> {
         let taken = &self.bytes[self.at..end];
         self.at = end;
         Ok(taken)
+    }
+
+    /// A count of change hashes, then the hashes.
+    fn hashes(&mut self) -> Result<&'a [u8], InflationError> {
+        let count = self.uleb()?;
+        self.take(usize::try_from(count).ok().and_then(|c| c.checked_mul(HASH_LEN)).ok_or_else(too_long)?)
     }
 
     /// A length-prefixed byte string.

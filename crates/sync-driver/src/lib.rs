@@ -389,14 +389,14 @@ fn round(store: &mut Store) -> Result<Vec<RelayReport>, SyncError> {
 /// signed by this device under the current epoch, and pushes it to every relay, without
 /// decoding, storing or checking it: what a modified client can send. Tests use it to show that
 /// receiving devices refuse what no honest client makes (a compression bomb, a forged change).
-/// Returns the envelope ids.
+/// Returns the envelope's id.
 #[cfg(debug_assertions)]
 pub fn push_crafted(
     store: &Store,
     document: daftar_domain::DocumentId,
     kind: DocKind,
     bytes: &[u8],
-) -> Result<Vec<String>, SyncError> {
+) -> Result<String, SyncError> {
     let (device, _) = Device::new(store)?;
     let sealer = Sealer {
         workspace: device.info.workspace_id,
@@ -410,7 +410,7 @@ pub fn push_crafted(
     for relay in 0..device.urls.len() {
         device.client(relay)?.push(device.info.workspace_id, &[(id.clone(), sealed.clone())])?;
     }
-    Ok(vec![id])
+    Ok(id)
 }
 
 /// Makes a snapshot for every relay now (`daftar sync snapshot`), after a round so that it
